@@ -28,17 +28,21 @@ def create_app(
     verifier: TokenVerifier,
     settings: GatewaySettings | None = None,
     upstream_timeout: float = 600.0,
+    http: httpx.AsyncClient | None = None,
 ) -> Starlette:
-    # Generation can be slow to start under load; only connecting must be quick.
-    timeout = httpx.Timeout(upstream_timeout, connect=5.0)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-    http = httpx.AsyncClient(timeout=timeout, limits=limits)
+    """The gateway app; `http` is the client for engines (tests pass one with a scripted transport)."""
+    if http is None:
+        # Generation can be slow to start under load; only connecting must be quick.
+        timeout = httpx.Timeout(upstream_timeout, connect=5.0)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        http = httpx.AsyncClient(timeout=timeout, limits=limits)
+    gateway_http = http
     gateway = Gateway(pools, verifier, http, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await http.aclose()
+        await gateway_http.aclose()
 
     routes = [
         Route("/health", gateway.health, methods=["GET"]),

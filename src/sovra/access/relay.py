@@ -88,7 +88,7 @@ async def _relay_chunks(upstream: httpx.Response) -> AsyncIterator[bytes]:
     """Chunks as they arrive. When the client goes away this generator is closed, and so is the
     upstream connection, which makes the engine stop generating."""
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.aiter_bytes():
             yield chunk
     except httpx.HTTPError:
         return  # the engine broke off mid-stream; the status line is already sent

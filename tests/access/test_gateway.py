@@ -1,0 +1,227 @@
+"""The gateway's own logic against a scripted upstream (httpx MockTransport), not a real engine."""
+
+import json
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from sovra.access.app import create_app
+from sovra.access.auth import TokenVerifier
+from sovra.access.gateway import GatewaySettings
+from sovra.inference.pool import ReplicaPool
+from sovra.inference.process import Replica, ReplicaState
+
+TOKEN = "sk-test-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+Handler = Callable[[httpx.Request], httpx.Response]
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Chunks(httpx.AsyncByteStream):
+    """A response body that arrives in pieces, split at awkward places."""
+
+    def __init__(self, text: str, size: int = 7) -> None:
+        self.data = text.encode()
+        self.size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.data), self.size):
+            yield self.data[start : start + self.size]
+
+
+def sse(text: str) -> httpx.Response:
+    return httpx.Response(200, stream=Chunks(text), headers={"content-type": "text/event-stream"})
+
+
+class ScriptedUpstream:
+    """Answers like llama-server would, and remembers what it was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[httpx.Request] = []
+        self.unreachable: set[int] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if request.url.port in self.unreachable:
+            raise httpx.ConnectError("connection refused", request=request)
+        body = json.loads(request.content)
+        if request.url.path == "/infill":
+            if body["stream"]:
+                events = [
+                    {"content": "a", "stop": False},
+                    {
+                        "content": "b",
+                        "stop": True,
+                        "stop_type": "limit",
+                        "tokens_evaluated": 7,
+                        "tokens_predicted": 2,
+                    },
+                ]
+                return sse("".join(f"data: {json.dumps(e)}\n\n" for e in events))
+            result = {"content": "+ b", "stop_type": "eos", "tokens_evaluated": 9, "tokens_predicted": 2}
+            return httpx.Response(200, json=result)
+        if body.get("stream"):
+            return sse('data: {"x":1}\n\ndata: [DONE]\n\n')
+        return httpx.Response(
+            200, json={"object": "chat.completion", "model": body["model"], "port": request.url.port}
+        )
+
+
+def replica(port: int, state: ReplicaState = ReplicaState.READY) -> Replica:
+    return Replica("m", port, port=port, state=state)
+
+
+def client(
+    upstream: ScriptedUpstream, pools: dict[str, ReplicaPool], max_body: int = 4096
+) -> httpx.AsyncClient:
+    engines = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
+    app = create_app(pools, verifier, GatewaySettings(max_body_bytes=max_body), http=engines)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
+
+
+@pytest.fixture
+def upstream() -> ScriptedUpstream:
+    return ScriptedUpstream()
+
+
+@pytest.fixture
+async def gateway(upstream: ScriptedUpstream) -> AsyncIterator[httpx.AsyncClient]:
+    pools = {
+        "m": ReplicaPool("m", [replica(1001), replica(1002)]),
+        "down": ReplicaPool("down", [replica(1003, ReplicaState.STARTING)]),
+    }
+    async with client(upstream, pools) as http:
+        yield http
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"] and error["type"]
+
+
+async def test_tokens_are_required_and_checked(gateway: httpx.AsyncClient) -> None:
+    body = {"model": "m", "messages": []}
+    assert_error(await gateway.post("/v1/chat/completions", json=body), 401, "invalid_api_key")
+    wrong = {"authorization": "Bearer sk-nope"}
+    assert_error(await gateway.post("/v1/chat/completions", json=body, headers=wrong), 401, "invalid_api_key")
+    assert_error(await gateway.get("/v1/models"), 401, "invalid_api_key")
+    ok = await gateway.post("/v1/chat/completions", json=body, headers={"x-api-key": TOKEN})
+    assert ok.status_code == 200
+
+
+async def test_malformed_requests_are_400(gateway: httpx.AsyncClient) -> None:
+    post = gateway.post
+    assert_error(await post("/v1/chat/completions", content=b"{nope", headers=AUTH), 400, "invalid_json")
+    assert_error(await post("/v1/chat/completions", content=b"[1]", headers=AUTH), 400, "invalid_json")
+    assert_error(
+        await post("/v1/chat/completions", json={"messages": []}, headers=AUTH), 400, "model_required"
+    )
+
+
+async def test_unknown_models_and_routes_are_404(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post("/v1/chat/completions", json={"model": "gpt-9"}, headers=AUTH)
+    assert_error(response, 404, "model_not_found")
+    assert "gpt-9" in response.json()["error"]["message"]
+    assert_error(await gateway.get("/v1/nothing", headers=AUTH), 404, "not_found")
+
+
+async def test_oversized_bodies_are_413(gateway: httpx.AsyncClient) -> None:
+    body = {"model": "m", "prompt": "x" * 5000}
+    assert_error(await gateway.post("/v1/completions", json=body, headers=AUTH), 413, "request_too_large")
+
+
+async def test_the_header_wins_and_the_engine_sees_its_own_name(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream
+) -> None:
+    headers = {**AUTH, "x-ai-eg-model": "m"}
+    response = await gateway.post(
+        "/v1/chat/completions", json={"model": "whatever", "messages": []}, headers=headers
+    )
+    assert response.status_code == 200
+    assert json.loads(upstream.seen[-1].content)["model"] == "m"
+
+
+async def test_round_robin_over_ready_replicas_only(gateway: httpx.AsyncClient) -> None:
+    ports = [
+        (await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)).json()["port"]
+        for _ in range(4)
+    ]
+    assert sorted(ports) == [1001, 1001, 1002, 1002]
+    response = await gateway.post("/v1/chat/completions", json={"model": "down"}, headers=AUTH)
+    assert_error(response, 503, "model_unavailable")
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_an_unreachable_replica_is_retried_once_elsewhere(upstream: ScriptedUpstream) -> None:
+    upstream.unreachable = {1001}
+    async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
+        for _ in range(2):
+            response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+            assert response.json()["port"] == 1002
+    upstream.unreachable = {1001, 1002}
+    async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
+        response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+        assert_error(response, 502, "upstream_unreachable")
+
+
+async def test_streams_are_relayed_byte_for_byte(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text == 'data: {"x":1}\n\ndata: [DONE]\n\n'
+
+
+async def test_suffix_goes_to_infill_and_comes_back_as_a_completion(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream
+) -> None:
+    body = {"model": "m", "prompt": "def f(", "suffix": "):\n", "max_tokens": 5, "temperature": 0}
+    response = await gateway.post("/v1/completions", json=body, headers=AUTH)
+    sent = upstream.seen[-1]
+    assert sent.url.path == "/infill"
+    assert json.loads(sent.content) == {
+        "input_prefix": "def f(", "input_suffix": "):\n", "n_predict": 5, "stream": False, "temperature": 0,
+    }  # fmt: skip
+    completion = response.json()
+    assert completion["object"] == "text_completion" and completion["model"] == "m"
+    assert completion["choices"][0]["text"] == "+ b"
+    assert completion["choices"][0]["finish_reason"] == "stop"
+    assert completion["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+
+
+async def test_streamed_infill_becomes_completion_chunks(gateway: httpx.AsyncClient) -> None:
+    body = {
+        "model": "m",
+        "prompt": "a",
+        "suffix": "b",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    response = await gateway.post("/v1/completions", json=body, headers=AUTH)
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert [c["choices"][0]["text"] for c in chunks[:2]] == ["a", "b"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:2]] == [None, "length"]
+    assert chunks[2]["choices"] == [] and chunks[2]["usage"]["total_tokens"] == 9
+
+
+async def test_suffix_with_a_list_prompt_is_refused(gateway: httpx.AsyncClient) -> None:
+    body = {"model": "m", "prompt": ["a", "b"], "suffix": "c"}
+    assert_error(await gateway.post("/v1/completions", json=body, headers=AUTH), 400, "invalid_prompt")
+
+
+async def test_models_and_health_describe_the_catalog(gateway: httpx.AsyncClient) -> None:
+    models = (await gateway.get("/v1/models", headers=AUTH)).json()
+    assert [m["id"] for m in models["data"]] == ["m", "down"]
+    health = await gateway.get("/health")
+    assert health.status_code == 503  # "down" has no ready replica
+    assert health.json()["services"]["m"] == {"ready": 2, "replicas": 2}

@@ -1,0 +1,106 @@
+"""`sovra up` with the real llama-server and SmolLM2, driven by the official OpenAI SDK."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import TOKEN, RunningPlatform
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def client(platform: RunningPlatform) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=TOKEN, max_retries=0)
+
+
+def test_models_lists_the_catalog(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2"]
+
+
+def test_chat_completion(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        max_tokens=12,
+        temperature=0,
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 5
+
+
+def test_chat_completion_streams_chunk_by_chunk(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Count from one to five."}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+    )
+    pieces = [
+        chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content
+    ]
+    assert len(pieces) >= 5  # token by token, not one buffered blob
+    assert "".join(pieces).strip()
+
+
+def test_the_header_routes_like_envoy_ai_gateway(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="anything",
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=4,
+        extra_headers={"x-ai-eg-model": "smollm2"},
+    )
+    assert reply.choices[0].message.content is not None
+
+
+def test_completion_with_suffix_reaches_the_engine(client: openai.OpenAI) -> None:
+    prefix = "def add(a, b):\n    return "
+    short = client.completions.create(
+        model="smollm2", prompt=prefix, suffix="\n", max_tokens=4, temperature=0
+    )
+    long_suffix = "\n\n" + "\n".join(f"assert add({i}, {i}) == {2 * i}" for i in range(10)) + "\n"
+    long = client.completions.create(
+        model="smollm2", prompt=prefix, suffix=long_suffix, max_tokens=4, temperature=0
+    )
+    assert short.object == "text_completion" and long.choices[0].finish_reason in ("stop", "length")
+    assert short.usage is not None and long.usage is not None
+    # The engine counted the suffix's tokens: it was in the FIM prompt it evaluated.
+    assert long.usage.prompt_tokens - short.usage.prompt_tokens >= 40
+
+
+def test_completion_with_suffix_streams(client: openai.OpenAI) -> None:
+    stream = client.completions.create(
+        model="smollm2",
+        prompt="x = ",
+        suffix="\n",
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+
+
+def test_a_wrong_token_is_401(platform: RunningPlatform) -> None:
+    bad = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        bad.models.list()
+    assert caught.value.status_code == 401
+
+
+def test_an_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert "gpt-4o" in str(caught.value)
+
+
+def test_malformed_json_is_400(platform: RunningPlatform) -> None:
+    response = httpx.post(
+        f"{platform.base_url}/v1/chat/completions",
+        content=b'{"model": "smollm2", "messages": [',
+        headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
