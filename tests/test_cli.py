@@ -1,0 +1,64 @@
+"""The command line: clear `file: field: reason` errors and exit codes, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+
+from sovra.cli import main
+from tests.conftest import CATALOG
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_validate_accepts_the_repository_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", "-f", str(CATALOG))
+    assert code == 0
+    assert out.strip() == "ok: 1 InferenceService(s): smollm2"
+
+
+def test_validate_names_file_field_and_reason(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: sovra.dev/v1alpha1\nkind: InferenceService\nmetadata: {name: x}\n"
+        "spec:\n  model: {repository: o/m}\n  scaling: {minReplicas: 3, maxReplicas: 2}\n"
+        "  engineArgs: ['--served-model-name=y']\n"
+    )
+    code, _, err = run(capsys, "validate", "-f", str(bad))
+    assert code == 2
+    assert f"error: {bad}: spec.scaling: minReplicas (3) > maxReplicas (2)" in err
+    assert f"error: {bad}: spec.engineArgs: --served-model-name is managed by Sovra" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_platform_config_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text("listen: {host: 0.0.0.0, port: 99999}\nauth: {disabled: true}\n")
+    code, _, err = run(capsys, "validate", "-f", str(CATALOG), "-c", str(config))
+    assert code == 2
+    assert f"{config}: listen.port: Input should be less than or equal to 65535" in err
+
+
+def test_open_access_is_refused_off_loopback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text("listen: {host: 0.0.0.0}\nauth: {disabled: true}\n")
+    code, _, err = run(capsys, "validate", "-f", str(CATALOG), "-c", str(config))
+    assert code == 2
+    assert "auth.disabled is only allowed on a loopback address, not 0.0.0.0" in err
+
+
+def test_up_refuses_no_auth_on_a_public_address(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "up", "-f", str(CATALOG), "--host", "0.0.0.0", "--no-auth")
+    assert code == 2
+    assert "--no-auth: only allowed on a loopback address" in err
+
+
+def test_token_entries_need_exactly_one_source(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text("auth:\n  tokens:\n    - {name: ci}\n")
+    code, _, err = run(capsys, "validate", "-f", str(CATALOG), "-c", str(config))
+    assert code == 2
+    assert "auth.tokens.0: give exactly one of sha256 or env" in err
