@@ -69,7 +69,17 @@ async def first_answer(client: httpx.AsyncClient, base: str, deadline: float) ->
     raise RuntimeError("no answer before the deadline")
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, tokens: int) -> Sample:
+async def one_stream(client: httpx.AsyncClient, url: str, tokens: int, dropped: list[str]) -> Sample:
+    """One streamed request; llama-server at times drops a reused keep-alive connection before
+    answering, so (like the gateway) retry once on a fresh one, and note it."""
+    try:
+        return await _stream(client, url, tokens)
+    except httpx.RemoteProtocolError:
+        dropped.append(url)
+        return await _stream(client, url, tokens)
+
+
+async def _stream(client: httpx.AsyncClient, url: str, tokens: int) -> Sample:
     body = {"model": "smollm2", "messages": PROMPT, "max_tokens": tokens, "temperature": 0,
             "ignore_eos": True, "stream": True}  # fmt: skip
     started = time.perf_counter()
@@ -91,17 +101,23 @@ async def one_stream(client: httpx.AsyncClient, url: str, tokens: int) -> Sample
 async def compare(direct: str, gateway: str, rounds: int, tokens: int, concurrency: int) -> None:
     headers = {"authorization": f"Bearer {TOKEN}"}
     samples: dict[str, list[Sample]] = {"direct": [], "gateway": []}
+    dropped: list[str] = []
     async with httpx.AsyncClient(timeout=120, headers=headers) as client:
         for base in (direct, gateway):  # warm both paths
-            await one_stream(client, f"{base}/v1/chat/completions", 8)
+            await one_stream(client, f"{base}/v1/chat/completions", 8, dropped)
         for round_ in range(rounds):
             order = [("direct", direct), ("gateway", gateway)]
             for target, base in order if round_ % 2 == 0 else order[::-1]:
                 batch = await asyncio.gather(
-                    *(one_stream(client, f"{base}/v1/chat/completions", tokens) for _ in range(concurrency))
+                    *(
+                        one_stream(client, f"{base}/v1/chat/completions", tokens, dropped)
+                        for _ in range(concurrency)
+                    )
                 )
                 samples[target] += batch
     report(f"{concurrency} concurrent stream(s), {tokens} tokens each, {rounds} rounds", samples, concurrency)
+    print(f"  connections dropped before an answer (retried): direct {sum(direct in u for u in dropped)}, "
+          f"gateway {sum(gateway in u for u in dropped)}")  # fmt: skip
 
 
 def report(title: str, samples: dict[str, list[Sample]], concurrency: int) -> None:

@@ -1,5 +1,8 @@
 """`sovra up` with the real llama-server and SmolLM2, driven by the official OpenAI SDK."""
 
+import time
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
@@ -104,3 +107,36 @@ def test_malformed_json_is_400(platform: RunningPlatform) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
+
+
+def engine_url(platform: RunningPlatform) -> str:
+    (pid,) = platform.engine_pids()
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+
+
+def busy_slots(platform: RunningPlatform) -> int:
+    slots = httpx.get(f"{engine_url(platform)}/slots", timeout=5).json()
+    return sum(1 for slot in slots if slot["is_processing"])
+
+
+def test_a_client_that_hangs_up_stops_the_generation(platform: RunningPlatform) -> None:
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Tell me a very long story."}],
+        "max_tokens": 3000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    with httpx.stream(
+        "POST", f"{platform.base_url}/v1/chat/completions", json=body, headers=headers
+    ) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert busy_slots(platform) == 1
+    deadline = time.monotonic() + 3  # 3000 tokens would take the engine ~20 s more
+    while busy_slots(platform) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert busy_slots(platform) == 0, "the engine kept generating for a client that left"

@@ -46,11 +46,17 @@ class ScriptedUpstream:
     def __init__(self) -> None:
         self.seen: list[httpx.Request] = []
         self.unreachable: set[int] = set()
+        self.drop_next = 0  # connections closed before any answer, like a stale keep-alive
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
         if request.url.port in self.unreachable:
             raise httpx.ConnectError("connection refused", request=request)
+        if self.drop_next:
+            self.drop_next -= 1
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
         body = json.loads(request.content)
         if request.url.path == "/infill":
             if body["stream"]:
@@ -172,6 +178,25 @@ async def test_an_unreachable_replica_is_retried_once_elsewhere(upstream: Script
     async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
         response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
         assert_error(response, 502, "upstream_unreachable")
+
+
+async def test_a_connection_dropped_before_any_answer_is_retried_once(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream
+) -> None:
+    upstream.drop_next = 1
+    response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+    assert response.status_code == 200
+    assert len(upstream.seen) == 2
+    upstream.drop_next = 2  # one replica drops twice: the other one answers
+    assert (await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)).status_code == 200
+    assert len(upstream.seen) == 5
+    upstream.drop_next = 4  # both replicas drop twice: give up
+    assert_error(
+        await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH),
+        502,
+        "upstream_unreachable",
+    )
+    assert len(upstream.seen) == 9
 
 
 async def test_streams_are_relayed_byte_for_byte(gateway: httpx.AsyncClient) -> None:

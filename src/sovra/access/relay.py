@@ -52,7 +52,12 @@ async def open_upstream(http: httpx.AsyncClient, base_url: str, call: UpstreamCa
         "POST", base_url + call.path, content=call.body, headers={"content-type": "application/json"}
     )
     try:
-        return await http.send(request, stream=True)
+        try:
+            return await http.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            # llama-server sometimes closes a pooled keep-alive connection just as we reuse it, before
+            # answering anything; the same request on a fresh connection is the standard remedy.
+            return await http.send(request, stream=True)
     except httpx.TimeoutException as exc:
         raise ApiError(504, f"the engine for {call.model!r} timed out", "upstream_timeout") from exc
     except httpx.HTTPError as exc:
