@@ -6,7 +6,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +15,7 @@ from starlette.routing import Route
 from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings
+from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
 
 __all__ = ["create_app"]
@@ -28,21 +28,16 @@ def create_app(
     verifier: TokenVerifier,
     settings: GatewaySettings | None = None,
     upstream_timeout: float = 600.0,
-    http: httpx.AsyncClient | None = None,
+    upstream: Upstream | None = None,
 ) -> Starlette:
-    """The gateway app; `http` is the client for engines (tests pass one with a scripted transport)."""
-    if http is None:
-        # Generation can be slow to start under load; only connecting must be quick.
-        timeout = httpx.Timeout(upstream_timeout, connect=5.0)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        http = httpx.AsyncClient(timeout=timeout, limits=limits)
-    gateway_http = http
-    gateway = Gateway(pools, verifier, http, settings)
+    """The gateway app; `upstream` reaches the engines (tests pass an in-memory fake)."""
+    engines = upstream or AiohttpUpstream(upstream_timeout)
+    gateway = Gateway(pools, verifier, engines, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await gateway_http.aclose()
+        await engines.aclose()
 
     routes = [
         Route("/health", gateway.health, methods=["GET"]),

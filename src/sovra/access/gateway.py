@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sovra.access.auth import Caller, TokenVerifier
 from sovra.access.errors import ApiError
-from sovra.access.relay import UpstreamCall, open_upstream, respond
+from sovra.access.relay import UpstreamCall, respond
+from sovra.access.upstream import Upstream
 from sovra.inference.pool import ReplicaPool
 
 __all__ = ["Gateway", "GatewaySettings"]
@@ -34,12 +34,12 @@ class Gateway:
         self,
         pools: Mapping[str, ReplicaPool],
         verifier: TokenVerifier,
-        http: httpx.AsyncClient,
+        upstream: Upstream,
         settings: GatewaySettings | None = None,
     ) -> None:
         self._pools = pools
         self._verifier = verifier
-        self._http = http
+        self._upstream = upstream
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
 
@@ -122,10 +122,10 @@ class Gateway:
                 503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
             )
         try:
-            upstream = await open_upstream(self._http, replica.base_url, call)
+            answer = await self._upstream.post(replica.base_url + call.path, call.body, call.model)
         except ApiError as error:
             other = pool.pick(exclude=replica) if error.code == "upstream_unreachable" else None
             if other is None:
                 raise
-            upstream = await open_upstream(self._http, other.base_url, call)
-        return await respond(upstream, call)
+            answer = await self._upstream.post(other.base_url + call.path, call.body, call.model)
+        return await respond(answer, call)

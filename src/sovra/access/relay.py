@@ -1,6 +1,7 @@
-"""Relaying one call to one replica: open the upstream, stream it back, close it on disconnect.
+"""Relaying one call to one replica: what to send, and how to hand the answer back.
 
-httpx errors are translated here, once, into ApiErrors with the right status.
+Streams are passed on chunk by chunk as they arrive. When the client goes away the response task is
+cancelled, the upstream connection is dropped, and the engine stops generating.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from sovra.access import fim
 from sovra.access.errors import ApiError
+from sovra.access.upstream import UpstreamResponse
 
-__all__ = ["UpstreamCall", "open_upstream", "respond"]
+__all__ = ["UpstreamCall", "respond"]
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -46,28 +47,9 @@ class UpstreamCall:
         return cls(path, raw, model, stream)
 
 
-async def open_upstream(http: httpx.AsyncClient, base_url: str, call: UpstreamCall) -> httpx.Response:
-    """Send the call and return the response with its body still unread."""
-    request = http.build_request(
-        "POST", base_url + call.path, content=call.body, headers={"content-type": "application/json"}
-    )
-    try:
-        try:
-            return await http.send(request, stream=True)
-        except httpx.RemoteProtocolError:
-            # llama-server sometimes closes a pooled keep-alive connection just as we reuse it, before
-            # answering anything; the same request on a fresh connection is the standard remedy.
-            return await http.send(request, stream=True)
-    except httpx.TimeoutException as exc:
-        raise ApiError(504, f"the engine for {call.model!r} timed out", "upstream_timeout") from exc
-    except httpx.HTTPError as exc:
-        raise ApiError(502, f"the engine for {call.model!r} is unreachable", "upstream_unreachable") from exc
-
-
-async def respond(upstream: httpx.Response, call: UpstreamCall) -> Response:
+async def respond(upstream: UpstreamResponse, call: UpstreamCall) -> Response:
     """Turn the upstream response into the client's, streaming when both sides stream."""
-    is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
-    if call.stream and upstream.status_code == 200 and is_sse:
+    if call.stream and upstream.status == 200 and upstream.content_type.startswith("text/event-stream"):
         chunks = _relay_chunks(upstream)
         if call.infill:
             chunks = fim.infill_stream(chunks, call.model, call.include_usage)
@@ -75,27 +57,22 @@ async def respond(upstream: httpx.Response, call: UpstreamCall) -> Response:
             chunks,
             media_type="text/event-stream",
             headers=_SSE_HEADERS,
-            background=BackgroundTask(upstream.aclose),
+            background=BackgroundTask(upstream.close),
         )
     try:
-        body = await upstream.aread()
-    except httpx.HTTPError as exc:
-        raise ApiError(502, f"the engine for {call.model!r} broke off its answer", "upstream_error") from exc
+        body = await upstream.read()
     finally:
-        await upstream.aclose()
-    if call.infill and upstream.status_code == 200:
+        upstream.close()
+    if call.infill and upstream.status == 200:
         body = json.dumps(fim.infill_response(json.loads(body), call.model)).encode()
-    media_type = upstream.headers.get("content-type", "application/json")
-    return Response(body, status_code=upstream.status_code, media_type=media_type)
+    return Response(body, status_code=upstream.status, media_type=upstream.content_type)
 
 
-async def _relay_chunks(upstream: httpx.Response) -> AsyncIterator[bytes]:
-    """Chunks as they arrive. When the client goes away this generator is closed, and so is the
-    upstream connection, which makes the engine stop generating."""
+async def _relay_chunks(upstream: UpstreamResponse) -> AsyncIterator[bytes]:
     try:
-        async for chunk in upstream.aiter_bytes():
+        async for chunk in upstream.chunks():
             yield chunk
-    except httpx.HTTPError:
+    except ApiError:
         return  # the engine broke off mid-stream; the status line is already sent
     finally:
-        await upstream.aclose()
+        upstream.close()  # on cancellation (client gone) this is what stops the engine

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import httpx
+import aiohttp
 
 from sovra.inference.drivers import Launch
 
@@ -126,7 +126,7 @@ class EngineProcess:
         await self._ready.wait()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http:
             while not self._stopping.is_set():
                 started = time.monotonic()
                 await self._run_once(http)
@@ -140,7 +140,7 @@ class EngineProcess:
                     await asyncio.wait_for(self._stopping.wait(), delay)
         self.replica.state = ReplicaState.STOPPED
 
-    async def _run_once(self, http: httpx.AsyncClient) -> None:
+    async def _run_once(self, http: aiohttp.ClientSession) -> None:
         self.replica.port = free_port()
         launch = self._launch(self.replica.port)
         self.replica.state = ReplicaState.STARTING
@@ -171,7 +171,7 @@ class EngineProcess:
                 "engine exited", extra={**self._fields, "code": code, "last_output": " | ".join(self._recent)}
             )
 
-    async def _wait_healthy(self, http: httpx.AsyncClient, path: str) -> bool:
+    async def _wait_healthy(self, http: aiohttp.ClientSession, path: str) -> bool:
         assert self._process is not None
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline and not self._stopping.is_set():
@@ -188,7 +188,7 @@ class EngineProcess:
             )
         return False
 
-    async def _watch(self, http: httpx.AsyncClient, path: str) -> None:
+    async def _watch(self, http: aiohttp.ClientSession, path: str) -> None:
         """Until the process exits or we stop: active health checks move READY ⇄ UNHEALTHY."""
         assert self._process is not None
         exited = asyncio.create_task(self._process.wait())
@@ -206,12 +206,12 @@ class EngineProcess:
         finally:
             stopping.cancel()
 
-    async def _healthy(self, http: httpx.AsyncClient, path: str) -> bool:
+    async def _healthy(self, http: aiohttp.ClientSession, path: str) -> bool:
         try:
-            response = await http.get(f"{self.replica.base_url}{path}")
-        except httpx.HTTPError:
+            async with http.get(f"{self.replica.base_url}{path}") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def _forward_output(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
