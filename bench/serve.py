@@ -8,7 +8,7 @@
 Prints medians and ratios (gateway / direct). Targets: throughput >= 0.97 of direct, TTFT within +2 ms,
 second `sovra up` answers within 5 s.
 
-    python bench/serve.py [--rounds 15] [--tokens 64] [--starts 3]
+    python bench/serve.py [--rounds 30] [--tokens 64] [--starts 3]
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--port", type=int, default=8765)
