@@ -103,10 +103,10 @@ def _preload(catalog: Catalog, config: PlatformConfig) -> None:
 
 
 def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
-    verifier = resolve_verifier(config, os.environ, open_access=args.no_auth)
+    auth = resolve_verifier(config, os.environ, open_access=args.no_auth)
     weights = preload(catalog, build_store(config))
     plans = plan_services(catalog, config, weights, HostFacts.probe())
-    return _run(run_platform(config, plans, verifier))
+    return _run(run_platform(config, plans, auth))
 
 
 def _run(coroutine: object) -> int:

@@ -30,7 +30,7 @@ from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.store import Source, WeightStore
 
-__all__ = ["Verifier", "build_store", "plan_services", "preload", "resolve_verifier", "run_platform"]
+__all__ = ["AuthSetup", "build_store", "plan_services", "preload", "resolve_verifier", "run_platform"]
 
 log = logging.getLogger("sovra")
 
@@ -68,17 +68,17 @@ def plan_services(
 
 
 @dataclass(frozen=True)
-class Verifier:
+class AuthSetup:
     verifier: TokenVerifier
     notice: str  # what to tell the user about how to authenticate
 
 
-def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_access: bool) -> Verifier:
+def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_access: bool) -> AuthSetup:
     """Tokens from the config and SOVRA_API_KEY; with none, a generated one kept in <home>/api-token."""
     if open_access or config.auth.disabled:
         if not config.listen.is_loopback:
             raise ConfigError([Problem("command line", "--no-auth", "only allowed on a loopback address")])
-        return Verifier(TokenVerifier({}, open_access=True), "auth: off (loopback only)")
+        return AuthSetup(TokenVerifier({}, open_access=True), "auth: off (loopback only)")
     digests: dict[str, str] = {}
     for entry in config.auth.tokens:
         if entry.sha256:
@@ -93,14 +93,14 @@ def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_ac
     if environ.get("SOVRA_API_KEY"):
         digests["env"] = TokenVerifier.digest(environ["SOVRA_API_KEY"])
     if digests:
-        return Verifier(TokenVerifier(digests), "auth: bearer tokens from the config / SOVRA_API_KEY")
+        return AuthSetup(TokenVerifier(digests), "auth: bearer tokens from the config / SOVRA_API_KEY")
     token, created = _generated_token(config.home / "api-token")
     notice = (
         f"auth: generated token (shown once, kept in {config.home / 'api-token'}): {token}"
         if created
         else f"auth: token in {config.home / 'api-token'}"
     )
-    return Verifier(TokenVerifier({"generated": TokenVerifier.digest(token)}), notice)
+    return AuthSetup(TokenVerifier({"generated": TokenVerifier.digest(token)}), notice)
 
 
 def _generated_token(path: Path) -> tuple[str, bool]:
@@ -134,12 +134,12 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def run_platform(config: PlatformConfig, plans: list[ServicePlan], verifier: Verifier) -> int:
+async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: AuthSetup) -> int:
     """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
     sock = _bind(config.listen.host, config.listen.port)
     supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
     settings = GatewaySettings(max_body_bytes=config.gateway.max_body_bytes)
-    app = create_app(supervisor.pools, verifier.verifier, settings, config.gateway.upstream_timeout_seconds)
+    app = create_app(supervisor.pools, auth.verifier, settings, config.gateway.upstream_timeout_seconds)
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -153,7 +153,7 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], verifie
             {ready, serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
         )
         if ready.done():
-            _announce(config, supervisor, verifier, ready.result())
+            _announce(config, supervisor, auth, ready.result())
         await asyncio.wait({serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         print("sovra: stopping", file=sys.stderr, flush=True)
@@ -164,15 +164,13 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], verifie
     return 0
 
 
-def _announce(
-    config: PlatformConfig, supervisor: Supervisor, verifier: Verifier, laggards: list[str]
-) -> None:
+def _announce(config: PlatformConfig, supervisor: Supervisor, auth: AuthSetup, laggards: list[str]) -> None:
     base = f"http://{config.listen.host}:{config.listen.port}/v1"
     lines = [f"sovra: serving {len(supervisor.pools)} model(s) at {base}"]
     for name, pool in supervisor.pools.items():
         lines.append(f"  {name:<24} {pool.ready_count}/{len(pool.replicas)} replicas ready")
     if laggards:
         lines.append(f"  not ready yet (still retrying): {', '.join(laggards)}")
-    lines.append(f"  {verifier.notice}")
+    lines.append(f"  {auth.notice}")
     lines.append("  stop with Ctrl-C")
     print("\n".join(lines), flush=True)

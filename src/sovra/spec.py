@@ -201,9 +201,6 @@ class Catalog(BaseModel):
     services: tuple[InferenceService, ...]
     sources: dict[str, Path]
 
-    def get(self, name: str) -> InferenceService | None:
-        return next((s for s in self.services if s.name == name), None)
-
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.services]

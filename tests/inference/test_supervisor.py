@@ -81,6 +81,22 @@ async def test_an_engine_that_cannot_start_backs_off_and_keeps_retrying(tmp_path
     assert replica.restarts >= 2 and replica.state is ReplicaState.STOPPED
 
 
+async def test_a_missing_engine_binary_is_retried_not_fatal(tmp_path: Path) -> None:
+    replica = Replica("missing", 0)
+    launches: list[int] = []
+
+    def launch(port: int) -> Launch:
+        launches.append(port)
+        return Launch((str(tmp_path / "no-such-binary"),))
+
+    engine = EngineProcess(replica, launch, backoff=Backoff(first=0.05, cap=0.1))
+    task = asyncio.create_task(engine.run())
+    await until(lambda: len(launches) >= 2, within=10)
+    await engine.stop()
+    await task
+    assert replica.restarts >= 1 and replica.state is ReplicaState.STOPPED
+
+
 async def test_the_supervisor_runs_min_replicas_and_stops_them_all(llama_server: Path, smollm2: Path) -> None:
     supervisor = Supervisor(
         [ServicePlan("smollm2", 2, smollm2_launch(llama_server, smollm2))], startup_timeout=120

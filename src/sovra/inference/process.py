@@ -144,14 +144,21 @@ class EngineProcess:
         self.replica.port = free_port()
         launch = self._launch(self.replica.port)
         self.replica.state = ReplicaState.STARTING
-        self._process = await asyncio.create_subprocess_exec(
-            *launch.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
-        )
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        except OSError as exc:
+            log.error(
+                "engine could not be started",
+                extra={**self._fields, "command": launch.argv[0], "error": str(exc)},
+            )
+            return
         log.info(
             "engine starting", extra={**self._fields, "pid": self._process.pid, "port": self.replica.port}
         )
