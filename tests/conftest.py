@@ -11,13 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from sovra.access.database import Database
 from sovra.config import load_platform_config
 from sovra.inference.llamacpp_build import install_llama_server
 from sovra.inference.process import free_port
@@ -27,6 +30,7 @@ from sovra.spec import load_catalog
 REPO = Path(__file__).parents[1]
 CATALOG = REPO / "catalog"
 TOKEN = "sk-sovra-test-" + "0" * 16
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"  # the local server, trust auth
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +50,7 @@ class RunningPlatform:
     process: subprocess.Popen[str]
     base_url: str
     log: Path
+    config: Path
 
     def engine_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -55,11 +60,25 @@ class RunningPlatform:
 def start_platform(tmp: Path, *extra: str) -> RunningPlatform:
     port = free_port()
     log = tmp / "sovra-up.log"
+    config = tmp / "sovra.yaml"  # its own database, so tests never touch the user's keys or usage
+    config.write_text(f"database: {{url: 'sqlite:///{tmp / 'sovra.db'}'}}\n")
     env = {**os.environ, "SOVRA_API_KEY": TOKEN}
-    command = [sys.executable, "-m", "sovra", "up", "-f", str(CATALOG), "--port", str(port), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "sovra",
+        "up",
+        "-f",
+        str(CATALOG),
+        "-c",
+        str(config),
+        "--port",
+        str(port),
+        *extra,
+    ]
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    platform = RunningPlatform(process, f"http://127.0.0.1:{port}", log)
+    platform = RunningPlatform(process, f"http://127.0.0.1:{port}", log, config)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -91,3 +110,23 @@ def platform(
     running = start_platform(tmp_path_factory.mktemp("platform"))
     yield running
     stop_platform(running)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, migrated database: a SQLite file, or a private schema on the local PostgreSQL."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'sovra.db'}")
+        db.migrate()
+        yield db
+        return
+    schema = f"sovra_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    db = Database(f"{POSTGRES}?options=-csearch_path%3D{schema}")
+    db.migrate()
+    try:
+        yield db
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,6 +1,9 @@
 """`sovra up` with the real llama-server and SmolLM2, driven by the official OpenAI SDK."""
 
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -140,3 +143,35 @@ def test_a_client_that_hangs_up_stops_the_generation(platform: RunningPlatform) 
     while busy_slots(platform) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert busy_slots(platform) == 0, "the engine kept generating for a client that left"
+
+
+def sovra_cli(platform: RunningPlatform, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "sovra", *args, "-c", str(platform.config)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_keys_created_and_revoked_with_the_cli_take_effect(platform: RunningPlatform) -> None:
+    created = sovra_cli(platform, "keys", "create", "--tenant", "team-e2e", "--models", "smollm2")
+    token = created.strip().splitlines()[-1]
+    key_id = token.split("-")[2]
+    assert key_id in sovra_cli(platform, "keys", "list")
+
+    def status() -> int:
+        headers = {"authorization": f"Bearer {token}"}
+        return httpx.get(f"{platform.base_url}/v1/models", headers=headers, timeout=5).status_code
+
+    assert eventually(lambda: status() == 200)
+    sovra_cli(platform, "keys", "revoke", key_id)
+    assert eventually(lambda: status() == 401)

@@ -1,4 +1,4 @@
-"""`sovra` command line: up, preload, validate, engines install.
+"""`sovra` command line: up, preload, validate, engines install, keys.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -16,6 +16,7 @@ from sovra.config import PlatformConfig, load_platform_config
 from sovra.errors import ConfigError, SovraError
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
+from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
 from sovra.runtime import build_store, plan_services, preload, resolve_verifier, run_platform
 from sovra.spec import Catalog, load_catalog
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     engines_commands = engines.add_subparsers(dest="engines_command", required=True)
     install = engines_commands.add_parser("install", help="obtain llama-server (build it once if needed)")
     install.add_argument("-c", "--config", type=Path, default=_default_config())
+    config_option = argparse.ArgumentParser(add_help=False)
+    config_option.add_argument("-c", "--config", type=Path, default=_default_config())
+    add_keys_commands(commands.add_parser("keys", help="API keys for tenants"), config_option)
     return parser
 
 
@@ -81,6 +85,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_platform_config(args.config)
         print(install_llama_server(config.home, config.engines.llama_server))
         return 0
+    if args.command == "keys":
+        return run_keys_command(args, load_platform_config(args.config))
     overrides = {}
     if getattr(args, "host", None):
         overrides["listen.host"] = args.host

@@ -80,6 +80,11 @@ class Gateway(_Config):
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
 
 
+class DatabaseSettings(_Config):
+    # sqlite:///path (default: <home>/sovra.db) or postgresql://… (several gateway replicas).
+    url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
+
+
 class PlatformConfig(_Config):
     home: UserPath  # caches, the weight store, the generated token
     listen: Listen = Listen()
@@ -87,10 +92,15 @@ class PlatformConfig(_Config):
     store: Store = Store()
     engines: Engines = Engines()
     gateway: Gateway = Gateway()
+    database: DatabaseSettings = DatabaseSettings()
 
     @property
     def store_path(self) -> Path:
         return self.store.path or self.home / "weights"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'sovra.db'}"
 
     @model_validator(mode="after")
     def _never_open_to_the_network(self) -> PlatformConfig:

@@ -19,6 +19,7 @@ import uvicorn
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
@@ -139,7 +140,11 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
     sock = _bind(config.listen.host, config.listen.port)
     supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
     settings = GatewaySettings(max_body_bytes=config.gateway.max_body_bytes)
-    app = create_app(supervisor.pools, auth.verifier, settings, config.gateway.upstream_timeout_seconds)
+    database = Database(config.database_url)
+    await asyncio.to_thread(database.migrate)
+    app = create_app(
+        supervisor.pools, auth.verifier, settings, config.gateway.upstream_timeout_seconds, database=database
+    )
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -13,6 +13,7 @@ from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
+from sovra.access.keys import ApiKey
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 
@@ -114,9 +115,13 @@ def replica(port: int, state: ReplicaState = ReplicaState.READY) -> Replica:
 
 
 def client(
-    upstream: ScriptedUpstream, pools: dict[str, ReplicaPool], max_body: int = 4096
+    upstream: ScriptedUpstream,
+    pools: dict[str, ReplicaPool],
+    max_body: int = 4096,
+    keys: tuple[ApiKey, ...] = (),
 ) -> httpx.AsyncClient:
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
+    verifier.use_stored_keys(keys)
     app = create_app(pools, verifier, GatewaySettings(max_body_bytes=max_body), upstream=upstream)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
 
@@ -261,3 +266,19 @@ async def test_models_and_health_describe_the_catalog(gateway: httpx.AsyncClient
     health = await gateway.get("/health")
     assert health.status_code == 503  # "down" has no ready replica
     assert health.json()["services"]["m"] == {"ready": 2, "replicas": 2}
+
+
+async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUpstream) -> None:
+    limited = ApiKey("k1", "team-a", "ci", TokenVerifier.digest("sk-limited"), models=frozenset({"m"}))
+    pools = {"m": ReplicaPool("m", [replica(1001)]), "other": ReplicaPool("other", [replica(1002)])}
+    async with client(upstream, pools, keys=(limited,)) as gateway:
+        headers = {"authorization": "Bearer sk-limited"}
+        models = (await gateway.get("/v1/models", headers=headers)).json()
+        assert [m["id"] for m in models["data"]] == ["m"]
+        assert (
+            await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=headers)
+        ).status_code == 200
+        response = await gateway.post("/v1/chat/completions", json={"model": "other"}, headers=headers)
+        assert_error(response, 403, "model_not_allowed")
+        everything = await gateway.get("/v1/models", headers=AUTH)
+        assert [m["id"] for m in everything.json()["data"]] == ["m", "other"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -13,8 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sovra.access.auth import TokenVerifier
+from sovra.access.database import Database
 from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings
+from sovra.access.keys import KeyStore
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
 
@@ -29,14 +32,22 @@ def create_app(
     settings: GatewaySettings | None = None,
     upstream_timeout: float = 600.0,
     upstream: Upstream | None = None,
+    database: Database | None = None,
 ) -> Starlette:
-    """The gateway app; `upstream` reaches the engines (tests pass an in-memory fake)."""
+    """The gateway app; `upstream` reaches the engines (tests pass an in-memory fake), `database`
+    holds API keys (refreshed every few seconds, so `sovra keys revoke` takes effect quickly)."""
     engines = upstream or AiohttpUpstream(upstream_timeout)
     gateway = Gateway(pools, verifier, engines, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        refresher = None
+        if database is not None:
+            await asyncio.to_thread(_load_keys, database, verifier)
+            refresher = asyncio.create_task(_refresh_keys(database, verifier))
         yield
+        if refresher is not None:
+            refresher.cancel()
         await engines.aclose()
 
     routes = [
@@ -51,6 +62,23 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
     )
+
+
+KEY_REFRESH_SECONDS = 2.0
+
+
+def _load_keys(database: Database, verifier: TokenVerifier) -> None:
+    with database.session() as db:
+        verifier.use_stored_keys(KeyStore(db).all())
+
+
+async def _refresh_keys(database: Database, verifier: TokenVerifier) -> None:
+    while True:
+        await asyncio.sleep(KEY_REFRESH_SECONDS)
+        try:
+            await asyncio.to_thread(_load_keys, database, verifier)
+        except Exception:  # a database hiccup keeps the last known keys
+            log.warning("could not refresh API keys; keeping the previous set", exc_info=True)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

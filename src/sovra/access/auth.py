@@ -1,42 +1,53 @@
-"""Bearer tokens: kept only as SHA-256 digests, compared in constant time, never logged."""
+"""Who is calling: bearer tokens resolved to API keys (tenant, allowed models, limits).
+
+Tokens are kept only as SHA-256 digests. A presented token is hashed and looked up by its digest:
+the lookup's timing can only reveal something about a SHA-256 output the caller cannot steer, never
+about a stored secret; the match is then confirmed with a constant-time comparison. Tokens are never
+logged.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
-__all__ = ["Caller", "TokenVerifier"]
+from sovra.access.keys import ApiKey
 
+__all__ = ["ANONYMOUS", "TokenVerifier"]
 
-@dataclass(frozen=True)
-class Caller:
-    name: str  # the token's name from the config, never the token itself
+ANONYMOUS = ApiKey(id="anonymous", tenant="anonymous", name="anonymous", digest="")
 
 
 class TokenVerifier:
-    def __init__(self, digests: Mapping[str, str], *, open_access: bool = False) -> None:
-        """`digests` maps token name → hex SHA-256 of the token; `open_access` admits everyone."""
-        self._digests = [(name, bytes.fromhex(digest)) for name, digest in digests.items()]
+    def __init__(self, static: Mapping[str, str], *, open_access: bool = False) -> None:
+        """`static` maps a token name → hex SHA-256 of the token (from the config or environment):
+        such tokens act as a key of tenant <name> with every model and no limits."""
+        self._static = {
+            d: ApiKey(id=f"config:{name}", tenant=name, name=name, digest=d) for name, d in static.items()
+        }
+        self._stored: dict[str, ApiKey] = {}
         self.open_access = open_access
 
     @staticmethod
     def digest(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    def verify(self, headers: Mapping[str, str]) -> Caller | None:
+    def use_stored_keys(self, keys: Iterable[ApiKey]) -> None:
+        """Swap in the current set of active keys from the database (done on refresh)."""
+        self._stored = {key.digest: key for key in keys if key.revoked_at is None}
+
+    def verify(self, headers: Mapping[str, str]) -> ApiKey | None:
         if self.open_access:
-            return Caller("anonymous")
+            return ANONYMOUS
         token = _presented_token(headers)
         if token is None:
             return None
-        digest = hashlib.sha256(token.encode()).digest()
-        found = None
-        for name, expected in self._digests:  # no early exit: time does not depend on which matched
-            if hmac.compare_digest(digest, expected):
-                found = Caller(name)
-        return found
+        presented = self.digest(token)
+        key = self._static.get(presented) or self._stored.get(presented)
+        if key is None or not hmac.compare_digest(presented, key.digest):
+            return None
+        return key
 
 
 def _presented_token(headers: Mapping[str, str]) -> str | None:

@@ -12,8 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sovra.access.auth import Caller, TokenVerifier
+from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
+from sovra.access.keys import ApiKey
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.inference.pool import ReplicaPool
@@ -51,18 +52,21 @@ class Gateway:
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
 
     async def models(self, request: Request) -> Response:
-        self._authenticate(request)
+        key = self._authenticate(request)
         data = [
             {"id": name, "object": "model", "created": self._created, "owned_by": "sovra"}
             for name in self._pools
+            if key.may_use(name)
         ]
         return JSONResponse({"object": "list", "data": data})
 
     async def relay(self, request: Request) -> Response:
         started = time.perf_counter()
-        caller = self._authenticate(request)
+        key = self._authenticate(request)
         payload, raw = await self._read_json(request)
         model = self._resolve_model(request, payload)
+        if not key.may_use(model):
+            raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
         call = UpstreamCall.for_request(request.url.path, payload, raw, model)
         response = await self._send(self._pools[model], call)
         log.info(
@@ -70,7 +74,8 @@ class Gateway:
             extra={
                 "path": request.url.path,
                 "model": model,
-                "caller": caller.name,
+                "tenant": key.tenant,
+                "key": key.id,
                 "status": response.status_code,
                 "stream": call.stream,
                 "ms_to_headers": round((time.perf_counter() - started) * 1000, 1),
@@ -78,13 +83,13 @@ class Gateway:
         )
         return response
 
-    def _authenticate(self, request: Request) -> Caller:
-        caller = self._verifier.verify(request.headers)
-        if caller is None:
+    def _authenticate(self, request: Request) -> ApiKey:
+        key = self._verifier.verify(request.headers)
+        if key is None:
             raise ApiError(
                 401, "missing or invalid bearer token", "invalid_api_key", {"www-authenticate": "Bearer"}
             )
-        return caller
+        return key
 
     async def _read_json(self, request: Request) -> tuple[dict[str, Any], bytes]:
         limit = self._settings.max_body_bytes

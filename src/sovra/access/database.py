@@ -1,0 +1,143 @@
+"""The gateway's database: API keys and the usage ledger, in SQLite (default) or PostgreSQL.
+
+One schema, written in the SQL both understand. Connections are blocking (sqlite3, psycopg) and
+are only ever used from worker threads, never on the event loop. SQLite runs in WAL mode so readers
+(`sovra usage`, `sovra keys list`) never block the gateway's writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Connection", "Database"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        models TEXT,
+        rpm INTEGER,
+        tpm INTEGER,
+        budget_tokens BIGINT,
+        budget_period TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    )""",
+    """CREATE TABLE IF NOT EXISTS usage (
+        id {serial},
+        request_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        tenant TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        requested_model TEXT NOT NULL,
+        served_model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        ttft_ms DOUBLE PRECISION,
+        duration_ms DOUBLE PRECISION NOT NULL,
+        status INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS usage_at ON usage (at)",
+    "CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key_id, at)",
+)
+
+
+class Connection(Protocol):
+    """The few DB-API calls Sovra makes; `?` placeholders on both databases."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Sqlite:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: a commit survives the process being killed (the WAL is in the OS); only a power
+        # loss can drop the last transactions.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Postgres:
+    def __init__(self, url: str) -> None:
+        import psycopg  # only needed when configured
+
+        self._db = psycopg.connect(url)
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._db.execute(self._sql(sql), params)
+        return cursor.fetchall() if cursor.description else []
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._db.cursor() as cursor:
+            cursor.executemany(self._sql(sql), rows)
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Database:
+    """Where keys and usage live: `sqlite:///path` or `postgresql://…`."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(f"{url!r}: expected sqlite:///path or postgresql://…")
+        self.url = url
+
+    @property
+    def is_postgres(self) -> bool:
+        return not self.url.startswith("sqlite:///")
+
+    def connect(self) -> Connection:
+        if self.is_postgres:
+            return _Postgres(self.url)
+        return _Sqlite(Path(self.url.removeprefix("sqlite:///")).expanduser())
+
+    @contextmanager
+    def session(self) -> Iterator[Connection]:
+        """A connection for one unit of work (CLI commands, refreshes); committed on success."""
+        connection = self.connect()
+        try:
+            yield connection
+            connection.commit()
+        finally:
+            connection.close()
+
+    def migrate(self) -> None:
+        serial = "BIGSERIAL PRIMARY KEY" if self.is_postgres else "INTEGER PRIMARY KEY"
+        with self.session() as db:
+            for statement in _SCHEMA:
+                db.execute(statement.format(serial=serial))
