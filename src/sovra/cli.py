@@ -1,4 +1,4 @@
-"""`sovra` command line: up, preload, validate, engines install, keys.
+"""`sovra` command line: up, preload, validate, engines install, keys, usage.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -20,6 +20,7 @@ from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
 from sovra.runtime import build_store, plan_services, preload, resolve_verifier, run_platform
 from sovra.spec import Catalog, load_catalog
+from sovra.usage_cli import add_usage_command, run_usage_command
 
 __all__ = ["main"]
 
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     config_option = argparse.ArgumentParser(add_help=False)
     config_option.add_argument("-c", "--config", type=Path, default=_default_config())
     add_keys_commands(commands.add_parser("keys", help="API keys for tenants"), config_option)
+    usage = commands.add_parser("usage", help="usage from the ledger", parents=[config_option])
+    add_usage_command(usage)
     return parser
 
 
@@ -87,6 +90,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "keys":
         return run_keys_command(args, load_platform_config(args.config))
+    if args.command == "usage":
+        return run_usage_command(args, load_platform_config(args.config))
     overrides = {}
     if getattr(args, "host", None):
         overrides["listen.host"] = args.host

@@ -14,6 +14,7 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
+from sovra.access.ledger import UsageRecord
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 
@@ -101,9 +102,16 @@ class ScriptedUpstream:
             result = {"content": "+ b", "stop_type": "eos", "tokens_evaluated": 9, "tokens_predicted": 2}
             return FakeResponse(200, json.dumps(result))
         if body.get("stream"):
-            return sse('data: {"x":1}\n\ndata: [DONE]\n\n')
+            usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 3}}
+            usage_event = (
+                f"data: {json.dumps(usage)}\n\n"
+                if body.get("stream_options", {}).get("include_usage")
+                else ""
+            )
+            return sse(f'data: {{"x":1}}\n\n{usage_event}data: [DONE]\n\n')
+        answer = {"object": "chat.completion", "model": body["model"], "port": self.seen[-1].port}
         return FakeResponse(
-            200, json.dumps({"object": "chat.completion", "model": body["model"], "port": self.seen[-1].port})
+            200, json.dumps({**answer, "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
         )
 
     async def aclose(self) -> None:
@@ -114,15 +122,28 @@ def replica(port: int, state: ReplicaState = ReplicaState.READY) -> Replica:
     return Replica("m", port, port=port, state=state)
 
 
+class Ledger:
+    """An in-memory usage sink."""
+
+    def __init__(self) -> None:
+        self.rows: list[UsageRecord] = []
+
+    async def record(self, record: UsageRecord) -> bool:
+        self.rows.append(record)
+        return True
+
+
 def client(
     upstream: ScriptedUpstream,
     pools: dict[str, ReplicaPool],
     max_body: int = 4096,
     keys: tuple[ApiKey, ...] = (),
+    ledger: Ledger | None = None,
 ) -> httpx.AsyncClient:
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
     verifier.use_stored_keys(keys)
-    app = create_app(pools, verifier, GatewaySettings(max_body_bytes=max_body), upstream=upstream)
+    settings = GatewaySettings(max_body_bytes=max_body)
+    app = create_app(pools, verifier, settings, upstream=upstream, usage=ledger or Ledger())
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
 
 
@@ -218,7 +239,7 @@ async def test_streams_are_relayed_byte_for_byte(
 ) -> None:
     response = await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.text == 'data: {"x":1}\n\ndata: [DONE]\n\n'
+    assert response.text == 'data: {"x":1}\n\ndata: [DONE]\n\n'  # the usage event Sovra asked for is gone
 
 
 async def test_suffix_goes_to_infill_and_comes_back_as_a_completion(
@@ -282,3 +303,31 @@ async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUps
         assert_error(response, 403, "model_not_allowed")
         everything = await gateway.get("/v1/models", headers=AUTH)
         assert [m["id"] for m in everything.json()["data"]] == ["m", "other"]
+
+
+async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> None:
+    ledger = Ledger()
+    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    async with client(upstream, pools, ledger=ledger) as gateway:
+        await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+        sent = json.loads(upstream.seen[-1].body)
+        assert sent["stream_options"] == {"include_usage": True}  # asked upstream for accounting
+        wanted = {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
+        kept = await gateway.post("/v1/chat/completions", json=wanted, headers=AUTH)
+        assert '"usage"' in kept.text  # the client asked for it: it stays
+        await gateway.post(
+            "/v1/completions", json={"model": "m", "prompt": "a", "suffix": "b", "stream": True}, headers=AUTH
+        )
+        await gateway.post("/v1/chat/completions", json={"model": "nope"}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json={"model": "m"})  # 401: no key, no row
+    plain, streamed, kept_row, infill, missing = ledger.rows
+    assert (plain.status, plain.input_tokens, plain.output_tokens, plain.ttft_ms) == (200, 5, 2, None)
+    assert (streamed.status, streamed.input_tokens, streamed.output_tokens) == (200, 11, 3)
+    assert streamed.ttft_ms is not None and streamed.ttft_ms <= streamed.duration_ms
+    assert (kept_row.input_tokens, kept_row.output_tokens) == (11, 3)
+    assert (infill.endpoint, infill.input_tokens, infill.output_tokens) == ("/v1/completions", 7, 2)
+    assert (missing.status, missing.requested_model, missing.served_model) == (404, "nope", "")
+    assert {row.tenant for row in ledger.rows} == {"test"} and len(
+        {row.request_id for row in ledger.rows}
+    ) == 5

@@ -16,8 +16,9 @@ from starlette.routing import Route
 from sovra.access.auth import TokenVerifier
 from sovra.access.database import Database
 from sovra.access.errors import ApiError, error_response
-from sovra.access.gateway import Gateway, GatewaySettings
+from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
+from sovra.access.ledger import UsageLedger
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
 
@@ -33,11 +34,14 @@ def create_app(
     upstream_timeout: float = 600.0,
     upstream: Upstream | None = None,
     database: Database | None = None,
+    usage: UsageSink | None = None,
 ) -> Starlette:
-    """The gateway app; `upstream` reaches the engines (tests pass an in-memory fake), `database`
-    holds API keys (refreshed every few seconds, so `sovra keys revoke` takes effect quickly)."""
+    """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
+    pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
+    revoke` takes effect quickly) and, unless `usage` is given, the usage ledger."""
     engines = upstream or AiohttpUpstream(upstream_timeout)
-    gateway = Gateway(pools, verifier, engines, settings)
+    ledger = UsageLedger(database) if database is not None and usage is None else None
+    gateway = Gateway(pools, verifier, engines, settings, usage or ledger)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -45,10 +49,14 @@ def create_app(
         if database is not None:
             await asyncio.to_thread(_load_keys, database, verifier)
             refresher = asyncio.create_task(_refresh_keys(database, verifier))
+        if ledger is not None:
+            ledger.start()
         yield
         if refresher is not None:
             refresher.cancel()
         await engines.aclose()
+        if ledger is not None:
+            await asyncio.to_thread(ledger.close)
 
     routes = [
         Route("/health", gateway.health, methods=["GET"]),

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sovra.access.accounting import Exchange
 from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
+from sovra.access.ledger import UsageRecord
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.inference.pool import ReplicaPool
 
-__all__ = ["Gateway", "GatewaySettings"]
+__all__ = ["Gateway", "GatewaySettings", "UsageSink"]
+
+
+class UsageSink(Protocol):
+    """Where finished requests go: the UsageLedger, or an in-memory list in tests."""
+
+    async def record(self, record: UsageRecord) -> bool: ...
+
 
 MODEL_HEADER = "x-ai-eg-model"  # Envoy AI Gateway's header; it wins over the body's `model`
 log = logging.getLogger("sovra.access")
@@ -37,10 +47,13 @@ class Gateway:
         verifier: TokenVerifier,
         upstream: Upstream,
         settings: GatewaySettings | None = None,
+        usage: UsageSink | None = None,
     ) -> None:
         self._pools = pools
         self._verifier = verifier
         self._upstream = upstream
+        self._usage = usage
+        self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
 
@@ -61,27 +74,46 @@ class Gateway:
         return JSONResponse({"object": "list", "data": data})
 
     async def relay(self, request: Request) -> Response:
-        started = time.perf_counter()
         key = self._authenticate(request)
-        payload, raw = await self._read_json(request)
-        model = self._resolve_model(request, payload)
-        if not key.may_use(model):
-            raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
-        call = UpstreamCall.for_request(request.url.path, payload, raw, model)
-        response = await self._send(self._pools[model], call)
+        exchange = Exchange(key, request.url.path)
+        try:
+            payload, raw = await self._read_json(request)
+            model = self._resolve_model(request, payload, exchange)
+            if not key.may_use(model):
+                raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
+            call = UpstreamCall.for_request(request.url.path, payload, raw, model)
+            return await self._send(self._pools[model], call, exchange)
+        except ApiError as error:
+            exchange.status = error.status
+            await self._finish(exchange)
+            raise
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, holding a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish(self, exchange: Exchange) -> None:
+        """The request is over: commit its ledger row (bounded wait) and log it (no prompt text)."""
+        record = exchange.record()
+        if self._usage is not None:
+            await self._usage.record(record)
         log.info(
             "request",
             extra={
-                "path": request.url.path,
-                "model": model,
-                "tenant": key.tenant,
-                "key": key.id,
-                "status": response.status_code,
-                "stream": call.stream,
-                "ms_to_headers": round((time.perf_counter() - started) * 1000, 1),
+                "id": record.request_id,
+                "path": record.endpoint,
+                "model": record.served_model,
+                "tenant": record.tenant,
+                "key": record.key_id,
+                "status": record.status,
+                "input_tokens": record.input_tokens,
+                "output_tokens": record.output_tokens,
+                "ttft_ms": record.ttft_ms,
+                "ms": record.duration_ms,
             },
         )
-        return response
 
     def _authenticate(self, request: Request) -> ApiKey:
         key = self._verifier.verify(request.headers)
@@ -109,17 +141,19 @@ class Gateway:
             raise ApiError(400, "request body must be a JSON object", "invalid_json")
         return payload, raw
 
-    def _resolve_model(self, request: Request, payload: dict[str, Any]) -> str:
+    def _resolve_model(self, request: Request, payload: dict[str, Any], exchange: Exchange) -> str:
         model = request.headers.get(MODEL_HEADER) or payload.get("model")
         if not isinstance(model, str) or not model:
             raise ApiError(
                 400, "'model' is required (in the body or the x-ai-eg-model header)", "model_required"
             )
+        exchange.requested_model = model
         if model not in self._pools:
             raise ApiError(404, f"the model {model!r} does not exist", "model_not_found")
+        exchange.served_model = model
         return model
 
-    async def _send(self, pool: ReplicaPool, call: UpstreamCall) -> Response:
+    async def _send(self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange) -> Response:
         """Relay to a ready replica; if it cannot be reached, try one other before giving up."""
         replica = pool.pick()
         if replica is None:
@@ -133,4 +167,4 @@ class Gateway:
             if other is None:
                 raise
             answer = await self._upstream.post(other.base_url + call.path, call.body, call.model)
-        return await respond(answer, call)
+        return await respond(answer, call, exchange, lambda: self._finish(exchange), self._spawn)

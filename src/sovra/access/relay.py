@@ -7,7 +7,7 @@ cancelled, the upstream connection is dropped, and the engine stops generating.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from sovra.access import fim
+from sovra.access.accounting import Exchange, account_stream, usage_from_body
 from sovra.access.errors import ApiError
 from sovra.access.upstream import UpstreamResponse
 
@@ -32,27 +33,43 @@ class UpstreamCall:
     model: str
     stream: bool
     infill: bool = False
-    include_usage: bool = False
+    client_wants_usage: bool = False  # the client asked for stream_options.include_usage
 
     @classmethod
     def for_request(cls, path: str, payload: dict[str, Any], raw: bytes, model: str) -> UpstreamCall:
         stream = payload.get("stream") is True
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         if path == "/v1/completions" and fim.wants_infill(payload):
-            options = payload.get("stream_options") or {}
             body = json.dumps(fim.infill_request(payload)).encode()
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return cls("/infill", body, model, stream, infill=True, include_usage=include_usage)
+            return cls("/infill", body, model, stream, infill=True, client_wants_usage=wants_usage)
+        changes: dict[str, Any] = {}
         if payload.get("model") != model:  # routed by header: the engine must see its own name
-            raw = json.dumps({**payload, "model": model}).encode()
-        return cls(path, raw, model, stream)
+            changes["model"] = model
+        if stream and not wants_usage:  # accounting needs the usage event; stripped again on the way out
+            changes["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        if changes:
+            raw = json.dumps({**payload, **changes}).encode()
+        return cls(path, raw, model, stream, client_wants_usage=wants_usage)
 
 
-async def respond(upstream: UpstreamResponse, call: UpstreamCall) -> Response:
-    """Turn the upstream response into the client's, streaming when both sides stream."""
+async def respond(
+    upstream: UpstreamResponse,
+    call: UpstreamCall,
+    exchange: Exchange,
+    finish: Callable[[], Coroutine[Any, Any, None]],
+    spawn: Callable[[Coroutine[Any, Any, None]], object],
+) -> Response:
+    """Turn the upstream response into the client's, streaming when both sides stream; `finish`
+    (the ledger commit) runs before the client gets the end of the answer."""
     if call.stream and upstream.status == 200 and upstream.content_type.startswith("text/event-stream"):
         chunks = _relay_chunks(upstream)
         if call.infill:
-            chunks = fim.infill_stream(chunks, call.model, call.include_usage)
+            chunks = fim.infill_stream(chunks, call.model, include_usage=True)
+        chunks = account_stream(chunks, exchange, call.client_wants_usage, finish, spawn)
         return StreamingResponse(
             chunks,
             media_type="text/event-stream",
@@ -65,6 +82,9 @@ async def respond(upstream: UpstreamResponse, call: UpstreamCall) -> Response:
         upstream.close()
     if call.infill and upstream.status == 200:
         body = json.dumps(fim.infill_response(json.loads(body), call.model)).encode()
+    exchange.status = upstream.status
+    usage_from_body(body, exchange)
+    await finish()
     return Response(body, status_code=upstream.status, media_type=upstream.content_type)
 
 

@@ -1,0 +1,146 @@
+"""Accounting for one request: tokens, timings and status, gathered while the answer passes through.
+
+Streams: the gateway asks the engine for `stream_options.include_usage`, reads the usage event, and
+strips it again when the client did not ask for it. Every other event passes through byte for byte.
+The final `data: [DONE]` is held back until the ledger row is committed, so a client that saw the
+end of its answer is in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sovra.access.keys import ApiKey
+from sovra.access.ledger import UsageRecord
+
+__all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
+_DONE = b"data: [DONE]"
+
+
+@dataclass
+class Exchange:
+    """What the ledger will say about one request, filled in as the request goes."""
+
+    key: ApiKey
+    endpoint: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    requested_model: str = ""
+    served_model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    first_byte: float | None = None
+    status: int = 0
+
+    def note_usage(self, usage: Mapping[str, Any]) -> None:
+        self.input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        self.output_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        self.cached_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+
+    def record(self) -> UsageRecord:
+        now = time.perf_counter()
+        ttft = (self.first_byte - self.started) * 1000 if self.first_byte is not None else None
+        return UsageRecord(
+            request_id=self.request_id,
+            at=self.at,
+            tenant=self.key.tenant,
+            key_id=self.key.id,
+            endpoint=self.endpoint,
+            requested_model=self.requested_model,
+            served_model=self.served_model,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            ttft_ms=round(ttft, 2) if ttft is not None else None,
+            duration_ms=round((now - self.started) * 1000, 2),
+            status=self.status,
+        )
+
+
+def usage_from_body(body: bytes, exchange: Exchange) -> None:
+    """Note the usage of a complete (non-streamed) JSON answer, if it has one."""
+    if b'"usage"' not in body:
+        return
+    try:
+        usage = json.loads(body).get("usage")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(usage, Mapping):
+        exchange.note_usage(usage)
+
+
+async def account_stream(
+    chunks: AsyncIterator[bytes],
+    exchange: Exchange,
+    keep_usage: bool,
+    finish: Callable[[], Coroutine[Any, Any, None]],
+    spawn: Callable[[Coroutine[Any, Any, None]], object],
+) -> AsyncIterator[bytes]:
+    """Relay an SSE stream while noting its usage; `finish` (the ledger commit) runs before [DONE].
+    If the stream ends early, `finish` is handed to `spawn`: nothing may be awaited once cancelled."""
+    pending = b""
+    held_done = False
+    events_seen = 0
+    finished = False
+    try:
+        async for chunk in chunks:
+            if exchange.first_byte is None:
+                exchange.first_byte = time.perf_counter()
+            if not pending and chunk.endswith(b"\n\n") and b'"usage"' not in chunk and _DONE not in chunk:
+                events_seen += 1
+                yield chunk  # the common case: one whole ordinary event, passed on untouched
+                continue
+            *events, pending = (pending + chunk).split(b"\n\n")
+            out = []
+            for event in events:
+                events_seen += 1
+                if event == _DONE:
+                    held_done = True
+                elif b'"usage"' in event:
+                    kept = _take_usage(event, exchange, keep_usage)
+                    if kept is not None:
+                        out.append(kept + b"\n\n")
+                elif event:
+                    out.append(event + b"\n\n")
+            if out:
+                yield b"".join(out)
+        exchange.status = exchange.status or 200
+        await finish()
+        finished = True
+        if held_done:
+            yield _DONE + b"\n\n"
+        if pending:
+            yield pending
+    finally:
+        if not finished:  # the client went away (or the stream broke): still account for it
+            exchange.status = CLIENT_CLOSED
+            exchange.output_tokens = exchange.output_tokens or events_seen
+            spawn(finish())
+
+
+def _take_usage(event: bytes, exchange: Exchange, keep_usage: bool) -> bytes | None:
+    """Read the usage from an event; return the event as the client should see it (or None)."""
+    try:
+        payload = json.loads(event.removeprefix(b"data:").strip())
+    except ValueError:
+        return event
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, Mapping):
+        return event
+    exchange.note_usage(usage)
+    if keep_usage:
+        return event
+    if not payload.get("choices"):
+        return None  # the extra usage-only event the client did not ask for
+    del payload["usage"]
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,73 @@
+"""The usage ledger on real SQLite and PostgreSQL, and `sovra usage` over it."""
+
+import asyncio
+import time
+
+import pytest
+
+from sovra.access.database import Database
+from sovra.access.ledger import UsageLedger, UsageRecord
+from sovra.usage_cli import parse_since, usage_report
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def row(
+    n: int, tenant: str = "team-a", model: str = "smollm2", status: int = 200, at: float | None = None
+) -> UsageRecord:
+    return UsageRecord(
+        f"req-{n}", at or time.time(), tenant, f"key-{tenant}", "/v1/chat/completions", model, model,
+        10 + n, 5, 1, 12.5, 100.0, status,
+    )  # fmt: skip
+
+
+async def test_rows_are_committed_before_record_returns(database: Database) -> None:
+    ledger = UsageLedger(database)
+    ledger.start()
+    try:
+        assert all(await asyncio.gather(*(ledger.record(row(n)) for n in range(50))))
+        with database.session() as db:  # another connection sees them at once: committed
+            assert db.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage")[0] == (
+                50,
+                sum(10 + n for n in range(50)),
+            )
+    finally:
+        ledger.close()
+
+
+async def test_an_unreachable_database_delays_answers_by_at_most_max_wait() -> None:
+    ledger = UsageLedger(Database("postgresql://postgres@127.0.0.1:1/none"), capacity=2, max_wait=0.2)
+    ledger.start()
+    started = time.monotonic()
+    assert await ledger.record(row(1)) is False
+    assert time.monotonic() - started < 1.0
+    assert await ledger.record(row(2)) is False  # waits in the buffer for the database
+    await ledger.record(row(3))
+    assert await ledger.record(row(4)) is False and ledger.dropped >= 1  # full: counted, not silent
+
+
+async def test_usage_report_groups_and_filters(database: Database) -> None:
+    ledger = UsageLedger(database)
+    ledger.start()
+    old = time.time() - 3 * 86400
+    for record in (row(1), row(2, status=502), row(3, tenant="team-b", model="qwen"), row(4, at=old)):
+        await ledger.record(record)
+    ledger.close()
+    by_tenant = usage_report(database, "tenant", parse_since("24h", time.time()))
+    assert by_tenant[0][:3] == ("TENANT", "REQUESTS", "ERRORS")
+    assert by_tenant[1][:6] == ("team-a", "2", "1", "23", "10", "2")  # the 3-day-old row is out
+    assert by_tenant[2][:2] == ("team-b", "1")
+    by_model = usage_report(database, "model", parse_since("7d", time.time()))
+    assert {r[0]: r[1] for r in by_model[1:]} == {"smollm2": "3", "qwen": "1"}
+
+
+def test_since_accepts_durations_and_dates() -> None:
+    now = 1_800_000_000.0
+    assert parse_since("30m", now) == now - 1800
+    assert parse_since("7d", now) == now - 7 * 86400
+    assert time.gmtime(parse_since("2026-11-01", now))[:3] == (2026, 11, 1)
