@@ -49,6 +49,10 @@ async def test_an_unreachable_database_delays_answers_by_at_most_max_wait() -> N
     assert await ledger.record(row(2)) is False  # waits in the buffer for the database
     await ledger.record(row(3))
     assert await ledger.record(row(4)) is False and ledger.dropped >= 1  # full: counted, not silent
+    started = time.monotonic()
+    ledger.close(timeout=5)
+    assert time.monotonic() - started < 2  # shutdown does not hang on a dead database
+    assert ledger.dropped >= 3
 
 
 async def test_usage_report_groups_and_filters(database: Database) -> None:

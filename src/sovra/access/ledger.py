@@ -14,7 +14,6 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
@@ -66,6 +65,7 @@ class UsageLedger:
         self._max_wait = max_wait
         self._batch = batch
         self._thread = threading.Thread(target=self._write_loop, name="sovra-ledger", daemon=True)
+        self._closing = threading.Event()
         self.dropped = 0
 
     def start(self) -> None:
@@ -93,8 +93,9 @@ class UsageLedger:
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued and stop the writer."""
+        """Flush what is queued and stop the writer; an unreachable database gets one last try."""
         if self._thread.is_alive():
+            self._closing.set()
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
@@ -123,19 +124,26 @@ class UsageLedger:
         return items
 
     def _write(self, connection: Connection | None, rows: Sequence[_Pending]) -> Connection | None:
-        """Insert until it works: rows are never dropped once they are in the buffer."""
+        """Insert until it works (rows in the buffer are kept), unless the gateway is shutting down."""
         delay = 0.1
         while True:
             try:
                 connection = connection or self._database.connect()
                 connection.executemany(_INSERT, [astuple(p.record) for p in rows])
                 connection.commit()
-            except Exception:
-                log.exception("usage rows not written; retrying", extra={"rows": len(rows), "in_s": delay})
+            except Exception as exc:
                 if connection is not None:
                     _close_quietly(connection)
                 connection = None
-                time.sleep(delay)
+                if self._closing.is_set():
+                    log.error("database unreachable at shutdown; usage rows lost", extra={"rows": len(rows)})
+                    self.dropped += len(rows)
+                    return None
+                log.warning(
+                    "usage rows not written; retrying",
+                    extra={"rows": len(rows), "in_s": delay, "error": str(exc)},
+                )
+                self._closing.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             for pending in rows:
