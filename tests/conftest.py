@@ -61,7 +61,10 @@ def start_platform(tmp: Path, *extra: str) -> RunningPlatform:
     port = free_port()
     log = tmp / "sovra-up.log"
     config = tmp / "sovra.yaml"  # its own database, so tests never touch the user's keys or usage
-    config.write_text(f"database: {{url: 'sqlite:///{tmp / 'sovra.db'}'}}\n")
+    config.write_text(
+        f"database: {{url: 'sqlite:///{tmp / 'sovra.db'}'}}\n"
+        "limits: {redisUrl: 'redis://127.0.0.1:6379/0'}\n"  # the local Redis: limits as with replicas
+    )
     env = {**os.environ, "SOVRA_API_KEY": TOKEN}
     command = [
         sys.executable,

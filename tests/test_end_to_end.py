@@ -175,3 +175,26 @@ def test_keys_created_and_revoked_with_the_cli_take_effect(platform: RunningPlat
     assert eventually(lambda: status() == 200)
     sovra_cli(platform, "keys", "revoke", key_id)
     assert eventually(lambda: status() == 401)
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(platform: RunningPlatform) -> None:
+    token = (
+        sovra_cli(platform, "keys", "create", "--tenant", "team-rl", "--rpm", "2").strip().splitlines()[-1]
+    )
+    limited = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=token, max_retries=0)
+    assert eventually(lambda: _accepted(limited))
+    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    limited.chat.completions.create(**ask)  # type: ignore[call-overload]
+    limited.chat.completions.create(**ask)  # type: ignore[call-overload]
+    with pytest.raises(openai.RateLimitError) as caught:
+        limited.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+def _accepted(client: openai.OpenAI) -> bool:
+    try:
+        client.models.list()
+    except openai.AuthenticationError:
+        return False
+    return True

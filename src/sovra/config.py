@@ -80,6 +80,13 @@ class Gateway(_Config):
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
 
 
+class LimitSettings(_Config):
+    # redis://… to share rate limits and budgets between gateway replicas; default: in this process.
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
+    # Reserved against token limits when a request does not set max_tokens.
+    default_max_tokens: Annotated[int, Field(ge=1)] = 512
+
+
 class DatabaseSettings(_Config):
     # sqlite:///path (default: <home>/sovra.db) or postgresql://… (several gateway replicas).
     url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
@@ -93,6 +100,7 @@ class PlatformConfig(_Config):
     engines: Engines = Engines()
     gateway: Gateway = Gateway()
     database: DatabaseSettings = DatabaseSettings()
+    limits: LimitSettings = LimitSettings()
 
     @property
     def store_path(self) -> Path:

@@ -21,6 +21,9 @@ from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
+from sovra.access.keys import ApiKey
+from sovra.access.ledger import tokens_used
+from sovra.access.limits import Limits, MemoryLimits, RedisLimits
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
@@ -31,7 +34,15 @@ from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.store import Source, WeightStore
 
-__all__ = ["AuthSetup", "build_store", "plan_services", "preload", "resolve_verifier", "run_platform"]
+__all__ = [
+    "AuthSetup",
+    "build_limits",
+    "build_store",
+    "plan_services",
+    "preload",
+    "resolve_verifier",
+    "run_platform",
+]
 
 log = logging.getLogger("sovra")
 
@@ -115,6 +126,18 @@ def _generated_token(path: Path) -> tuple[str, bool]:
     return token, True
 
 
+def build_limits(config: PlatformConfig, database: Database) -> Limits:
+    """Per-key limits in this process, or in Redis when several gateways must share them; budgets
+    start from what the ledger already holds for the current period."""
+
+    async def baseline(key: ApiKey, since: float) -> int:
+        return await asyncio.to_thread(tokens_used, database, key.id, since)
+
+    if config.limits.redis_url:
+        return RedisLimits(config.limits.redis_url, baseline)
+    return MemoryLimits(baseline)
+
+
 class _Server(uvicorn.Server):
     """uvicorn, minus its signal handling: `run_platform` owns signals so engines stop first."""
 
@@ -139,11 +162,19 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
     """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
     sock = _bind(config.listen.host, config.listen.port)
     supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
-    settings = GatewaySettings(max_body_bytes=config.gateway.max_body_bytes)
+    settings = GatewaySettings(
+        max_body_bytes=config.gateway.max_body_bytes, default_max_tokens=config.limits.default_max_tokens
+    )
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
+    limits = build_limits(config, database)
     app = create_app(
-        supervisor.pools, auth.verifier, settings, config.gateway.upstream_timeout_seconds, database=database
+        supervisor.pools,
+        auth.verifier,
+        settings,
+        config.gateway.upstream_timeout_seconds,
+        database=database,
+        limits=limits,
     )
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 """The gateway's own logic against a scripted upstream (an in-memory Upstream), not a real engine."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
+from sovra.access.limits import MemoryLimits
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 
@@ -75,12 +77,15 @@ class ScriptedUpstream:
         self.seen: list[Sent] = []
         self.answers: list[FakeResponse] = []
         self.unreachable: set[int] = set()
+        self.hold: asyncio.Event | None = None  # when set, every request waits for it: all in flight
 
     async def post(self, url: str, body: bytes, model: str) -> FakeResponse:
         sent = Sent(url, body)
         self.seen.append(sent)
         if sent.port in self.unreachable:
             raise ApiError(502, "unreachable", "upstream_unreachable")
+        if self.hold is not None:
+            await self.hold.wait()
         answer = self._answer(sent.path, json.loads(body))
         self.answers.append(answer)
         return answer
@@ -143,7 +148,9 @@ def client(
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
     verifier.use_stored_keys(keys)
     settings = GatewaySettings(max_body_bytes=max_body)
-    app = create_app(pools, verifier, settings, upstream=upstream, usage=ledger or Ledger())
+    app = create_app(
+        pools, verifier, settings, upstream=upstream, usage=ledger or Ledger(), limits=MemoryLimits()
+    )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
 
 
@@ -331,3 +338,27 @@ async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> 
     assert {row.tenant for row in ledger.rows} == {"test"} and len(
         {row.request_id for row in ledger.rows}
     ) == 5
+
+
+async def test_concurrent_requests_cannot_overshoot_a_token_limit(upstream: ScriptedUpstream) -> None:
+    limited = ApiKey("k2", "team-b", "ci", TokenVerifier.digest("sk-tpm"), tpm=300)
+    ledger = Ledger()
+    upstream.hold = asyncio.Event()
+    headers = {"authorization": "Bearer sk-tpm"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    async with client(
+        upstream, {"m": ReplicaPool("m", [replica(1001)])}, keys=(limited,), ledger=ledger
+    ) as gateway:
+        calls = [gateway.post("/v1/chat/completions", json=body, headers=headers) for _ in range(20)]
+        answers = asyncio.gather(*calls)
+        await asyncio.sleep(0.2)  # every request has been admitted or refused; none has finished
+        upstream.hold.set()
+        responses = await answers
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(admitted) + len(refused) == 20 and admitted and refused
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
+    spent = sum(row.input_tokens + row.output_tokens for row in ledger.rows if row.status == 200)
+    assert spent <= 300  # each request used less than it reserved: no overshoot at all
+    assert sorted({row.status for row in ledger.rows}) == [200, 429]

@@ -40,6 +40,11 @@ class Exchange:
     cached_tokens: int = 0
     first_byte: float | None = None
     status: int = 0
+    reserved: int = 0  # tokens reserved against the key's limits, settled when the request ends
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
     def note_usage(self, usage: Mapping[str, Any]) -> None:
         self.input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)

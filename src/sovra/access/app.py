@@ -19,6 +19,7 @@ from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
+from sovra.access.limits import Limits
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
 
@@ -35,13 +36,14 @@ def create_app(
     upstream: Upstream | None = None,
     database: Database | None = None,
     usage: UsageSink | None = None,
+    limits: Limits | None = None,
 ) -> Starlette:
     """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
     pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
     revoke` takes effect quickly) and, unless `usage` is given, the usage ledger."""
     engines = upstream or AiohttpUpstream(upstream_timeout)
     ledger = UsageLedger(database) if database is not None and usage is None else None
-    gateway = Gateway(pools, verifier, engines, settings, usage or ledger)
+    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

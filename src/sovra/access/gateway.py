@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -18,11 +19,25 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
+from sovra.access.limits import Limits
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.inference.pool import ReplicaPool
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
+
+
+def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_max_tokens: int) -> int:
+    """An upper-ish estimate of what a request will cost: ~4 bytes of JSON per prompt token, plus
+    what it may generate."""
+    prompt = len(raw) // 4 + 1
+    if endpoint == "/v1/embeddings":
+        return prompt
+    limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
+    choices = payload.get("n") or 1
+    if not isinstance(limit, int) or not isinstance(choices, int) or limit < 1 or choices < 1:
+        raise ApiError(400, "'max_tokens' and 'n' must be positive integers", "invalid_max_tokens")
+    return prompt + limit * choices
 
 
 class UsageSink(Protocol):
@@ -38,6 +53,8 @@ log = logging.getLogger("sovra.access")
 @dataclass(frozen=True)
 class GatewaySettings:
     max_body_bytes: int = 16 * 1024 * 1024
+    # Reserved against token limits when a request does not say how many tokens it may generate.
+    default_max_tokens: int = 512
 
 
 class Gateway:
@@ -48,11 +65,13 @@ class Gateway:
         upstream: Upstream,
         settings: GatewaySettings | None = None,
         usage: UsageSink | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._pools = pools
         self._verifier = verifier
         self._upstream = upstream
         self._usage = usage
+        self._limits = limits
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
@@ -81,6 +100,7 @@ class Gateway:
             model = self._resolve_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
+            await self._admit(key, payload, raw, exchange)
             call = UpstreamCall.for_request(request.url.path, payload, raw, model)
             return await self._send(self._pools[model], call, exchange)
         except ApiError as error:
@@ -94,8 +114,24 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _admit(self, key: ApiKey, payload: dict[str, Any], raw: bytes, exchange: Exchange) -> None:
+        """Reserve what the request may cost against the key's limits, or refuse it with 429."""
+        if self._limits is None or not (key.rpm or key.tpm or key.budget_tokens):
+            return
+        estimate = estimate_tokens(exchange.endpoint, payload, raw, self._settings.default_max_tokens)
+        admission = await self._limits.admit(key, estimate, time.time())
+        if not admission.allowed:
+            wait = max(1, math.ceil(admission.retry_after))
+            code = "budget_exceeded" if admission.limit == "budget" else "rate_limit_exceeded"
+            message = f"this key's {admission.limit} limit is reached; retry in {wait} s"
+            raise ApiError(429, message, code, {"retry-after": str(wait)})
+        exchange.reserved = admission.reserved
+
     async def _finish(self, exchange: Exchange) -> None:
-        """The request is over: commit its ledger row (bounded wait) and log it (no prompt text)."""
+        """The request is over: settle its reservation, commit its ledger row (bounded wait), and
+        log it (no prompt text)."""
+        if self._limits is not None and exchange.reserved:
+            await self._limits.settle(exchange.key, exchange.reserved, exchange.tokens, time.time())
         record = exchange.record()
         if self._usage is not None:
             await self._usage.record(record)

@@ -19,7 +19,7 @@ from dataclasses import astuple, dataclass
 
 from sovra.access.database import Connection, Database
 
-__all__ = ["UsageLedger", "UsageRecord"]
+__all__ = ["UsageLedger", "UsageRecord", "tokens_used"]
 
 log = logging.getLogger("sovra.ledger")
 
@@ -151,6 +151,16 @@ class UsageLedger:
                 with contextlib.suppress(RuntimeError):
                     pending.loop.call_soon_threadsafe(_resolve, pending.committed)
             return connection
+
+
+def tokens_used(database: Database, key_id: str, since: float) -> int:
+    """Input + output tokens the ledger holds for a key since a time (blocking: run in a thread)."""
+    with database.session() as db:
+        ((total,),) = db.execute(
+            "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE key_id = ? AND at >= ?",
+            (key_id, since),
+        )
+    return int(total)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

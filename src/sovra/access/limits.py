@@ -1,0 +1,209 @@
+"""Per-key limits: requests per minute, tokens per minute, and a token budget per day or month.
+
+Admission reserves, atomically, what a request may cost (one request; its prompt estimate plus its
+`max_tokens`); when it ends, the reservation is settled against the real usage. So concurrent
+requests cannot all slip under a limit checked before any of them finished (LiteLLM's bug: 663
+tokens spent against a 100-token limit). A request that uses more than it reserved puts the key in
+debt, and nothing more is admitted until the debt is paid back: the overshoot is at most one
+request's error.
+
+Minute limits are token buckets (capacity = the limit, refilled continuously over a minute).
+`MemoryLimits` serves one gateway; `RedisLimits` runs the same arithmetic in a Lua script so that
+several gateways share the counts.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sovra.access.keys import ApiKey, BudgetPeriod
+
+__all__ = ["Admission", "Limits", "MemoryLimits", "RedisLimits", "seconds_until_period_end"]
+
+BudgetBaseline = Callable[[ApiKey, float], Awaitable[int]]  # tokens already used since a period start
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    reserved: int = 0
+    limit: str = ""  # which limit refused: rpm | tpm | budget
+    retry_after: float = 0.0
+
+
+class Limits(Protocol):
+    async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission: ...
+
+    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None: ...
+
+
+def seconds_until_period_end(key: ApiKey, now: float) -> float:
+    start = key.period_start(now)
+    if key.budget_period is BudgetPeriod.MONTH:
+        moment = time.gmtime(start)
+        year, month = (moment.tm_year + 1, 1) if moment.tm_mon == 12 else (moment.tm_year, moment.tm_mon + 1)
+        return calendar.timegm((year, month, 1, 0, 0, 0)) - now
+    return start + 86400 - now
+
+
+@dataclass
+class _Bucket:
+    level: float
+    at: float
+
+    def refill(self, capacity: int, now: float) -> None:
+        self.level = min(capacity, self.level + (now - self.at) * capacity / 60.0)
+        self.at = now
+
+    def wait_for(self, cost: float, capacity: int) -> float:
+        """Seconds until `cost` fits (0 when it does now)."""
+        return max(0.0, (cost - self.level) * 60.0 / capacity)
+
+
+@dataclass
+class _KeyState:
+    requests: _Bucket
+    tokens: _Bucket
+    period: float = -1.0
+    used: int = 0  # budget tokens used (and reserved) in `period`
+
+
+class MemoryLimits:
+    """Limits for one gateway process. Each call runs without awaiting between check and
+    reservation, so it is atomic on the event loop."""
+
+    def __init__(self, baseline: BudgetBaseline | None = None) -> None:
+        self._states: dict[str, _KeyState] = {}
+        self._baseline = baseline
+
+    async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission:
+        state = self._states.get(key.id)
+        if state is None:
+            state = self._states[key.id] = _KeyState(_Bucket(key.rpm or 0, now), _Bucket(key.tpm or 0, now))
+        if key.budget_tokens is not None and state.period != key.period_start(now):
+            used = await self._baseline(key, key.period_start(now)) if self._baseline else 0
+            state.period, state.used = key.period_start(now), used  # no await between here and return
+        return self._decide(key, state, tokens, now)
+
+    def _decide(self, key: ApiKey, state: _KeyState, tokens: int, now: float) -> Admission:
+        if key.rpm:
+            state.requests.refill(key.rpm, now)
+            wait = state.requests.wait_for(1, key.rpm)
+            if wait > 0:
+                return Admission(False, limit="rpm", retry_after=wait)
+        # A request bigger than the whole minute budget is admitted on a full bucket, not never.
+        cost = min(tokens, key.tpm) if key.tpm else tokens
+        if key.tpm:
+            state.tokens.refill(key.tpm, now)
+            wait = state.tokens.wait_for(cost, key.tpm)
+            if wait > 0:
+                return Admission(False, limit="tpm", retry_after=wait)
+        if key.budget_tokens is not None and state.used + tokens > key.budget_tokens:
+            return Admission(False, limit="budget", retry_after=seconds_until_period_end(key, now))
+        if key.rpm:
+            state.requests.level -= 1
+        if key.tpm:
+            state.tokens.level -= cost
+        state.used += tokens
+        return Admission(True, reserved=tokens)
+
+    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None:
+        state = self._states.get(key.id)
+        if state is None:
+            return
+        if key.tpm:
+            state.tokens.level = min(key.tpm, state.tokens.level + min(reserved, key.tpm) - actual)
+        if key.budget_tokens is not None and state.period == key.period_start(now):
+            state.used += actual - reserved
+
+
+# The same arithmetic as MemoryLimits._decide and .settle, atomically in Redis.
+_ADMIT = """
+local now, rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget, baseline, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local function bucket(name, capacity)
+  local level = tonumber(redis.call('HGET', KEYS[1], name .. ':level') or capacity)
+  local at = tonumber(redis.call('HGET', KEYS[1], name .. ':at') or now)
+  return math.min(capacity, level + math.max(0, now - at) * capacity / 60.0)
+end
+local requests, tok = 0, 0
+if rpm > 0 then
+  requests = bucket('rpm', rpm)
+  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60.0 / rpm)} end
+end
+local cost = tokens
+if tpm > 0 then
+  cost = math.min(tokens, tpm)
+  tok = bucket('tpm', tpm)
+  if tok < cost then return {0, 'tpm', tostring((cost - tok) * 60.0 / tpm)} end
+end
+if budget >= 0 then
+  redis.call('SET', KEYS[2], baseline, 'NX', 'EX', ttl)
+  local used = tonumber(redis.call('GET', KEYS[2]))
+  if used + tokens > budget then return {0, 'budget', '0'} end
+  redis.call('INCRBY', KEYS[2], tokens)
+end
+if rpm > 0 then redis.call('HSET', KEYS[1], 'rpm:level', tostring(requests - 1), 'rpm:at', tostring(now)) end
+if tpm > 0 then redis.call('HSET', KEYS[1], 'tpm:level', tostring(tok - cost), 'tpm:at', tostring(now)) end
+redis.call('EXPIRE', KEYS[1], 120)
+return {1, '', '0'}
+"""
+
+_SETTLE = """
+local now, tpm, refund, delta = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if tpm > 0 then
+  local level = tonumber(redis.call('HGET', KEYS[1], 'tpm:level') or tpm)
+  local at = tonumber(redis.call('HGET', KEYS[1], 'tpm:at') or now)
+  level = math.min(tpm, level + math.max(0, now - at) * tpm / 60.0)
+  redis.call('HSET', KEYS[1], 'tpm:level', tostring(math.min(tpm, level + refund)), 'tpm:at', tostring(now))
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], delta) end
+return 1
+"""
+
+
+class RedisLimits:
+    """Limits shared by every gateway that points at the same Redis."""
+
+    def __init__(
+        self, url: str, baseline: BudgetBaseline | None = None, prefix: str = "sovra:limits"
+    ) -> None:
+        import redis.asyncio as redis  # only needed when configured
+
+        self._redis: Any = redis.from_url(url)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._baseline = baseline
+        self._prefix = prefix
+
+    def _keys(self, key: ApiKey, now: float) -> list[str]:
+        period = int(key.period_start(now)) if key.budget_tokens is not None else 0
+        return [f"{self._prefix}:{key.id}", f"{self._prefix}:{key.id}:budget:{period}"]
+
+    async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission:
+        keys = self._keys(key, now)
+        budget, baseline, ttl = -1, 0, 1
+        if key.budget_tokens is not None:
+            budget = key.budget_tokens
+            ttl = math.ceil(seconds_until_period_end(key, now)) + 3600
+            if not await self._redis.exists(keys[1]):
+                baseline = await self._baseline(key, key.period_start(now)) if self._baseline else 0
+        args = [now, key.rpm or 0, key.tpm or 0, tokens, budget, baseline, ttl]
+        allowed, limit, wait = await self._admit(keys=keys, args=args)
+        if int(allowed):
+            return Admission(True, reserved=tokens)
+        name = limit.decode() if isinstance(limit, bytes) else str(limit)
+        retry = seconds_until_period_end(key, now) if name == "budget" else float(wait)
+        return Admission(False, limit=name, retry_after=retry)
+
+    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None:
+        refund = min(reserved, key.tpm) - actual if key.tpm else 0
+        await self._settle(keys=self._keys(key, now), args=[now, key.tpm or 0, refund, actual - reserved])
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
