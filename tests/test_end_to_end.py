@@ -198,3 +198,17 @@ def _accepted(client: openai.OpenAI) -> bool:
     except openai.AuthenticationError:
         return False
     return True
+
+
+def test_metrics_follow_the_genai_conventions(client: openai.OpenAI, platform: RunningPlatform) -> None:
+    stream = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+    )
+    assert [c for c in stream]
+    text = httpx.get(f"{platform.base_url}/metrics", timeout=5).text
+    assert (
+        'gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="llama.cpp"'
+        in text
+    )
+    assert 'gen_ai_client_token_usage_bucket{gen_ai_operation_name="chat"' in text
+    assert 'gen_ai_token_type="output"' in text

@@ -78,6 +78,7 @@ class Engines(_Config):
 class Gateway(_Config):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    tenant_header: str = Field(default="x-tenant-id", pattern=r"^[A-Za-z0-9-]+$")  # labels metrics by tenant
 
 
 class LimitSettings(_Config):

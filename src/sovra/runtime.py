@@ -75,7 +75,8 @@ def plan_services(
                 )
             launch = functools.partial(vllm_argv, service, path)
         log.info("service planned", extra={"service": service.name, "engine": engine.value})
-        plans.append(ServicePlan(service.name, service.spec.scaling.min_replicas, launch))
+        engine_name = "llama.cpp" if engine is EngineKind.LLAMACPP else "vllm"
+        plans.append(ServicePlan(service.name, service.spec.scaling.min_replicas, launch, engine_name))
     return plans
 
 
@@ -163,7 +164,9 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
     sock = _bind(config.listen.host, config.listen.port)
     supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
     settings = GatewaySettings(
-        max_body_bytes=config.gateway.max_body_bytes, default_max_tokens=config.limits.default_max_tokens
+        max_body_bytes=config.gateway.max_body_bytes,
+        default_max_tokens=config.limits.default_max_tokens,
+        tenant_header=config.gateway.tenant_header.lower(),
     )
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)

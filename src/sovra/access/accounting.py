@@ -41,6 +41,8 @@ class Exchange:
     first_byte: float | None = None
     status: int = 0
     reserved: int = 0  # tokens reserved against the key's limits, settled when the request ends
+    error_type: str = ""  # the error code Sovra answered with, or the engine's HTTP status
+    tenant_label: str = ""  # the tenant as metrics label it (from a header, else the key)
 
     @property
     def tokens(self) -> int:

@@ -22,6 +22,7 @@ from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
+from sovra.observe.metrics import GatewayMetrics
 
 __all__ = ["create_app"]
 
@@ -41,9 +42,11 @@ def create_app(
     """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
     pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
     revoke` takes effect quickly) and, unless `usage` is given, the usage ledger."""
-    engines = upstream or AiohttpUpstream(upstream_timeout)
+    metrics = GatewayMetrics()
+    stale_retries = metrics.retries.labels("stale_connection")
+    engines = upstream or AiohttpUpstream(upstream_timeout, on_retry=stale_retries.inc)
     ledger = UsageLedger(database) if database is not None and usage is None else None
-    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits)
+    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +66,7 @@ def create_app(
     routes = [
         Route("/health", gateway.health, methods=["GET"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/metrics", gateway.prometheus, methods=["GET"]),
         Route("/v1/chat/completions", gateway.relay, methods=["POST"]),
         Route("/v1/completions", gateway.relay, methods=["POST"]),
         Route("/v1/embeddings", gateway.relay, methods=["POST"]),

@@ -23,6 +23,7 @@ from sovra.access.limits import Limits
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.inference.pool import ReplicaPool
+from sovra.observe.metrics import GatewayMetrics
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
 
@@ -55,6 +56,8 @@ class GatewaySettings:
     max_body_bytes: int = 16 * 1024 * 1024
     # Reserved against token limits when a request does not say how many tokens it may generate.
     default_max_tokens: int = 512
+    # Request header whose value labels metrics by tenant (else the key's tenant), as Envoy AI Gateway.
+    tenant_header: str = "x-tenant-id"
 
 
 class Gateway:
@@ -66,12 +69,14 @@ class Gateway:
         settings: GatewaySettings | None = None,
         usage: UsageSink | None = None,
         limits: Limits | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._pools = pools
         self._verifier = verifier
         self._upstream = upstream
         self._usage = usage
         self._limits = limits
+        self.metrics = metrics or GatewayMetrics()
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
@@ -82,6 +87,9 @@ class Gateway:
         }
         ok = all(s["ready"] > 0 or s["replicas"] == 0 for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def models(self, request: Request) -> Response:
         key = self._authenticate(request)
@@ -95,6 +103,8 @@ class Gateway:
     async def relay(self, request: Request) -> Response:
         key = self._authenticate(request)
         exchange = Exchange(key, request.url.path)
+        labelled = request.headers.get(self._settings.tenant_header) or key.tenant
+        exchange.tenant_label = self.metrics.tenant_label(labelled)
         try:
             payload, raw = await self._read_json(request)
             model = self._resolve_model(request, payload, exchange)
@@ -105,6 +115,7 @@ class Gateway:
             return await self._send(self._pools[model], call, exchange)
         except ApiError as error:
             exchange.status = error.status
+            exchange.error_type = error.code
             await self._finish(exchange)
             raise
 
@@ -121,6 +132,7 @@ class Gateway:
         estimate = estimate_tokens(exchange.endpoint, payload, raw, self._settings.default_max_tokens)
         admission = await self._limits.admit(key, estimate, time.time())
         if not admission.allowed:
+            self.metrics.rate_limited.labels(admission.limit, exchange.tenant_label).inc()
             wait = max(1, math.ceil(admission.retry_after))
             code = "budget_exceeded" if admission.limit == "budget" else "rate_limit_exceeded"
             message = f"this key's {admission.limit} limit is reached; retry in {wait} s"
@@ -133,6 +145,9 @@ class Gateway:
         if self._limits is not None and exchange.reserved:
             await self._limits.settle(exchange.key, exchange.reserved, exchange.tokens, time.time())
         record = exchange.record()
+        pool = self._pools.get(record.served_model)
+        provider = pool.engine if pool is not None else "sovra"
+        self.metrics.observe(record, provider, exchange.tenant_label, exchange.error_type)
         if self._usage is not None:
             await self._usage.record(record)
         log.info(
@@ -196,11 +211,15 @@ class Gateway:
             raise ApiError(
                 503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
             )
+        self.metrics.replica_picks.labels(pool.service, str(replica.index)).inc()
         try:
             answer = await self._upstream.post(replica.base_url + call.path, call.body, call.model)
         except ApiError as error:
+            self.metrics.upstream_errors.labels(pool.service, error.code).inc()
             other = pool.pick(exclude=replica) if error.code == "upstream_unreachable" else None
             if other is None:
                 raise
+            self.metrics.retries.labels("another_replica").inc()
+            self.metrics.replica_picks.labels(pool.service, str(other.index)).inc()
             answer = await self._upstream.post(other.base_url + call.path, call.body, call.model)
         return await respond(answer, call, exchange, lambda: self._finish(exchange), self._spawn)

@@ -83,6 +83,8 @@ async def respond(
     if call.infill and upstream.status == 200:
         body = json.dumps(fim.infill_response(json.loads(body), call.model)).encode()
     exchange.status = upstream.status
+    if upstream.status >= 400:
+        exchange.error_type = str(upstream.status)
     usage_from_body(body, exchange)
     await finish()
     return Response(body, status_code=upstream.status, media_type=upstream.content_type)

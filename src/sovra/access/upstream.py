@@ -7,7 +7,7 @@ from the engine. Its errors are translated here, once, into ApiErrors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import aiohttp
@@ -73,10 +73,11 @@ class _AiohttpResponse:
 
 
 class AiohttpUpstream:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, on_retry: Callable[[], object] | None = None) -> None:
         # Generation can be slow to start under load; only connecting must be quick.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._on_retry = on_retry
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use: a session belongs to a running loop
@@ -97,6 +98,8 @@ class AiohttpUpstream:
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 # llama-server sometimes closes a pooled keep-alive connection just as we reuse it,
                 # before answering anything; the same request on a fresh connection is the remedy.
+                if self._on_retry is not None:
+                    self._on_retry()
                 response = await self._client().post(url, data=body, headers=headers)
         except TimeoutError as exc:
             raise ApiError(504, f"the engine for {model!r} timed out", "upstream_timeout") from exc

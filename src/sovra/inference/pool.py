@@ -11,9 +11,10 @@ __all__ = ["ReplicaPool"]
 
 
 class ReplicaPool:
-    def __init__(self, service: str, replicas: Sequence[Replica]) -> None:
+    def __init__(self, service: str, replicas: Sequence[Replica], engine: str = "llama.cpp") -> None:
         self.service = service
         self.replicas = tuple(replicas)
+        self.engine = engine  # what serves it: "llama.cpp" or "vllm" (gen_ai_provider_name)
         self._turn = itertools.count()
 
     def pick(self, exclude: Replica | None = None) -> Replica | None:

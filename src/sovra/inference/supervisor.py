@@ -24,6 +24,7 @@ class ServicePlan:
     name: str
     replicas: int
     launch: Callable[[int], Launch]
+    engine: str = "llama.cpp"
 
 
 class Supervisor:
@@ -33,7 +34,7 @@ class Supervisor:
         self.pools: dict[str, ReplicaPool] = {}
         for plan in plans:
             replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
-            self.pools[plan.name] = ReplicaPool(plan.name, replicas)
+            self.pools[plan.name] = ReplicaPool(plan.name, replicas, plan.engine)
             self.processes += [
                 EngineProcess(r, plan.launch, startup_timeout=startup_timeout) for r in replicas
             ]

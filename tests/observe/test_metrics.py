@@ -1,0 +1,99 @@
+"""Gateway metrics: OpenTelemetry GenAI names, buckets and attributes, through the gateway."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sovra.access.auth import TokenVerifier
+from sovra.access.keys import ApiKey
+from sovra.inference.pool import ReplicaPool
+from sovra.observe.metrics import MAX_TENANTS, GatewayMetrics
+from tests.access.test_gateway import AUTH, ScriptedUpstream, client, replica
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples
+    ]
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return sum(v for n, found, v in samples(text) if n == name and labels.items() <= found.items())
+
+
+async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> None:
+    upstream = ScriptedUpstream()
+    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)], engine="llama.cpp")}) as gateway:
+        body = {"model": "m", "stream": True}
+        await gateway.post("/v1/chat/completions", json=body, headers={**AUTH, "x-tenant-id": "team-a"})
+        await gateway.post("/v1/chat/completions", json={"model": "gone"}, headers=AUTH)
+        text = (await gateway.get("/metrics")).text
+    attributes = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "llama.cpp",
+        "gen_ai_request_model": "m",
+        "gen_ai_response_model": "m",
+        "tenant": "team-a",
+    }
+    assert value(text, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **attributes) == 11
+    assert value(text, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **attributes) == 3
+    assert value(text, "gen_ai_server_time_to_first_token_seconds_count", **attributes) == 1
+    assert value(text, "gen_ai_server_time_per_output_token_seconds_count", **attributes) == 1
+    assert value(text, "gen_ai_server_request_duration_seconds_count", error_type="", **attributes) == 1
+    # The unknown model: counted with its error type, under the key's tenant (no header).
+    assert (
+        value(
+            text, "gen_ai_server_request_duration_seconds_count", error_type="model_not_found", tenant="test"
+        )
+        == 1
+    )
+    assert value(text, "sovra_gateway_replica_picks_total", model="m", replica="1001") == 1
+
+
+async def test_bucket_boundaries_are_the_semantic_conventions() -> None:
+    upstream = ScriptedUpstream()
+    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}) as gateway:
+        await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+        text = (await gateway.get("/metrics")).text
+
+    def bounds(name: str) -> list[str]:
+        return sorted({labels["le"] for n, labels, _ in samples(text) if n == name}, key=float)
+
+    assert bounds("gen_ai_client_token_usage_bucket")[:3] == ["1.0", "4.0", "16.0"]
+    assert bounds("gen_ai_client_token_usage_bucket")[-2:] == ["6.7108864e+07", "+Inf"]  # 64 Mi
+    assert bounds("gen_ai_server_request_duration_seconds_bucket")[:2] == ["0.01", "0.02"]
+    assert bounds("gen_ai_server_request_duration_seconds_bucket")[-2:] == ["81.92", "+Inf"]
+    assert bounds("gen_ai_server_time_to_first_token_seconds_bucket")[:2] == ["0.001", "0.005"]
+    assert bounds("gen_ai_server_time_per_output_token_seconds_bucket")[-2:] == ["2.5", "+Inf"]
+
+
+async def test_rate_limits_and_failovers_are_counted() -> None:
+    upstream = ScriptedUpstream()
+    upstream.unreachable = {1001}
+    limited = ApiKey("k3", "team-c", "ci", TokenVerifier.digest("sk-rpm"), rpm=1)
+    pools = {"m": ReplicaPool("m", [replica(1001), replica(1002)])}
+    headers = {"authorization": "Bearer sk-rpm"}
+    async with client(upstream, pools, keys=(limited,)) as gateway:
+        for _ in range(3):
+            await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=headers)
+        text = (await gateway.get("/metrics")).text
+    assert value(text, "sovra_gateway_rate_limited_total", limit="rpm", tenant="team-c") == 2
+    assert value(text, "sovra_gateway_upstream_errors_total", error_type="upstream_unreachable") == 1
+    assert value(text, "sovra_gateway_retries_total", reason="another_replica") == 1
+
+
+def test_tenant_labels_are_bounded() -> None:
+    metrics = GatewayMetrics()
+    assert metrics.tenant_label("team-a") == "team-a"
+    assert metrics.tenant_label("spaces are odd") == "other"
+    assert metrics.tenant_label("x" * 200) == "other"
+    for n in range(MAX_TENANTS):
+        metrics.tenant_label(f"t{n}")
+    assert metrics.tenant_label("one-too-many") == "other"
+    assert metrics.tenant_label("team-a") == "team-a"  # known ones keep their label
