@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -212,3 +213,29 @@ def test_metrics_follow_the_genai_conventions(client: openai.OpenAI, platform: R
     )
     assert 'gen_ai_client_token_usage_bucket{gen_ai_operation_name="chat"' in text
     assert 'gen_ai_token_type="output"' in text
+
+
+def test_the_anthropic_sdk_works_against_llama_server(platform: RunningPlatform) -> None:
+    ask = {
+        "model": "smollm2",
+        "max_tokens": 12,
+        "extra_body": {"temperature": 0},  # greedy, so both answers below are the same
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": "Name a fruit."}],
+    }
+    with anthropic.Anthropic(base_url=platform.base_url, api_key=TOKEN, max_retries=0) as claude:
+        message = claude.messages.create(**ask)  # type: ignore[arg-type]
+        with claude.messages.stream(**ask) as stream:  # type: ignore[arg-type]
+            pieces = list(stream.text_stream)
+            final = stream.get_final_message()
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and message.content[0].text  # type: ignore[union-attr]
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert message.usage.input_tokens > 5 and message.usage.output_tokens > 0
+    assert len(pieces) >= 2 and "".join(pieces) == final.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens == message.usage.output_tokens
+    with (
+        anthropic.Anthropic(base_url=platform.base_url, api_key="sk-wrong", max_retries=0) as stranger,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
+        stranger.messages.create(**ask)  # type: ignore[arg-type]

@@ -43,9 +43,8 @@ def test_a_completed_stream_survives_sigkill(llama_server: Path, smollm2: Path, 
     events = []
     try:
         body = {**CHAT, "stream": True}
-        with httpx.stream(
-            "POST", f"{platform.base_url}/v1/chat/completions", json=body, headers=HEADERS
-        ) as response:
+        url = f"{platform.base_url}/v1/chat/completions"
+        with httpx.Client() as http, http.stream("POST", url, json=body, headers=HEADERS) as response:
             for line in response.iter_lines():
                 if line:
                     events.append(line)
@@ -59,4 +58,5 @@ def test_a_completed_stream_survives_sigkill(llama_server: Path, smollm2: Path, 
     content_events = [e for e in events if '"content":"' in e]
     ((status, prompt_tokens, completion_tokens, endpoint, _),) = ledger_rows(tmp_path)
     assert (status, endpoint) == (200, "/v1/chat/completions")
-    assert prompt_tokens > 5 and completion_tokens == len(content_events) == 8
+    # A multi-token character (an emoji) arrives as one event: events ≤ tokens ≤ max_tokens.
+    assert prompt_tokens > 5 and 1 <= len(content_events) <= completion_tokens <= 8

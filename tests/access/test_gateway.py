@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
@@ -138,6 +139,22 @@ class Ledger:
         return True
 
 
+def gateway_app(
+    upstream: ScriptedUpstream,
+    pools: dict[str, ReplicaPool],
+    max_body: int = 4096,
+    keys: tuple[ApiKey, ...] = (),
+    ledger: Ledger | None = None,
+) -> Starlette:
+    """The real gateway app, with a scripted upstream, in-memory ledger and in-memory limits."""
+    verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
+    verifier.use_stored_keys(keys)
+    settings = GatewaySettings(max_body_bytes=max_body)
+    return create_app(
+        pools, verifier, settings, upstream=upstream, usage=ledger or Ledger(), limits=MemoryLimits()
+    )
+
+
 def client(
     upstream: ScriptedUpstream,
     pools: dict[str, ReplicaPool],
@@ -145,12 +162,7 @@ def client(
     keys: tuple[ApiKey, ...] = (),
     ledger: Ledger | None = None,
 ) -> httpx.AsyncClient:
-    verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
-    verifier.use_stored_keys(keys)
-    settings = GatewaySettings(max_body_bytes=max_body)
-    app = create_app(
-        pools, verifier, settings, upstream=upstream, usage=ledger or Ledger(), limits=MemoryLimits()
-    )
+    app = gateway_app(upstream, pools, max_body, keys, ledger)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
 
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sovra.access import anthropic
 from sovra.access.auth import TokenVerifier
 from sovra.access.database import Database
 from sovra.access.errors import ApiError, error_response
@@ -70,6 +71,7 @@ def create_app(
         Route("/v1/chat/completions", gateway.relay, methods=["POST"]),
         Route("/v1/completions", gateway.relay, methods=["POST"]),
         Route("/v1/embeddings", gateway.relay, methods=["POST"]),
+        Route("/v1/messages", gateway.messages, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,
@@ -97,6 +99,8 @@ async def _refresh_keys(database: Database, verifier: TokenVerifier) -> None:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if request.url.path.startswith("/v1/messages"):  # Anthropic clients expect Anthropic's envelope
+        return JSONResponse(anthropic.error_body(exc.status, exc.message), exc.status, exc.headers)
     return error_response(exc)
 
 

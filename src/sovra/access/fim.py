@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sovra.access.errors import ApiError
+from sovra.access.sse import data_payloads
 
 __all__ = ["infill_request", "infill_response", "infill_stream", "wants_infill"]
 
@@ -79,7 +80,7 @@ async def infill_stream(
 ) -> AsyncIterator[bytes]:
     """Re-emit llama-server's infill SSE events as OpenAI completion chunks."""
     completion_id = f"cmpl-{uuid.uuid4().hex}"
-    async for event in _sse_data(upstream):
+    async for event in data_payloads(upstream):
         result = json.loads(event)
         if "error" in result:
             yield _sse(result)
@@ -101,15 +102,3 @@ async def infill_stream(
 
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-
-async def _sse_data(stream: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The `data:` payloads of a server-sent-event byte stream, however it is chunked."""
-    buffer = b""
-    async for chunk in stream:
-        buffer += chunk.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    yield line[5:].strip().decode()

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +39,9 @@ def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_
     if not isinstance(limit, int) or not isinstance(choices, int) or limit < 1 or choices < 1:
         raise ApiError(400, "'max_tokens' and 'n' must be positive integers", "invalid_max_tokens")
     return prompt + limit * choices
+
+
+CallBuilder = Callable[[dict[str, Any], bytes, str], UpstreamCall]  # (payload, raw body, model) → call
 
 
 class UsageSink(Protocol):
@@ -101,6 +104,19 @@ class Gateway:
         return JSONResponse({"object": "list", "data": data})
 
     async def relay(self, request: Request) -> Response:
+        """The OpenAI endpoints: chat/completions, completions, embeddings."""
+        path = request.url.path
+        return await self._serve(
+            request, lambda payload, raw, model: UpstreamCall.for_request(path, payload, raw, model)
+        )
+
+    async def messages(self, request: Request) -> Response:
+        """The Anthropic Messages API, served by any engine through translation."""
+        return await self._serve(
+            request, lambda payload, raw, model: UpstreamCall.for_messages(payload, model)
+        )
+
+    async def _serve(self, request: Request, build: CallBuilder) -> Response:
         key = self._authenticate(request)
         exchange = Exchange(key, request.url.path)
         labelled = request.headers.get(self._settings.tenant_header) or key.tenant
@@ -110,8 +126,8 @@ class Gateway:
             model = self._resolve_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
+            call = build(payload, raw, model)
             await self._admit(key, payload, raw, exchange)
-            call = UpstreamCall.for_request(request.url.path, payload, raw, model)
             return await self._send(self._pools[model], call, exchange)
         except ApiError as error:
             exchange.status = error.status

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from sovra.access import fim
+from sovra.access import anthropic, fim
 from sovra.access.accounting import Exchange, account_stream, usage_from_body
 from sovra.access.errors import ApiError
 from sovra.access.upstream import UpstreamResponse
@@ -34,6 +34,14 @@ class UpstreamCall:
     stream: bool
     infill: bool = False
     client_wants_usage: bool = False  # the client asked for stream_options.include_usage
+    anthropic: bool = False  # answer in the Anthropic Messages shape
+
+    @classmethod
+    def for_messages(cls, payload: dict[str, Any], model: str) -> UpstreamCall:
+        """An Anthropic Messages request, sent to the engine as a chat completion."""
+        chat = anthropic.chat_request(payload, model)
+        body = json.dumps(chat).encode()
+        return cls("/v1/chat/completions", body, model, chat.get("stream") is True, anthropic=True)
 
     @classmethod
     def for_request(cls, path: str, payload: dict[str, Any], raw: bytes, model: str) -> UpstreamCall:
@@ -69,7 +77,10 @@ async def respond(
         chunks = _relay_chunks(upstream)
         if call.infill:
             chunks = fim.infill_stream(chunks, call.model, include_usage=True)
-        chunks = account_stream(chunks, exchange, call.client_wants_usage, finish, spawn)
+        keep_usage = call.client_wants_usage or call.anthropic  # the translation reports usage itself
+        chunks = account_stream(chunks, exchange, keep_usage, finish, spawn)
+        if call.anthropic:
+            chunks = anthropic.message_stream(chunks, call.model)
         return StreamingResponse(
             chunks,
             media_type="text/event-stream",
@@ -87,7 +98,21 @@ async def respond(
         exchange.error_type = str(upstream.status)
     usage_from_body(body, exchange)
     await finish()
+    if call.anthropic:
+        return _as_anthropic(body, upstream.status, call.model)
     return Response(body, status_code=upstream.status, media_type=upstream.content_type)
+
+
+def _as_anthropic(body: bytes, status: int, model: str) -> Response:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    if status == 200:
+        return JSONResponse(anthropic.message_from_chat(answer, model))
+    error = answer.get("error") if isinstance(answer, dict) else None
+    message = str(error.get("message")) if isinstance(error, dict) else f"the engine answered {status}"
+    return JSONResponse(anthropic.error_body(status, message), status_code=status)
 
 
 async def _relay_chunks(upstream: UpstreamResponse) -> AsyncIterator[bytes]:

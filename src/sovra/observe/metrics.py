@@ -30,6 +30,7 @@ _ATTRIBUTES = (
 )
 _OPERATIONS = {
     "/v1/chat/completions": "chat",
+    "/v1/messages": "chat",
     "/v1/completions": "text_completion",
     "/v1/embeddings": "embeddings",
 }
