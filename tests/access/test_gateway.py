@@ -23,6 +23,7 @@ from sovra.inference.process import Replica, ReplicaState
 
 TOKEN = "sk-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 pytestmark = pytest.mark.anyio
 
@@ -189,7 +190,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 async def test_tokens_are_required_and_checked(gateway: httpx.AsyncClient) -> None:
-    body = {"model": "m", "messages": []}
+    body = CHAT
     assert_error(await gateway.post("/v1/chat/completions", json=body), 401, "invalid_api_key")
     wrong = {"authorization": "Bearer sk-nope"}
     assert_error(await gateway.post("/v1/chat/completions", json=body, headers=wrong), 401, "invalid_api_key")
@@ -208,7 +209,7 @@ async def test_malformed_requests_are_400(gateway: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_models_and_routes_are_404(gateway: httpx.AsyncClient) -> None:
-    response = await gateway.post("/v1/chat/completions", json={"model": "gpt-9"}, headers=AUTH)
+    response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}, headers=AUTH)
     assert_error(response, 404, "model_not_found")
     assert "gpt-9" in response.json()["error"]["message"]
     assert_error(await gateway.get("/v1/nothing", headers=AUTH), 404, "not_found")
@@ -223,20 +224,17 @@ async def test_the_header_wins_and_the_engine_sees_its_own_name(
     gateway: httpx.AsyncClient, upstream: ScriptedUpstream
 ) -> None:
     headers = {**AUTH, "x-ai-eg-model": "m"}
-    response = await gateway.post(
-        "/v1/chat/completions", json={"model": "whatever", "messages": []}, headers=headers
-    )
+    response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "whatever"}, headers=headers)
     assert response.status_code == 200
     assert json.loads(upstream.seen[-1].body)["model"] == "m"
 
 
 async def test_round_robin_over_ready_replicas_only(gateway: httpx.AsyncClient) -> None:
     ports = [
-        (await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)).json()["port"]
-        for _ in range(4)
+        (await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)).json()["port"] for _ in range(4)
     ]
     assert sorted(ports) == [1001, 1001, 1002, 1002]
-    response = await gateway.post("/v1/chat/completions", json={"model": "down"}, headers=AUTH)
+    response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "down"}, headers=AUTH)
     assert_error(response, 503, "model_unavailable")
     assert response.headers["retry-after"] == "1"
 
@@ -245,18 +243,18 @@ async def test_an_unreachable_replica_is_retried_once_elsewhere(upstream: Script
     upstream.unreachable = {1001}
     async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
         for _ in range(2):
-            response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+            response = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
             assert response.json()["port"] == 1002
     upstream.unreachable = {1001, 1002}
     async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
-        response = await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
+        response = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         assert_error(response, 502, "upstream_unreachable")
 
 
 async def test_streams_are_relayed_byte_for_byte(
     gateway: httpx.AsyncClient, upstream: ScriptedUpstream
 ) -> None:
-    response = await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+    response = await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.text == 'data: {"x":1}\n\ndata: [DONE]\n\n'  # the usage event Sovra asked for is gone
 
@@ -315,10 +313,10 @@ async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUps
         headers = {"authorization": "Bearer sk-limited"}
         models = (await gateway.get("/v1/models", headers=headers)).json()
         assert [m["id"] for m in models["data"]] == ["m"]
-        assert (
-            await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=headers)
-        ).status_code == 200
-        response = await gateway.post("/v1/chat/completions", json={"model": "other"}, headers=headers)
+        assert (await gateway.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code == 200
+        response = await gateway.post(
+            "/v1/chat/completions", json={**CHAT, "model": "other"}, headers=headers
+        )
         assert_error(response, 403, "model_not_allowed")
         everything = await gateway.get("/v1/models", headers=AUTH)
         assert [m["id"] for m in everything.json()["data"]] == ["m", "other"]
@@ -328,18 +326,18 @@ async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> 
     ledger = Ledger()
     pools = {"m": ReplicaPool("m", [replica(1001)])}
     async with client(upstream, pools, ledger=ledger) as gateway:
-        await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=AUTH)
-        await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
         sent = json.loads(upstream.seen[-1].body)
         assert sent["stream_options"] == {"include_usage": True}  # asked upstream for accounting
-        wanted = {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
+        wanted = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
         kept = await gateway.post("/v1/chat/completions", json=wanted, headers=AUTH)
         assert '"usage"' in kept.text  # the client asked for it: it stays
         await gateway.post(
             "/v1/completions", json={"model": "m", "prompt": "a", "suffix": "b", "stream": True}, headers=AUTH
         )
-        await gateway.post("/v1/chat/completions", json={"model": "nope"}, headers=AUTH)
-        await gateway.post("/v1/chat/completions", json={"model": "m"})  # 401: no key, no row
+        await gateway.post("/v1/chat/completions", json={**CHAT, "model": "nope"}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json=CHAT)  # 401: no key, no row
     plain, streamed, kept_row, infill, missing = ledger.rows
     assert (plain.status, plain.input_tokens, plain.output_tokens, plain.ttft_ms) == (200, 5, 2, None)
     assert (streamed.status, streamed.input_tokens, streamed.output_tokens) == (200, 11, 3)
@@ -374,3 +372,76 @@ async def test_concurrent_requests_cannot_overshoot_a_token_limit(upstream: Scri
     spent = sum(row.input_tokens + row.output_tokens for row in ledger.rows if row.status == 200)
     assert spent <= 300  # each request used less than it reserved: no overshoot at all
     assert sorted({row.status for row in ledger.rows}) == [200, 429]
+
+
+class BrokenStream(FakeResponse):
+    """An engine that dies after its first event."""
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield b'data: {"choices":[{"delta":{"content":"Hel"}}]}\n\n'
+        raise ApiError(502, "the engine for 'm' broke off its answer", "upstream_error")
+
+
+async def test_an_engine_dying_mid_stream_ends_it_with_an_error_event(upstream: ScriptedUpstream) -> None:
+    ledger = Ledger()
+
+    async def broken(url: str, body: bytes, model: str) -> FakeResponse:
+        return BrokenStream(200, "", "text/event-stream")
+
+    upstream.post = broken  # type: ignore[method-assign]
+    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}, ledger=ledger) as gateway:
+        response = await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
+        anthropic_style = await gateway.post(
+            "/v1/messages",
+            json={
+                "model": "m",
+                "max_tokens": 5,
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            headers=AUTH,
+        )
+    events = [e for e in response.text.split("\n\n") if e]
+    assert events[0].startswith('data: {"choices"')
+    assert json.loads(events[1].removeprefix("data: "))["error"]["code"] == "upstream_error"
+    assert "[DONE]" not in response.text  # a cut answer is not presented as complete
+    assert "event: error" in anthropic_style.text and "message_stop" not in anthropic_style.text
+    assert [(row.status, row.endpoint) for row in ledger.rows] == [
+        (502, "/v1/chat/completions"),
+        (502, "/v1/messages"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/chat/completions", {"model": "m"}, "messages"),
+        ("/v1/chat/completions", {"model": "m", "messages": "hi"}, "messages"),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages.0.role",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "user", "content": 7}]},
+            "messages.0.content",
+        ),
+        ("/v1/chat/completions", {**CHAT, "max_tokens": 0}, "max_tokens"),
+        ("/v1/chat/completions", {**CHAT, "max_tokens": "ten"}, "max_tokens"),
+        ("/v1/chat/completions", {**CHAT, "temperature": 3}, "temperature"),
+        ("/v1/chat/completions", {**CHAT, "stream": "yes"}, "stream"),
+        ("/v1/chat/completions", {**CHAT, "stop": [1, 2]}, "stop"),
+        ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function"}]}, "tools.0.function.name"),
+        ("/v1/completions", {"model": "m"}, "prompt"),
+        ("/v1/completions", {"model": "m", "prompt": {"text": "x"}}, "prompt"),
+        ("/v1/embeddings", {"model": "m", "input": 3.5}, "input"),
+    ],
+)
+async def test_schema_violations_are_400_naming_the_field(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream, path: str, body: dict[str, object], field: str
+) -> None:
+    response = await gateway.post(path, json=body, headers=AUTH)
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["message"].startswith(f"{field}: ")
+    assert upstream.seen == []  # nothing reached an engine

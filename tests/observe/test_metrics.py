@@ -7,7 +7,7 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.keys import ApiKey
 from sovra.inference.pool import ReplicaPool
 from sovra.observe.metrics import MAX_TENANTS, GatewayMetrics
-from tests.access.test_gateway import AUTH, ScriptedUpstream, client, replica
+from tests.access.test_gateway import AUTH, CHAT, ScriptedUpstream, client, replica
 
 pytestmark = pytest.mark.anyio
 
@@ -30,9 +30,9 @@ def value(text: str, name: str, **labels: str) -> float:
 async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> None:
     upstream = ScriptedUpstream()
     async with client(upstream, {"m": ReplicaPool("m", [replica(1001)], engine="llama.cpp")}) as gateway:
-        body = {"model": "m", "stream": True}
+        body = {**CHAT, "stream": True}
         await gateway.post("/v1/chat/completions", json=body, headers={**AUTH, "x-tenant-id": "team-a"})
-        await gateway.post("/v1/chat/completions", json={"model": "gone"}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gone"}, headers=AUTH)
         text = (await gateway.get("/metrics")).text
     attributes = {
         "gen_ai_operation_name": "chat",
@@ -59,7 +59,7 @@ async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> 
 async def test_bucket_boundaries_are_the_semantic_conventions() -> None:
     upstream = ScriptedUpstream()
     async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}) as gateway:
-        await gateway.post("/v1/chat/completions", json={"model": "m", "stream": True}, headers=AUTH)
+        await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
         text = (await gateway.get("/metrics")).text
 
     def bounds(name: str) -> list[str]:
@@ -81,7 +81,7 @@ async def test_rate_limits_and_failovers_are_counted() -> None:
     headers = {"authorization": "Bearer sk-rpm"}
     async with client(upstream, pools, keys=(limited,)) as gateway:
         for _ in range(3):
-            await gateway.post("/v1/chat/completions", json={"model": "m"}, headers=headers)
+            await gateway.post("/v1/chat/completions", json=CHAT, headers=headers)
         text = (await gateway.get("/metrics")).text
     assert value(text, "sovra_gateway_rate_limited_total", limit="rpm", tenant="team-c") == 2
     assert value(text, "sovra_gateway_upstream_errors_total", error_type="upstream_unreachable") == 1

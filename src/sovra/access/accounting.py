@@ -130,7 +130,7 @@ async def account_stream(
             yield pending
     finally:
         if not finished:  # the client went away (or the stream broke): still account for it
-            exchange.status = CLIENT_CLOSED
+            exchange.status = exchange.status or CLIENT_CLOSED
             exchange.output_tokens = exchange.output_tokens or events_seen
             spawn(finish())
 

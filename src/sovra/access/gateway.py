@@ -22,6 +22,7 @@ from sovra.access.ledger import UsageRecord
 from sovra.access.limits import Limits
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
+from sovra.access.validation import check_request
 from sovra.inference.pool import ReplicaPool
 from sovra.observe.metrics import GatewayMetrics
 
@@ -106,9 +107,12 @@ class Gateway:
     async def relay(self, request: Request) -> Response:
         """The OpenAI endpoints: chat/completions, completions, embeddings."""
         path = request.url.path
-        return await self._serve(
-            request, lambda payload, raw, model: UpstreamCall.for_request(path, payload, raw, model)
-        )
+
+        def build(payload: dict[str, Any], raw: bytes, model: str) -> UpstreamCall:
+            check_request(path, payload)
+            return UpstreamCall.for_request(path, payload, raw, model)
+
+        return await self._serve(request, build)
 
     async def messages(self, request: Request) -> Response:
         """The Anthropic Messages API, served by any engine through translation."""

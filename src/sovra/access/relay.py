@@ -74,7 +74,7 @@ async def respond(
     """Turn the upstream response into the client's, streaming when both sides stream; `finish`
     (the ledger commit) runs before the client gets the end of the answer."""
     if call.stream and upstream.status == 200 and upstream.content_type.startswith("text/event-stream"):
-        chunks = _relay_chunks(upstream)
+        chunks = _relay_chunks(upstream, exchange)
         if call.infill:
             chunks = fim.infill_stream(chunks, call.model, include_usage=True)
         keep_usage = call.client_wants_usage or call.anthropic  # the translation reports usage itself
@@ -115,11 +115,15 @@ def _as_anthropic(body: bytes, status: int, model: str) -> Response:
     return JSONResponse(anthropic.error_body(status, message), status_code=status)
 
 
-async def _relay_chunks(upstream: UpstreamResponse) -> AsyncIterator[bytes]:
+async def _relay_chunks(upstream: UpstreamResponse, exchange: Exchange) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.chunks():
             yield chunk
-    except ApiError:
-        return  # the engine broke off mid-stream; the status line is already sent
+    except ApiError as error:
+        # The engine broke off mid-stream. The status line is long sent, so say it in the stream
+        # (the client must not mistake a cut answer for a complete one) and end it.
+        exchange.status, exchange.error_type = error.status, error.code
+        event = {"error": {"message": error.message, "type": "upstream_error", "code": error.code}}
+        yield b"data: " + json.dumps(event).encode() + b"\n\n"
     finally:
         upstream.close()  # on cancellation (client gone) this is what stops the engine

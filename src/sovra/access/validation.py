@@ -1,0 +1,93 @@
+"""Checks of OpenAI request bodies: a 400 that names the field, before anything reaches an engine.
+
+Only the fields the gateway or the engines rely on are checked; unknown fields pass through
+untouched, as the engine may support them. Written out by hand because it runs on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sovra.access.errors import ApiError
+
+__all__ = ["check_request"]
+
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+_TEXT_INPUT = {"/v1/completions": "prompt", "/v1/embeddings": "input"}
+
+
+def _fail(field: str, reason: str) -> ApiError:
+    return ApiError(400, f"{field}: {reason}", "invalid_request")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number_in(low: float, high: float) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+    return check
+
+
+def _string_or_strings(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+_COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stream": (lambda v: isinstance(v, bool), "must be true or false"),
+    "max_tokens": (_positive_int, "must be a positive integer"),
+    "max_completion_tokens": (_positive_int, "must be a positive integer"),
+    "n": (_positive_int, "must be a positive integer"),
+    "temperature": (_number_in(0, 2), "must be a number from 0 to 2"),
+    "top_p": (_number_in(0, 1), "must be a number from 0 to 1"),
+    "stop": (lambda v: v is None or _string_or_strings(v), "must be a string or a list of strings"),
+    "stream_options": (lambda v: v is None or isinstance(v, dict), "must be an object"),
+}
+
+
+def check_request(endpoint: str, payload: dict[str, Any]) -> None:
+    for name, (valid, reason) in _COMMON.items():
+        if name in payload and not valid(payload[name]):
+            raise _fail(name, reason)
+    if endpoint == "/v1/chat/completions":
+        _check_messages(payload.get("messages"))
+        _check_tools(payload.get("tools"))
+    elif endpoint in _TEXT_INPUT:
+        field = _TEXT_INPUT[endpoint]
+        if not (_string_or_strings(payload.get(field)) or _token_lists(payload.get(field))):
+            raise _fail(field, "required: a string, a list of strings, or token ids")
+
+
+def _token_lists(value: Any) -> bool:
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(v, int) for v in value):
+        return True
+    return all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value)
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _fail("messages", "required: a non-empty list")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _fail(f"messages.{index}", "must be an object")
+        if message.get("role") not in _ROLES:
+            raise _fail(f"messages.{index}.role", f"must be one of {', '.join(_ROLES)}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _fail(f"messages.{index}.content", "must be a string, a list of parts, or null")
+
+
+def _check_tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _fail("tools", "must be a list")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _fail(f"tools.{index}.function.name", "required")
