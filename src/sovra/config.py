@@ -75,10 +75,18 @@ class Engines(_Config):
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
 
 
+class BalancingSettings(_Config):
+    affinity: bool = True  # prefix affinity with bounded load; false: least outstanding requests
+    load_factor: Annotated[float, Field(ge=1.0)] = 1.25
+    eject_after: Annotated[int, Field(ge=1)] = 3  # consecutive failures before a replica is left out
+    eject_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
 class Gateway(_Config):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     tenant_header: str = Field(default="x-tenant-id", pattern=r"^[A-Za-z0-9-]+$")  # labels metrics by tenant
+    balancing: BalancingSettings = BalancingSettings()
 
 
 class LimitSettings(_Config):

@@ -11,6 +11,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import install_llama_server
+from sovra.inference.pool import Balancing
 from sovra.inference.supervisor import ServicePlan, Supervisor
 from sovra.spec import Catalog, EngineKind
 from sovra.storage.hub import HubSource
@@ -162,7 +164,11 @@ def _bind(host: str, port: int) -> socket.socket:
 async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: AuthSetup) -> int:
     """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
     sock = _bind(config.listen.host, config.listen.port)
-    supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds)
+    chosen = config.gateway.balancing
+    balancing = Balancing(chosen.affinity, chosen.load_factor, chosen.eject_after, chosen.eject_seconds)
+    supervisor = Supervisor(
+        plans, startup_timeout=config.engines.startup_timeout_seconds, balancing=balancing
+    )
     settings = GatewaySettings(
         max_body_bytes=config.gateway.max_body_bytes,
         default_max_tokens=config.limits.default_max_tokens,
@@ -207,7 +213,7 @@ def _announce(config: PlatformConfig, supervisor: Supervisor, auth: AuthSetup, l
     base = f"http://{config.listen.host}:{config.listen.port}/v1"
     lines = [f"sovra: serving {len(supervisor.pools)} model(s) at {base}"]
     for name, pool in supervisor.pools.items():
-        lines.append(f"  {name:<24} {pool.ready_count}/{len(pool.replicas)} replicas ready")
+        lines.append(f"  {name:<24} {pool.ready_count(time.monotonic())}/{len(pool.replicas)} replicas ready")
     if laggards:
         lines.append(f"  not ready yet (still retrying): {', '.join(laggards)}")
     lines.append(f"  {auth.notice}")

@@ -18,7 +18,7 @@ from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
 from sovra.access.limits import MemoryLimits
-from sovra.inference.pool import ReplicaPool
+from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 
 TOKEN = "sk-test-token"
@@ -229,12 +229,28 @@ async def test_the_header_wins_and_the_engine_sees_its_own_name(
     assert json.loads(upstream.seen[-1].body)["model"] == "m"
 
 
-async def test_round_robin_over_ready_replicas_only(gateway: httpx.AsyncClient) -> None:
-    ports = [
-        (await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)).json()["port"] for _ in range(4)
-    ]
-    assert sorted(ports) == [1001, 1001, 1002, 1002]
-    response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "down"}, headers=AUTH)
+async def test_a_shared_prompt_prefix_sticks_to_one_replica(gateway: httpx.AsyncClient) -> None:
+    async def port(content: str) -> int:
+        body = {**CHAT, "messages": [{"role": "user", "content": content}]}
+        return int((await gateway.post("/v1/chat/completions", json=body, headers=AUTH)).json()["port"])
+
+    file = "def main():\n" + "    x = 1\n" * 100  # an IDE sends the same long file start each time
+    assert len({await port(file + f"# edit {n}") for n in range(6)}) == 1
+    assert len({await port(f"question {n}") for n in range(30)}) == 2  # different prefixes spread
+
+
+async def test_without_affinity_replicas_take_turns_and_none_ready_is_503(upstream: ScriptedUpstream) -> None:
+    pools = {
+        "m": ReplicaPool("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False)),
+        "down": ReplicaPool("down", [replica(1003, ReplicaState.STARTING)]),
+    }
+    async with client(upstream, pools) as gateway:
+        ports = [
+            (await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)).json()["port"]
+            for _ in range(4)
+        ]
+        assert sorted(ports) == [1001, 1001, 1002, 1002]
+        response = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "down"}, headers=AUTH)
     assert_error(response, 503, "model_unavailable")
     assert response.headers["retry-after"] == "1"
 

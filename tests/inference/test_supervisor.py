@@ -105,7 +105,7 @@ async def test_the_supervisor_runs_min_replicas_and_stops_them_all(llama_server:
     try:
         assert await supervisor.wait_ready() == []
         pool = supervisor.pools["smollm2"]
-        assert pool.ready_count == 2
+        assert pool.ready_count(time.monotonic()) == 2
         assert len({r.port for r in pool.replicas}) == 2
         pids = [p.pid for p in supervisor.processes]
     finally:

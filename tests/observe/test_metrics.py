@@ -5,7 +5,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sovra.access.auth import TokenVerifier
 from sovra.access.keys import ApiKey
-from sovra.inference.pool import ReplicaPool
+from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.observe.metrics import MAX_TENANTS, GatewayMetrics
 from tests.access.test_gateway import AUTH, CHAT, ScriptedUpstream, client, replica
 
@@ -77,7 +77,7 @@ async def test_rate_limits_and_failovers_are_counted() -> None:
     upstream = ScriptedUpstream()
     upstream.unreachable = {1001}
     limited = ApiKey("k3", "team-c", "ci", TokenVerifier.digest("sk-rpm"), rpm=1)
-    pools = {"m": ReplicaPool("m", [replica(1001), replica(1002)])}
+    pools = {"m": ReplicaPool("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False))}
     headers = {"authorization": "Bearer sk-rpm"}
     async with client(upstream, pools, keys=(limited,)) as gateway:
         for _ in range(3):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
+from sovra.inference.process import Replica
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
 
@@ -43,6 +44,7 @@ class Exchange:
     reserved: int = 0  # tokens reserved against the key's limits, settled when the request ends
     error_type: str = ""  # the error code Sovra answered with, or the engine's HTTP status
     tenant_label: str = ""  # the tenant as metrics label it (from a header, else the key)
+    replica: Replica | None = None  # the replica serving it, until it is released
 
     @property
     def tokens(self) -> int:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sovra.access.accounting import Exchange
+from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
@@ -24,6 +25,7 @@ from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.access.validation import check_request
 from sovra.inference.pool import ReplicaPool
+from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
@@ -86,8 +88,10 @@ class Gateway:
         self._created = int(time.time())
 
     async def health(self, request: Request) -> Response:
+        now = time.monotonic()
         services = {
-            name: {"ready": p.ready_count, "replicas": len(p.replicas)} for name, p in self._pools.items()
+            name: {"ready": p.ready_count(now), "replicas": len(p.replicas)}
+            for name, p in self._pools.items()
         }
         ok = all(s["ready"] > 0 or s["replicas"] == 0 for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
@@ -132,7 +136,7 @@ class Gateway:
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
             call = build(payload, raw, model)
             await self._admit(key, payload, raw, exchange)
-            return await self._send(self._pools[model], call, exchange)
+            return await self._send(self._pools[model], call, exchange, prompt_prefix(payload))
         except ApiError as error:
             exchange.status = error.status
             exchange.error_type = error.code
@@ -162,6 +166,8 @@ class Gateway:
     async def _finish(self, exchange: Exchange) -> None:
         """The request is over: settle its reservation, commit its ledger row (bounded wait), and
         log it (no prompt text)."""
+        if exchange.replica is not None:
+            self._release(self._pools[exchange.served_model], exchange, ok=exchange.status < 500)
         if self._limits is not None and exchange.reserved:
             await self._limits.settle(exchange.key, exchange.reserved, exchange.tokens, time.time())
         record = exchange.record()
@@ -224,22 +230,38 @@ class Gateway:
         exchange.served_model = model
         return model
 
-    async def _send(self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange) -> Response:
-        """Relay to a ready replica; if it cannot be reached, try one other before giving up."""
-        replica = pool.pick()
+    async def _send(
+        self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange, affinity: bytes | None
+    ) -> Response:
+        """Relay to the replica the balancer picks; if it cannot be reached, try one other."""
+        replica = pool.pick(time.monotonic(), affinity)
         if replica is None:
             raise ApiError(
                 503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
             )
-        self.metrics.replica_picks.labels(pool.service, str(replica.index)).inc()
+        self._take(pool, replica, exchange)
         try:
             answer = await self._upstream.post(replica.base_url + call.path, call.body, call.model)
         except ApiError as error:
+            unreachable = error.code == "upstream_unreachable"
+            self._release(pool, exchange, ok=False, unreachable=unreachable)
             self.metrics.upstream_errors.labels(pool.service, error.code).inc()
-            other = pool.pick(exclude=replica) if error.code == "upstream_unreachable" else None
+            other = pool.pick(time.monotonic(), affinity, exclude=replica) if unreachable else None
             if other is None:
                 raise
             self.metrics.retries.labels("another_replica").inc()
-            self.metrics.replica_picks.labels(pool.service, str(other.index)).inc()
+            self._take(pool, other, exchange)
             answer = await self._upstream.post(other.base_url + call.path, call.body, call.model)
         return await respond(answer, call, exchange, lambda: self._finish(exchange), self._spawn)
+
+    def _take(self, pool: ReplicaPool, replica: Replica, exchange: Exchange) -> None:
+        replica.outstanding += 1
+        exchange.replica = replica
+        self.metrics.replica_picks.labels(pool.service, str(replica.index)).inc()
+
+    def _release(self, pool: ReplicaPool, exchange: Exchange, ok: bool, unreachable: bool = False) -> None:
+        """The replica is done with this request: one fewer outstanding, and its health noted."""
+        replica, exchange.replica = exchange.replica, None
+        if replica is not None:
+            replica.outstanding -= 1
+            pool.report(replica, ok, time.monotonic(), unreachable)

@@ -51,6 +51,10 @@ class Replica:
     port: int = 0
     state: ReplicaState = ReplicaState.STOPPED
     restarts: int = 0
+    # Kept by the gateway's balancing (see pool.py): requests in flight and passive health.
+    outstanding: int = 0
+    consecutive_failures: int = 0
+    ejected_until: float = 0.0
 
     @property
     def base_url(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sovra.inference.drivers import Launch
-from sovra.inference.pool import ReplicaPool
+from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import EngineProcess, Replica
 
 __all__ = ["ServicePlan", "Supervisor"]
@@ -28,13 +28,19 @@ class ServicePlan:
 
 
 class Supervisor:
-    def __init__(self, plans: Sequence[ServicePlan], *, startup_timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        plans: Sequence[ServicePlan],
+        *,
+        startup_timeout: float = 180.0,
+        balancing: Balancing | None = None,
+    ) -> None:
         self._startup_timeout = startup_timeout
         self.processes: list[EngineProcess] = []
         self.pools: dict[str, ReplicaPool] = {}
         for plan in plans:
             replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
-            self.pools[plan.name] = ReplicaPool(plan.name, replicas, plan.engine)
+            self.pools[plan.name] = ReplicaPool(plan.name, replicas, plan.engine, balancing)
             self.processes += [
                 EngineProcess(r, plan.launch, startup_timeout=startup_timeout) for r in replicas
             ]
