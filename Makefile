@@ -31,6 +31,7 @@ lint: install
 
 bench: setup
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/affinity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

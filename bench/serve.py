@@ -122,7 +122,7 @@ async def compare(direct: str, gateway: str, rounds: int, tokens: int, concurren
 
 def report(title: str, samples: dict[str, list[Sample]], concurrency: int) -> None:
     def median(target: str, field: str) -> float:
-        return statistics.median(getattr(s, field) for s in samples[target])
+        return float(statistics.median(getattr(s, field) for s in samples[target]))
 
     d_tps, g_tps = (
         median("direct", "tokens_per_s") * concurrency,
