@@ -57,7 +57,7 @@ class RunningPlatform:
         return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
-def start_platform(tmp: Path, *extra: str) -> RunningPlatform:
+def start_platform(tmp: Path, *extra: str, catalog: Path = CATALOG) -> RunningPlatform:
     port = free_port()
     log = tmp / "sovra-up.log"
     config = tmp / "sovra.yaml"  # its own database, so tests never touch the user's keys or usage
@@ -72,7 +72,7 @@ def start_platform(tmp: Path, *extra: str) -> RunningPlatform:
         "sovra",
         "up",
         "-f",
-        str(CATALOG),
+        str(catalog),
         "-c",
         str(config),
         "--port",
