@@ -10,7 +10,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -96,6 +96,16 @@ class LimitSettings(_Config):
     default_max_tokens: Annotated[int, Field(ge=1)] = 512
 
 
+class Provider(_Config):
+    """An external OpenAI-compatible API served through the same endpoint as the local engines."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")  # also gen_ai_provider_name in metrics
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(pattern=r"^https?://.+/v1$")  # the API root, as an OpenAI SDK's base_url
+    api_key_env: str | None = None  # the environment variable that holds its key
+    models: dict[str, str] = Field(min_length=1)  # the name clients use → the provider's model name
+
+
 class DatabaseSettings(_Config):
     # sqlite:///path (default: <home>/sovra.db) or postgresql://… (several gateway replicas).
     url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
@@ -110,6 +120,7 @@ class PlatformConfig(_Config):
     gateway: Gateway = Gateway()
     database: DatabaseSettings = DatabaseSettings()
     limits: LimitSettings = LimitSettings()
+    providers: tuple[Provider, ...] = ()
 
     @property
     def store_path(self) -> Path:

@@ -25,6 +25,7 @@ from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
+from sovra.access.providers import provider_pools
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
@@ -177,8 +178,9 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
     limits = build_limits(config, database)
+    external = provider_pools(config.providers, os.environ, set(supervisor.pools), balancing)
     app = create_app(
-        supervisor.pools,
+        {**supervisor.pools, **external},
         auth.verifier,
         settings,
         config.gateway.upstream_timeout_seconds,

@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ def anyio_backend() -> str:
 class Sent:
     url: str
     body: bytes
+    headers: dict[str, str]
 
     @property
     def path(self) -> str:
@@ -81,8 +82,10 @@ class ScriptedUpstream:
         self.unreachable: set[int] = set()
         self.hold: asyncio.Event | None = None  # when set, every request waits for it: all in flight
 
-    async def post(self, url: str, body: bytes, model: str) -> FakeResponse:
-        sent = Sent(url, body)
+    async def post(
+        self, url: str, body: bytes, model: str, headers: Mapping[str, str] | None = None
+    ) -> FakeResponse:
+        sent = Sent(url, body, dict(headers or {}))
         self.seen.append(sent)
         if sent.port in self.unreachable:
             raise ApiError(502, "unreachable", "upstream_unreachable")
@@ -401,7 +404,7 @@ class BrokenStream(FakeResponse):
 async def test_an_engine_dying_mid_stream_ends_it_with_an_error_event(upstream: ScriptedUpstream) -> None:
     ledger = Ledger()
 
-    async def broken(url: str, body: bytes, model: str) -> FakeResponse:
+    async def broken(url: str, body: bytes, model: str, headers: object = None) -> FakeResponse:
         return BrokenStream(200, "", "text/event-stream")
 
     upstream.post = broken  # type: ignore[method-assign]

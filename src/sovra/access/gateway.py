@@ -44,7 +44,8 @@ def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_
     return prompt + limit * choices
 
 
-CallBuilder = Callable[[dict[str, Any], bytes, str], UpstreamCall]  # (payload, raw body, model) → call
+# (payload, raw body, the client's model name, the upstream's model name) → the call to make
+CallBuilder = Callable[[dict[str, Any], bytes, str, str], UpstreamCall]
 
 
 class UsageSink(Protocol):
@@ -112,16 +113,16 @@ class Gateway:
         """The OpenAI endpoints: chat/completions, completions, embeddings."""
         path = request.url.path
 
-        def build(payload: dict[str, Any], raw: bytes, model: str) -> UpstreamCall:
+        def build(payload: dict[str, Any], raw: bytes, model: str, upstream_model: str) -> UpstreamCall:
             check_request(path, payload)
-            return UpstreamCall.for_request(path, payload, raw, model)
+            return UpstreamCall.for_request(path, payload, raw, model, upstream_model)
 
         return await self._serve(request, build)
 
     async def messages(self, request: Request) -> Response:
         """The Anthropic Messages API, served by any engine through translation."""
         return await self._serve(
-            request, lambda payload, raw, model: UpstreamCall.for_messages(payload, model)
+            request, lambda payload, raw, model, upstream: UpstreamCall.for_messages(payload, model, upstream)
         )
 
     async def _serve(self, request: Request, build: CallBuilder) -> Response:
@@ -134,7 +135,7 @@ class Gateway:
             model = self._resolve_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
-            call = build(payload, raw, model)
+            call = build(payload, raw, model, self._pools[model].upstream_model)
             await self._admit(key, payload, raw, exchange)
             return await self._send(self._pools[model], call, exchange, prompt_prefix(payload))
         except ApiError as error:
@@ -241,7 +242,9 @@ class Gateway:
             )
         self._take(pool, replica, exchange)
         try:
-            answer = await self._upstream.post(replica.base_url + call.path, call.body, call.model)
+            answer = await self._upstream.post(
+                replica.base_url + call.path, call.body, call.model, pool.headers
+            )
         except ApiError as error:
             unreachable = error.code == "upstream_unreachable"
             self._release(pool, exchange, ok=False, unreachable=unreachable)
@@ -251,7 +254,9 @@ class Gateway:
                 raise
             self.metrics.retries.labels("another_replica").inc()
             self._take(pool, other, exchange)
-            answer = await self._upstream.post(other.base_url + call.path, call.body, call.model)
+            answer = await self._upstream.post(
+                other.base_url + call.path, call.body, call.model, pool.headers
+            )
         return await respond(answer, call, exchange, lambda: self._finish(exchange), self._spawn)
 
     def _take(self, pool: ReplicaPool, replica: Replica, exchange: Exchange) -> None:

@@ -37,14 +37,17 @@ class UpstreamCall:
     anthropic: bool = False  # answer in the Anthropic Messages shape
 
     @classmethod
-    def for_messages(cls, payload: dict[str, Any], model: str) -> UpstreamCall:
+    def for_messages(cls, payload: dict[str, Any], model: str, upstream_model: str) -> UpstreamCall:
         """An Anthropic Messages request, sent to the engine as a chat completion."""
-        chat = anthropic.chat_request(payload, model)
+        chat = anthropic.chat_request(payload, upstream_model)
         body = json.dumps(chat).encode()
         return cls("/v1/chat/completions", body, model, chat.get("stream") is True, anthropic=True)
 
     @classmethod
-    def for_request(cls, path: str, payload: dict[str, Any], raw: bytes, model: str) -> UpstreamCall:
+    def for_request(
+        cls, path: str, payload: dict[str, Any], raw: bytes, model: str, upstream_model: str
+    ) -> UpstreamCall:
+        """`model` is the name the client used; `upstream_model` the one the engine knows."""
         stream = payload.get("stream") is True
         options = payload.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -52,8 +55,8 @@ class UpstreamCall:
             body = json.dumps(fim.infill_request(payload)).encode()
             return cls("/infill", body, model, stream, infill=True, client_wants_usage=wants_usage)
         changes: dict[str, Any] = {}
-        if payload.get("model") != model:  # routed by header: the engine must see its own name
-            changes["model"] = model
+        if payload.get("model") != upstream_model:  # routed by header, or an alias: the engine's own name
+            changes["model"] = upstream_model
         if stream and not wants_usage:  # accounting needs the usage event; stripped again on the way out
             changes["stream_options"] = {
                 **(options if isinstance(options, dict) else {}),

@@ -7,7 +7,7 @@ from the engine. Its errors are translated here, once, into ApiErrors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -33,7 +33,9 @@ class UpstreamResponse(Protocol):
 
 
 class Upstream(Protocol):
-    async def post(self, url: str, body: bytes, model: str) -> UpstreamResponse:
+    async def post(
+        self, url: str, body: bytes, model: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
         """Send a JSON body; return once the engine has answered with a status line."""
         ...
 
@@ -88,8 +90,10 @@ class AiohttpUpstream:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, model: str) -> UpstreamResponse:
-        headers = {"content-type": "application/json"}
+    async def post(
+        self, url: str, body: bytes, model: str, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        headers = {"content-type": "application/json", **(headers or {})}
         try:
             try:
                 response = await self._client().post(url, data=body, headers=headers)

@@ -18,7 +18,7 @@ import bisect
 import hashlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sovra.inference.process import Replica
@@ -47,10 +47,14 @@ class ReplicaPool:
         replicas: Sequence[Replica],
         engine: str = "llama.cpp",
         balancing: Balancing | None = None,
+        upstream_model: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.service = service
         self.replicas = tuple(replicas)
-        self.engine = engine  # what serves it: "llama.cpp" or "vllm" (gen_ai_provider_name)
+        self.engine = engine  # what serves it: llama.cpp, vllm, or a provider (gen_ai_provider_name)
+        self.upstream_model = upstream_model or service  # the name the upstream knows the model by
+        self.headers = dict(headers or {})  # sent with every request (an external provider's key)
         self.balancing = balancing or Balancing()
         ring = sorted(
             (_point(f"{service}/{position}/{node}".encode()), position)

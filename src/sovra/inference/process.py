@@ -51,6 +51,7 @@ class Replica:
     port: int = 0
     state: ReplicaState = ReplicaState.STOPPED
     restarts: int = 0
+    url: str = ""  # a fixed address (an external provider); else the local engine's port
     # Kept by the gateway's balancing (see pool.py): requests in flight and passive health.
     outstanding: int = 0
     consecutive_failures: int = 0
@@ -58,7 +59,7 @@ class Replica:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url or f"http://127.0.0.1:{self.port}"
 
     @property
     def routable(self) -> bool:

@@ -1,0 +1,53 @@
+"""External providers as replica pools: one always-ready "replica" at the provider's address.
+
+So everything the gateway does for local engines — keys, allow-lists, limits, the ledger, metrics,
+passive health — applies to them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sovra.config import Provider
+from sovra.errors import ConfigError, Problem
+from sovra.inference.pool import Balancing, ReplicaPool
+from sovra.inference.process import Replica, ReplicaState
+
+__all__ = ["provider_pools"]
+
+
+def provider_pools(
+    providers: tuple[Provider, ...],
+    environ: Mapping[str, str],
+    taken: set[str],
+    balancing: Balancing | None = None,
+) -> dict[str, ReplicaPool]:
+    """A pool per provider model alias; `taken` holds the names the catalog already uses."""
+    pools: dict[str, ReplicaPool] = {}
+    problems = []
+    for index, provider in enumerate(providers):
+        headers = {}
+        if provider.api_key_env:
+            key = environ.get(provider.api_key_env)
+            if not key:
+                problems.append(
+                    Problem(
+                        "sovra.yaml", f"providers.{index}.apiKeyEnv", f"{provider.api_key_env} is not set"
+                    )
+                )
+                continue
+            headers["authorization"] = f"Bearer {key}"
+        root = provider.base_url.removesuffix("/v1")  # the gateway's paths start with /v1
+        for alias, upstream_model in provider.models.items():
+            if alias in taken or alias in pools:
+                problems.append(
+                    Problem(
+                        "sovra.yaml", f"providers.{index}.models.{alias}", "this model name is already used"
+                    )
+                )
+                continue
+            replica = Replica(alias, 0, url=root, state=ReplicaState.READY)
+            pools[alias] = ReplicaPool(alias, [replica], provider.name, balancing, upstream_model, headers)
+    if problems:
+        raise ConfigError(problems)
+    return pools
