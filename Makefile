@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench clean
+.PHONY: up test setup install lint bench bench-gateway clean
 
 up: setup
 	$(BIN)/sovra up
@@ -32,6 +32,14 @@ lint: install
 bench: setup
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/affinity.py
+
+# The gateway against nginx directly and LiteLLM proxy: needs nginx and wrk (Debian) and LiteLLM in a
+# virtualenv of its own; installed here if missing (apt-get needs root).
+bench-gateway: install
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx-light)
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	test -x .bench/litellm/bin/litellm || ($(PYTHON) -m venv .bench/litellm && .bench/litellm/bin/pip install 'litellm[proxy]==1.108.0')
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -62,3 +62,19 @@ def test_token_entries_need_exactly_one_source(capsys: pytest.CaptureFixture[str
     code, _, err = run(capsys, "validate", "-f", str(CATALOG), "-c", str(config))
     assert code == 2
     assert "auth.tokens.0: give exactly one of sha256 or env" in err
+
+
+def test_a_gateway_that_only_fronts_providers_needs_no_catalog(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text(
+        "providers:\n  - {name: acme, baseUrl: 'https://api.acme.test/v1', models: {fast: acme-2}}\n"
+    )
+    empty = tmp_path / "catalog"
+    empty.mkdir()
+    assert (
+        run(capsys, "validate", "-f", str(empty))[0] == 2
+    )  # without providers, an empty catalog is a mistake
+    code, out, _ = run(capsys, "validate", "-f", str(empty), "-c", str(config))
+    assert code == 0 and out.startswith("ok: 0 InferenceService(s)")

@@ -98,7 +98,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "port", None):
         overrides["listen.port"] = args.port
     config = load_platform_config(args.config, overrides=overrides)
-    catalog = load_catalog(args.file)
+    catalog = load_catalog(args.file, allow_empty=bool(config.providers))
     if args.command == "validate":
         print(f"ok: {len(catalog.services)} InferenceService(s): {', '.join(catalog.names)}")
         return 0

@@ -239,8 +239,9 @@ def _declaration_files(path: Path) -> list[Path]:
     raise ConfigError([Problem(str(path), "", "no such file or directory")])
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Load a file or a directory of InferenceService declarations; report every problem at once."""
+def load_catalog(path: Path, allow_empty: bool = False) -> Catalog:
+    """Load a file or a directory of InferenceService declarations; report every problem at once.
+    `allow_empty`: no declaration is fine (a gateway that fronts external providers only)."""
     problems: list[Problem] = []
     services: list[InferenceService] = []
     sources: dict[str, Path] = {}
@@ -266,7 +267,7 @@ def load_catalog(path: Path) -> Catalog:
                 continue
             services.append(service)
             sources[service.name] = file
-    if not problems and not services:
+    if not problems and not services and not allow_empty:
         problems.append(Problem(str(path), "", "declares no InferenceService"))
     if problems:
         raise ConfigError(problems)

@@ -1,0 +1,301 @@
+"""The gateway's own cost, per core: direct vs through Sovra vs through LiteLLM proxy, in one run.
+
+The upstream is nginx answering instantly with a fixed chat completion, or a fixed 20-chunk SSE stream
+(not Python, so it is never the bottleneck). The load generator is wrk. nginx and wrk are pinned to
+core 0 and the gateway under test to core 1 (`taskset`), so the figures are per gateway core. Sovra
+runs as `sovra up` in gateway-only mode (the upstream declared as an external provider), with its
+usage ledger on SQLite and a bearer key; LiteLLM proxy runs with one worker and no database.
+
+Then: 1,000 concurrent streaming connections through Sovra (all must succeed), and a memory soak
+(the gateway's resident memory sampled under steady load; flat means within ±10 %).
+
+Needs nginx, wrk and a LiteLLM virtualenv: `make bench-gateway` installs them and runs this.
+
+    python bench/gateway.py [--seconds 10] [--soak 600] [--litellm .bench/litellm/bin/litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TOKEN = "sk-sovra-bench-" + "0" * 16
+LITELLM_KEY = "sk-litellm-bench-0000"
+PLAIN = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "fixed",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from nginx."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+}  # fmt: skip
+BODY = {"model": "fixed", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32}
+
+
+def sse_body() -> str:
+    events = []
+    for n in range(20):
+        delta = {"role": "assistant", "content": f"t{n} "} if n == 0 else {"content": f"t{n} "}
+        events.append({"id": "c", "object": "chat.completion.chunk", "created": 1700000000, "model": "fixed",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})  # fmt: skip
+    events.append({"id": "c", "object": "chat.completion.chunk", "created": 1700000000, "model": "fixed",
+                   "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32}})  # fmt: skip
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nginx_config(directory: Path, port: int) -> Path:
+    # `return` rather than static files: nginx answers POST to a static file with 405.
+    config = directory / "nginx.conf"
+    config.write_text(f"""
+daemon off; worker_processes 1; pid {directory}/nginx.pid; error_log {directory}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  client_body_temp_path {directory}; proxy_temp_path {directory}; fastcgi_temp_path {directory};
+  uwsgi_temp_path {directory}; scgi_temp_path {directory};
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /plain/v1/chat/completions {{ default_type application/json; return 200 '{json.dumps(PLAIN)}'; }}
+    location = /stream/v1/chat/completions {{ default_type text/event-stream; return 200 '{sse_body()}'; }}
+  }}
+}}
+""")
+    return config
+
+
+@dataclass
+class Run:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(url: str, headers: dict[str, str], body: dict[str, object], connections: int, seconds: int) -> Run:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\n')
+        script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+        for name, value in {"content-type": "application/json", **headers}.items():
+            script.write(f'wrk.headers["{name}"] = "{value}"\n')
+    command = ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "--timeout", "10s", "-s", script.name, url]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    Path(script.name).unlink()
+    return Run(_number(r"Requests/sec:\s+([\d.]+)", output), _ms(r"50%\s+([\d.]+\w+)", output),
+               _ms(r"99%\s+([\d.]+\w+)", output), _errors(output))  # fmt: skip
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else 0.0
+
+
+def _ms(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    if not match:
+        return float("nan")
+    value, unit = re.match(r"([\d.]+)(\w+)", match.group(1)).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _errors(text: str) -> int:
+    non_2xx = int(_number(r"Non-2xx or 3xx responses:\s+(\d+)", text))
+    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    return non_2xx + socket_errors
+
+
+def wait_http(url: str, headers: dict[str, str], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, json=BODY, headers=headers, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} never answered")
+
+
+def start(
+    command: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = log.open("wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(["taskset", "-c", "1", *command], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def start_sovra(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    (directory / "catalog").mkdir(exist_ok=True)
+    config = directory / "sovra.yaml"
+    config.write_text(
+        f"database: {{url: 'sqlite:///{directory / 'sovra.db'}'}}\n"
+        "providers:\n"
+        f"  - {{name: nginx, baseUrl: '{upstream}/plain/v1', models: {{fixed: fixed}}}}\n"
+        f"  - {{name: nginx-sse, baseUrl: '{upstream}/stream/v1', models: {{fixed-stream: fixed}}}}\n"
+    )
+    command = [sys.executable, "-m", "sovra", "--log-level", "warning", "up", "-f", str(directory / "catalog"),
+               "-c", str(config), "--port", str(port)]  # fmt: skip
+    process = start(command, {**os.environ, "SOVRA_API_KEY": TOKEN}, directory / "sovra.log")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def start_litellm(directory: Path, upstream: str, binary: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    config = directory / "litellm.yaml"
+    config.write_text(f"""model_list:
+  - model_name: fixed
+    litellm_params: {{model: openai/fixed, api_base: "{upstream}/plain/v1", api_key: unused}}
+  - model_name: fixed-stream
+    litellm_params: {{model: openai/fixed, api_base: "{upstream}/stream/v1", api_key: unused}}
+general_settings: {{master_key: {LITELLM_KEY}}}
+litellm_settings: {{telemetry: false}}
+""")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    command = [binary, "--config", str(config), "--port", str(port), "--num_workers", "1"]
+    return start(command, env, directory / "litellm.log"), f"http://127.0.0.1:{port}"
+
+
+def measure(
+    name: str, url: str, headers: dict[str, str], seconds: int, results: dict[tuple[str, str, int], Run]
+) -> None:
+    for kind, model in (("plain", "fixed"), ("stream", "fixed-stream")):
+        body = {**BODY, "model": model, "stream": kind == "stream"}
+        target = url if name != "direct" else url.replace("/v1/chat", f"/{kind}/v1/chat")
+        for connections in (1, 64):
+            results[(name, kind, connections)] = run = wrk(target, headers, body, connections, seconds)
+            print(f"  {name:<8} {kind:<7} c={connections:<3} {run.requests_per_s:>9.0f} req/s  "
+                  f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}", flush=True)  # fmt: skip
+
+
+def report(results: dict[tuple[str, str, int], Run]) -> None:
+    print("\nside by side (per gateway core)")
+    print(f"  {'':<20}{'direct':>10}{'sovra':>10}{'litellm':>10}{'sovra/litellm':>15}")
+    for kind in ("plain", "stream"):
+        for connections in (1, 64):
+            row = [results.get((n, kind, connections)) for n in ("direct", "sovra", "litellm")]
+            rps = [f"{r.requests_per_s:>10.0f}" if r else f"{'-':>10}" for r in row]
+            ratio = (
+                row[1].requests_per_s / row[2].requests_per_s
+                if row[1] and row[2] and row[2].requests_per_s
+                else 0
+            )
+            print(f"  {kind + ' c=' + str(connections) + ' req/s':<20}{''.join(rps)}{ratio:>14.1f}x")
+        for connections in (1, 64):
+            direct, sovra = (
+                results.get(("direct", kind, connections)),
+                results.get(("sovra", kind, connections)),
+            )
+            if direct and sovra:
+                print(f"  {kind + ' c=' + str(connections) + ' added':<20} p50 +{sovra.p50_ms - direct.p50_ms:.2f} ms, "
+                      f"p99 +{sovra.p99_ms - direct.p99_ms:.2f} ms over direct")  # fmt: skip
+
+
+def soak(url: str, pid: int, seconds: int) -> None:
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    body = {**BODY, "model": "fixed-stream", "stream": True}
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        wrk(url, headers, body, 32, min(10, max(1, int(end - time.monotonic()))))
+        samples.append(rss_mib(pid))
+    settled, last, peak = samples[min(2, len(samples) - 1)], samples[-1], max(samples)
+    change = (last - settled) / settled
+    verdict = "flat" if abs(change) <= 0.10 else "NOT flat"
+    print(f"\nsoak {seconds} s, 32 streams: RSS after warm-up {settled:.1f} MiB, end {last:.1f} MiB, "
+          f"peak {peak:.1f} MiB ({change:+.1%}: {verdict})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--soak", type=int, default=600, help="memory soak duration (0 to skip)")
+    parser.add_argument("--litellm", default=".bench/litellm/bin/litellm")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk", "taskset"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is missing: `make bench-gateway` installs it")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # children inherit it
+    with tempfile.TemporaryDirectory(prefix="sovra-bench-gateway-") as tmp:
+        directory = Path(tmp)
+        upstream_port = free_port()
+        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = subprocess.Popen(
+            ["taskset", "-c", "0", nginx_bin, "-c", str(nginx_config(directory, upstream_port))]
+        )
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        results: dict[tuple[str, str, int], Run] = {}
+        try:
+            wait_http(f"{upstream}/plain/v1/chat/completions", {})
+            print(f"wrk and nginx on core 0, the gateway on core 1; {args.seconds} s per run")
+            measure("direct", f"{upstream}/v1/chat/completions", {}, args.seconds, results)
+            sovra, sovra_url = start_sovra(directory, upstream)
+            sovra_headers = {"authorization": f"Bearer {TOKEN}"}
+            try:
+                wait_http(f"{sovra_url}/v1/chat/completions", sovra_headers)
+                measure("sovra", f"{sovra_url}/v1/chat/completions", sovra_headers, args.seconds, results)
+                crowd = wrk(f"{sovra_url}/v1/chat/completions", sovra_headers,
+                            {**BODY, "model": "fixed-stream", "stream": True}, 1000, args.seconds)  # fmt: skip
+                print(f"\n1,000 concurrent streams through Sovra: {crowd.requests_per_s:.0f} streams/s, "
+                      f"p99 {crowd.p99_ms:.1f} ms, errors {crowd.errors}")  # fmt: skip
+                if args.soak:
+                    soak(f"{sovra_url}/v1/chat/completions", sovra.pid, args.soak)
+            finally:
+                stop(sovra)
+            if Path(args.litellm).exists():
+                litellm, litellm_url = start_litellm(directory, upstream, args.litellm)
+                litellm_headers = {"authorization": f"Bearer {LITELLM_KEY}"}
+                try:
+                    wait_http(f"{litellm_url}/v1/chat/completions", litellm_headers, seconds=240)
+                    measure(
+                        "litellm",
+                        f"{litellm_url}/v1/chat/completions",
+                        litellm_headers,
+                        args.seconds,
+                        results,
+                    )
+                finally:
+                    stop(litellm)
+            else:
+                print(f"\n(LiteLLM not found at {args.litellm}: `make bench-gateway` installs it)")
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+        report(results)
+
+
+if __name__ == "__main__":
+    main()
