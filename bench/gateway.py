@@ -247,7 +247,7 @@ def main() -> None:
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is missing: `make bench-gateway` installs it")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # children inherit it
     with tempfile.TemporaryDirectory(prefix="sovra-bench-gateway-") as tmp:
         directory = Path(tmp)
