@@ -3,6 +3,8 @@ gateway is SIGKILLed the moment the client has it."""
 
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,12 @@ CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hello.
 
 
 def ledger_rows(tmp_path: Path) -> list[tuple[object, ...]]:
+    """What the ledger holds, after `sovra usage` replayed the killed gateway's journal."""
+    subprocess.run(
+        [sys.executable, "-m", "sovra", "usage", "-c", str(tmp_path / "sovra.yaml")],
+        check=True,
+        capture_output=True,
+    )
     with sqlite3.connect(tmp_path / "sovra.db") as db:
         return db.execute(
             "SELECT status, input_tokens, output_tokens, endpoint, tenant FROM usage"

@@ -22,6 +22,7 @@ from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
+from sovra.access.journal import journal_directory
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
@@ -186,6 +187,7 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
         config.gateway.upstream_timeout_seconds,
         database=database,
         limits=limits,
+        journal_dir=journal_directory(config.home, config.database_url),
     )
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     loop = asyncio.get_running_loop()

@@ -8,6 +8,8 @@ import re
 import time
 
 from sovra.access.database import Database
+from sovra.access.journal import journal_directory
+from sovra.access.ledger import replay_orphans
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, Problem
 
@@ -70,6 +72,7 @@ def _ms(value: object) -> str:
 def run_usage_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     database = Database(config.database_url)
     database.migrate()
+    replay_orphans(database, journal_directory(config.home, config.database_url))  # rows of dead gateways
     rows = usage_report(database, args.by, parse_since(args.since, time.time()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -2,11 +2,14 @@
 
 import asyncio
 import time
+from dataclasses import astuple
+from pathlib import Path
 
 import pytest
 
 from sovra.access.database import Database
-from sovra.access.ledger import UsageLedger, UsageRecord
+from sovra.access.journal import Journal
+from sovra.access.ledger import INSERT, UsageLedger, UsageRecord, replay_orphans
 from sovra.usage_cli import parse_since, usage_report
 
 pytestmark = pytest.mark.anyio
@@ -75,3 +78,42 @@ def test_since_accepts_durations_and_dates() -> None:
     assert parse_since("30m", now) == now - 1800
     assert parse_since("7d", now) == now - 7 * 86400
     assert time.gmtime(parse_since("2026-11-01", now))[:3] == (2026, 11, 1)
+
+
+async def test_with_a_journal_rows_are_durable_at_once_and_the_journal_empties(
+    database: Database, tmp_path: Path
+) -> None:
+    ledger = UsageLedger(database, journal_dir=tmp_path / "journal")
+    ledger.start()
+    (journal,) = (tmp_path / "journal").glob("*.jsonl")
+    assert await ledger.record(row(1)) is True
+    assert journal.read_bytes().count(b"\n") in (0, 1)  # written (and perhaps already committed)
+    for _ in range(100):  # the writer catches up and the journal is emptied on the loop
+        await asyncio.sleep(0.01)
+        if journal.stat().st_size == 0:
+            break
+    assert journal.stat().st_size == 0
+    ledger.close()
+    assert not journal.exists()  # everything committed: nothing to keep
+    with database.session() as db:
+        assert db.execute("SELECT request_id FROM usage") == [("req-1",)]
+
+
+async def test_journals_of_dead_gateways_are_replayed_once(database: Database, tmp_path: Path) -> None:
+    directory = tmp_path / "journal"
+    dead = Journal(directory)
+    for n in (1, 2):
+        dead.append(astuple(row(n)))
+    dead.close(committed=False)  # the gateway died: its rows are only in the journal
+    with dead.path.open("ab") as handle:
+        handle.write(b'["req-3", 17000')  # the last line, cut by the kill
+    alive = Journal(directory)  # another gateway, still running: its journal is not touched
+    alive.append(astuple(row(9)))
+    with database.session() as db:
+        db.executemany(INSERT, [astuple(row(1))])  # row 1 had been committed before the kill
+    assert replay_orphans(database, directory) == 2
+    with database.session() as db:
+        assert sorted(r[0] for r in db.execute("SELECT request_id FROM usage")) == ["req-1", "req-2"]
+    assert not dead.path.exists() and alive.path.exists()
+    assert replay_orphans(database, directory) == 0
+    alive.close(committed=True)

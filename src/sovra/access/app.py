@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,14 +40,18 @@ def create_app(
     database: Database | None = None,
     usage: UsageSink | None = None,
     limits: Limits | None = None,
+    journal_dir: Path | None = None,
 ) -> Starlette:
     """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
     pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
-    revoke` takes effect quickly) and, unless `usage` is given, the usage ledger."""
+    revoke` takes effect quickly) and, unless `usage` is given, the usage ledger, with its write-ahead
+    journal in `journal_dir` if given."""
     metrics = GatewayMetrics()
     stale_retries = metrics.retries.labels("stale_connection")
     engines = upstream or AiohttpUpstream(upstream_timeout, on_retry=stale_retries.inc)
-    ledger = UsageLedger(database) if database is not None and usage is None else None
+    ledger = (
+        UsageLedger(database, journal_dir=journal_dir) if database is not None and usage is None else None
+    )
     gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits, metrics)
 
     @contextlib.asynccontextmanager
@@ -56,7 +61,7 @@ def create_app(
             await asyncio.to_thread(_load_keys, database, verifier)
             refresher = asyncio.create_task(_refresh_keys(database, verifier))
         if ledger is not None:
-            ledger.start()
+            await asyncio.to_thread(ledger.start)
         yield
         if refresher is not None:
             refresher.cancel()

@@ -47,6 +47,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS usage_at ON usage (at)",
     "CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key_id, at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS usage_request_id ON usage (request_id)",
 )
 
 
