@@ -144,6 +144,8 @@ def test_a_client_that_hangs_up_stops_the_generation(platform: RunningPlatform) 
     while busy_slots(platform) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert busy_slots(platform) == 0, "the engine kept generating for a client that left"
+    engine_metrics = httpx.get(f"{engine_url(platform)}/metrics", timeout=5).text
+    assert "llamacpp:requests_processing 0" in engine_metrics
 
 
 def sovra_cli(platform: RunningPlatform, *args: str) -> str:
