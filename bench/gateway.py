@@ -23,7 +23,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from sovra.inference.process import free_port
 
 TOKEN = "sk-sovra-bench-" + "0" * 16
 LITELLM_KEY = "sk-litellm-bench-0000"
@@ -52,12 +53,6 @@ def sse_body() -> str:
     events.append({"id": "c", "object": "chat.completion.chunk", "created": 1700000000, "model": "fixed",
                    "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32}})  # fmt: skip
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def nginx_config(directory: Path, port: int) -> Path:

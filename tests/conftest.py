@@ -33,6 +33,12 @@ TOKEN = "sk-sovra-test-" + "0" * 16
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"  # the local server, trust auth
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, as the gateway does."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
     config = load_platform_config(None)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,11 @@ def test_requests_survive_a_replica_being_killed(llama_server: Path, smollm2: Pa
         victim, survivor = platform.engine_pids()
         headers = {"authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=platform.base_url, headers=headers, timeout=60) as http:
+            # /health is 200 once one replica is ready; failing over needs the second one too.
+            deadline = time.monotonic() + 60
+            while http.get("/health").json()["services"]["smollm2"]["ready"] < 2:
+                assert time.monotonic() < deadline, "the second replica never became ready"
+                time.sleep(0.1)
             os.kill(victim, signal.SIGKILL)
             statuses = []
             for n in range(12):  # different prompts: the balancer would use both replicas
@@ -31,8 +37,9 @@ def test_requests_survive_a_replica_being_killed(llama_server: Path, smollm2: Pa
                 }
                 statuses.append(http.post("/v1/chat/completions", json=body).status_code)
             metrics = http.get("/metrics").text
-        assert statuses == [200] * 12
-        assert 'sovra_gateway_retries_total{reason="another_replica"}' in metrics
-        assert survivor in platform.engine_pids()
+        log = platform.log.read_text()[-4000:]  # shown if an assertion fails: what the gateway saw
+        assert statuses == [200] * 12, log
+        assert 'sovra_gateway_retries_total{reason="another_replica"}' in metrics, log
+        assert survivor in platform.engine_pids(), log
     finally:
         stop_platform(platform)

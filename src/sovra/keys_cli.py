@@ -9,6 +9,7 @@ from sovra.access.database import Database
 from sovra.access.keys import ApiKey, BudgetPeriod, KeyStore
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, Problem
+from sovra.table import print_table
 
 __all__ = ["add_keys_commands", "run_keys_command"]
 
@@ -37,7 +38,7 @@ def run_keys_command(args: argparse.Namespace, config: PlatformConfig) -> int:
         if args.keys_command == "create":
             return _create(store, args)
         if args.keys_command == "list":
-            _print_table(store.all(include_revoked=args.all))
+            _print_keys(store.all(include_revoked=args.all))
             return 0
         if not store.revoke(args.id):
             raise ConfigError([Problem("command line", "id", f"no active key with id {args.id!r}")])
@@ -58,12 +59,9 @@ def _create(store: KeyStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(keys: list[ApiKey]) -> None:
+def _print_keys(keys: list[ApiKey]) -> None:
     header = ("ID", "TENANT", "NAME", "MODELS", "RPM", "TPM", "BUDGET", "CREATED", "STATUS")
-    rows = [header] + [_row(key) for key in keys]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print_table([header, *(_row(key) for key in keys)])
 
 
 def _row(key: ApiKey) -> tuple[str, ...]:

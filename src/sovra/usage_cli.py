@@ -12,6 +12,7 @@ from sovra.access.journal import journal_directory
 from sovra.access.ledger import replay_orphans
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, Problem
+from sovra.table import print_table
 
 __all__ = ["add_usage_command", "parse_since", "run_usage_command", "usage_report"]
 
@@ -74,7 +75,5 @@ def run_usage_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     database.migrate()
     replay_orphans(database, journal_directory(config.home, config.database_url))  # rows of dead gateways
     rows = usage_report(database, args.by, parse_since(args.since, time.time()))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     return 0

@@ -20,11 +20,6 @@ WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_a_conversation_with_tools_becomes_a_chat_completion() -> None:
     body = {
         "model": "ignored",

@@ -28,11 +28,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Sent:
     url: str

@@ -15,11 +15,6 @@ from sovra.usage_cli import parse_since, usage_report
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def row(
     n: int, tenant: str = "team-a", model: str = "smollm2", status: int = 200, at: float | None = None
 ) -> UsageRecord:

@@ -17,11 +17,6 @@ NOW = 1_795_567_421.0  # 2026-11-25 03:23:41 UTC
 MakeLimits = Callable[..., Limits]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def key(**limits: object) -> ApiKey:
     return ApiKey(f"k-{uuid.uuid4().hex[:8]}", "team", "n", "d", **limits)  # type: ignore[arg-type]
 

@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def provider() -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
     """A scripted provider that insists on its key and records what it was asked."""
     seen: list[dict[str, object]] = []

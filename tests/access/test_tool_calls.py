@@ -14,11 +14,6 @@ from tests.access.test_gateway import TOKEN, gateway_app, replica
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_the_openai_sdk_gets_tool_calls_relayed_intact() -> None:
     """OpenAI tool calls pass through untouched, streamed or not (the scripted upstream makes them)."""
     upstream = ToolUpstream()

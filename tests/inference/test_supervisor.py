@@ -19,11 +19,6 @@ from tests.conftest import CATALOG, start_platform, stop_platform
 pytestmark = [pytest.mark.anyio, pytest.mark.engine]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

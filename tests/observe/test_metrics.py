@@ -12,11 +12,6 @@ from tests.access.test_gateway import AUTH, CHAT, ScriptedUpstream, client, repl
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     return [
         (s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples

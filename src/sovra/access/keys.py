@@ -17,9 +17,9 @@ from enum import StrEnum
 
 from sovra.access.database import Connection
 
-__all__ = ["ApiKey", "BudgetPeriod", "KeyStore", "new_key"]
+__all__ = ["TENANT", "ApiKey", "BudgetPeriod", "KeyStore", "new_key"]
 
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # also bounds the metrics label
 
 
 class BudgetPeriod(StrEnum):
@@ -98,7 +98,7 @@ class KeyStore:
         budget_period: BudgetPeriod | None = None,
     ) -> tuple[ApiKey, str]:
         """Store a new key; return it with its token (the only time the token exists in clear)."""
-        if not _TENANT.match(tenant):
+        if not TENANT.match(tenant):
             raise ValueError(f"tenant {tenant!r}: use letters, digits, '.', '_' or '-' (at most 63)")
         if (budget_tokens is None) != (budget_period is None):
             raise ValueError("a budget needs both a token count and a period")

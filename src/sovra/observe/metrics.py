@@ -7,10 +7,9 @@ each test has its own.
 
 from __future__ import annotations
 
-import re
-
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from sovra.access.keys import TENANT
 from sovra.access.ledger import UsageRecord
 
 __all__ = ["GatewayMetrics", "operation_name"]
@@ -34,7 +33,6 @@ _OPERATIONS = {
     "/v1/completions": "text_completion",
     "/v1/embeddings": "embeddings",
 }
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAX_TENANTS = 1000  # beyond this many distinct tenant labels, further ones are reported as "other"
 
 
@@ -86,7 +84,7 @@ class GatewayMetrics:
 
     def tenant_label(self, value: str) -> str:
         """A bounded label: well-formed values, at most MAX_TENANTS distinct ones."""
-        if not _TENANT.match(value):
+        if not TENANT.match(value):
             return "other"
         if value not in self._tenants:
             if len(self._tenants) >= MAX_TENANTS:
