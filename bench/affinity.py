@@ -67,12 +67,14 @@ def write_setup(directory: Path, affinity: bool) -> tuple[Path, Path]:
 
 
 async def wait_ready(base: str) -> None:
+    """Until every replica is ready: measuring with one would make both modes look alike."""
     async with httpx.AsyncClient() as client:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                if (await client.get(f"{base}/health")).status_code == 200:
-                    return
+                health = (await client.get(f"{base}/health")).json()
+                if all(s["ready"] == s["replicas"] for s in health["services"].values()):
+                    return  # every replica, not just one per service
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
