@@ -194,12 +194,11 @@ class InferenceService(_Spec):
 
 
 class Catalog(BaseModel):
-    """Every declared service, by name, with the file each came from."""
+    """Every declared service."""
 
     model_config = ConfigDict(frozen=True)
 
     services: tuple[InferenceService, ...]
-    sources: dict[str, Path]
 
     @property
     def names(self) -> list[str]:
@@ -271,4 +270,4 @@ def load_catalog(path: Path, allow_empty: bool = False) -> Catalog:
         problems.append(Problem(str(path), "", "declares no InferenceService"))
     if problems:
         raise ConfigError(problems)
-    return Catalog(services=tuple(services), sources=sources)
+    return Catalog(services=tuple(services))

@@ -17,6 +17,7 @@ from typing import Any
 
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
+from sovra.access.sse import data_event
 from sovra.inference.process import Replica
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
@@ -116,13 +117,11 @@ async def account_stream(
                 if event == _DONE:
                     held_done = True
                 elif b'"usage"' in event:
-                    kept = _take_usage(event, exchange, keep_usage)
-                    if kept is not None:
-                        out.append(kept + b"\n\n")
+                    out.append(_take_usage(event, exchange, keep_usage))
                 elif event:
                     out.append(event + b"\n\n")
-            if out:
-                yield b"".join(out)
+            if joined := b"".join(out):
+                yield joined
         exchange.status = exchange.status or 200
         await finish()
         finished = True
@@ -137,19 +136,19 @@ async def account_stream(
             spawn(finish())
 
 
-def _take_usage(event: bytes, exchange: Exchange, keep_usage: bool) -> bytes | None:
-    """Read the usage from an event; return the event as the client should see it (or None)."""
+def _take_usage(event: bytes, exchange: Exchange, keep_usage: bool) -> bytes:
+    """Read the usage from an event; return what the client should see of it (maybe nothing)."""
     try:
         payload = json.loads(event.removeprefix(b"data:").strip())
     except ValueError:
-        return event
+        return event + b"\n\n"
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, Mapping):
-        return event
+        return event + b"\n\n"
     exchange.note_usage(usage)
     if keep_usage:
-        return event
+        return event + b"\n\n"
     if not payload.get("choices"):
-        return None  # the extra usage-only event the client did not ask for
+        return b""  # the extra usage-only event the client did not ask for
     del payload["usage"]
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode()
+    return data_event(payload)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sovra.access.errors import ApiError
-from sovra.access.sse import data_payloads
+from sovra.access.sse import data_event, data_payloads
 
 __all__ = ["infill_request", "infill_response", "infill_stream", "wants_infill"]
 
@@ -83,7 +83,7 @@ async def infill_stream(
     async for event in data_payloads(upstream):
         result = json.loads(event)
         if "error" in result:
-            yield _sse(result)
+            yield data_event(result)
             break
         finished = bool(result.get("stop"))
         choice = {
@@ -92,13 +92,9 @@ async def infill_stream(
             "logprobs": None,
             "finish_reason": _finish_reason(result) if finished else None,
         }
-        yield _sse(_envelope(model, completion_id, [choice]))
+        yield data_event(_envelope(model, completion_id, [choice]))
         if finished:
             if include_usage:
-                yield _sse({**_envelope(model, completion_id, []), "usage": _usage(result)})
+                yield data_event({**_envelope(model, completion_id, []), "usage": _usage(result)})
             break
     yield b"data: [DONE]\n\n"
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"

@@ -206,11 +206,12 @@ class Gateway:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
-        raw = b""
+        body = bytearray()  # appending to bytes would copy the whole body at every chunk
         async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
+            body += chunk
+            if len(body) > limit:
                 raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
+        raw = bytes(body)
         try:
             payload = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

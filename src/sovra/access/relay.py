@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from sovra.access import anthropic, fim
 from sovra.access.accounting import Exchange, account_stream, usage_from_body
 from sovra.access.errors import ApiError
+from sovra.access.sse import data_event
 from sovra.access.upstream import UpstreamResponse
 
 __all__ = ["UpstreamCall", "respond"]
@@ -127,6 +128,6 @@ async def _relay_chunks(upstream: UpstreamResponse, exchange: Exchange) -> Async
         # (the client must not mistake a cut answer for a complete one) and end it.
         exchange.status, exchange.error_type = error.status, error.code
         event = {"error": {"message": error.message, "type": "upstream_error", "code": error.code}}
-        yield b"data: " + json.dumps(event).encode() + b"\n\n"
+        yield data_event(event)
     finally:
         upstream.close()  # on cancellation (client gone) this is what stops the engine

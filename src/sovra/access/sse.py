@@ -1,10 +1,17 @@
-"""Server-sent events: the `data:` payloads of an event stream, however its bytes are chunked."""
+"""Server-sent events: encoding one, and the `data:` payloads of a stream however it is chunked."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
-__all__ = ["data_payloads"]
+__all__ = ["data_event", "data_payloads"]
+
+
+def data_event(payload: dict[str, Any]) -> bytes:
+    """One server-sent event carrying `payload` as compact JSON."""
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def data_payloads(stream: AsyncIterator[bytes]) -> AsyncIterator[str]:
