@@ -97,10 +97,11 @@ class LimitSettings(_Config):
 
 
 class Provider(_Config):
-    """An external OpenAI-compatible API served through the same endpoint as the local engines."""
+    """An external API served through the same endpoint as the local engines: OpenAI-compatible,
+    or Anthropic's Messages API (chat requests are translated)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")  # also gen_ai_provider_name in metrics
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai", "anthropic"] = "openai"
     base_url: str = Field(pattern=r"^https?://.+/v1$")  # the API root, as an OpenAI SDK's base_url
     api_key_env: str | None = None  # the environment variable that holds its key
     models: dict[str, str] = Field(min_length=1)  # the name clients use → the provider's model name

@@ -135,9 +135,12 @@ class Gateway:
             model = self._resolve_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
-            call = build(payload, raw, model, self._pools[model].upstream_model)
+            pool = self._pools[model]
+            call = build(payload, raw, model, pool.upstream_model)
+            if pool.api == "anthropic":
+                call = call.for_anthropic_provider(pool.upstream_model)
             await self._admit(key, payload, raw, exchange)
-            return await self._send(self._pools[model], call, exchange, prompt_prefix(payload))
+            return await self._send(pool, call, exchange, prompt_prefix(payload))
         except ApiError as error:
             exchange.status = error.status
             exchange.error_type = error.code

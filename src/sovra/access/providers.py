@@ -1,4 +1,5 @@
-"""External providers as replica pools: one always-ready "replica" at the provider's address.
+"""External providers (OpenAI-compatible or Anthropic) as replica pools: one always-ready
+"replica" at the provider's address.
 
 So everything the gateway does for local engines — keys, allow-lists, limits, the ledger, metrics,
 passive health — applies to them unchanged.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sovra.access import anthropic_upstream
 from sovra.config import Provider
 from sovra.errors import ConfigError, Problem
 from sovra.inference.pool import Balancing, ReplicaPool
@@ -26,7 +28,7 @@ def provider_pools(
     pools: dict[str, ReplicaPool] = {}
     problems = []
     for index, provider in enumerate(providers):
-        headers = {}
+        headers: dict[str, str] = {}
         if provider.api_key_env:
             key = environ.get(provider.api_key_env)
             if not key:
@@ -36,7 +38,7 @@ def provider_pools(
                     )
                 )
                 continue
-            headers["authorization"] = f"Bearer {key}"
+            headers.update(_auth_headers(provider, key))
         root = provider.base_url.removesuffix("/v1")  # the gateway's paths start with /v1
         for alias, upstream_model in provider.models.items():
             if alias in taken or alias in pools:
@@ -47,7 +49,15 @@ def provider_pools(
                 )
                 continue
             replica = Replica(alias, 0, url=root, state=ReplicaState.READY)
-            pools[alias] = ReplicaPool(alias, [replica], provider.name, balancing, upstream_model, headers)
+            pools[alias] = ReplicaPool(
+                alias, [replica], provider.name, balancing, upstream_model, headers, provider.kind
+            )
     if problems:
         raise ConfigError(problems)
     return pools
+
+
+def _auth_headers(provider: Provider, key: str) -> dict[str, str]:
+    if provider.kind == "anthropic":
+        return {"x-api-key": key, "anthropic-version": anthropic_upstream.API_VERSION}
+    return {"authorization": f"Bearer {key}"}

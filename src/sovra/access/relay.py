@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from sovra.access import anthropic, fim
+from sovra.access import anthropic, anthropic_upstream, fim
 from sovra.access.accounting import Exchange, account_stream, usage_from_body
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_event
@@ -36,6 +36,7 @@ class UpstreamCall:
     infill: bool = False
     client_wants_usage: bool = False  # the client asked for stream_options.include_usage
     anthropic: bool = False  # answer in the Anthropic Messages shape
+    to_anthropic: bool = False  # the upstream is an Anthropic provider: its answers become OpenAI's
 
     @classmethod
     def for_messages(cls, payload: dict[str, Any], model: str, upstream_model: str) -> UpstreamCall:
@@ -67,6 +68,17 @@ class UpstreamCall:
             raw = json.dumps({**payload, **changes}).encode()
         return cls(path, raw, model, stream, client_wants_usage=wants_usage)
 
+    def for_anthropic_provider(self, upstream_model: str) -> UpstreamCall:
+        """This call, sent to an Anthropic provider's Messages API instead."""
+        if self.path != "/v1/chat/completions":
+            raise ApiError(
+                400,
+                f"the model {self.model!r} (an Anthropic provider) serves only chat",
+                "unsupported_endpoint",
+            )
+        body = anthropic_upstream.messages_request(json.loads(self.body), upstream_model)
+        return replace(self, path="/v1/messages", body=json.dumps(body).encode(), to_anthropic=True)
+
 
 async def respond(
     upstream: UpstreamResponse,
@@ -79,6 +91,8 @@ async def respond(
     (the ledger commit) runs before the client gets the end of the answer."""
     if call.stream and upstream.status == 200 and upstream.content_type.startswith("text/event-stream"):
         chunks = _relay_chunks(upstream, exchange)
+        if call.to_anthropic:
+            chunks = anthropic_upstream.chat_stream(chunks, call.model)
         if call.infill:
             chunks = fim.infill_stream(chunks, call.model, include_usage=True)
         keep_usage = call.client_wants_usage or call.anthropic  # the translation reports usage itself
@@ -97,6 +111,8 @@ async def respond(
         upstream.close()
     if call.infill and upstream.status == 200:
         body = json.dumps(fim.infill_response(json.loads(body), call.model)).encode()
+    elif call.to_anthropic:
+        body = _from_anthropic(body, upstream.status, call.model)
     exchange.status = upstream.status
     if upstream.status >= 400:
         exchange.error_type = str(upstream.status)
@@ -105,6 +121,12 @@ async def respond(
     if call.anthropic:
         return _as_anthropic(body, upstream.status, call.model)
     return Response(body, status_code=upstream.status, media_type=upstream.content_type)
+
+
+def _from_anthropic(body: bytes, status: int, model: str) -> bytes:
+    if status != 200:
+        return anthropic_upstream.error_from_anthropic(body, status)
+    return json.dumps(anthropic_upstream.chat_from_message(json.loads(body), model)).encode()
 
 
 def _as_anthropic(body: bytes, status: int, model: str) -> Response:

@@ -20,6 +20,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sovra.inference.process import Replica
 
@@ -49,12 +50,14 @@ class ReplicaPool:
         balancing: Balancing | None = None,
         upstream_model: str | None = None,
         headers: Mapping[str, str] | None = None,
+        api: Literal["openai", "anthropic"] = "openai",
     ) -> None:
         self.service = service
         self.replicas = tuple(replicas)
         self.engine = engine  # what serves it: llama.cpp, vllm, or a provider (gen_ai_provider_name)
         self.upstream_model = upstream_model or service  # the name the upstream knows the model by
         self.headers = dict(headers or {})  # sent with every request (an external provider's key)
+        self.api = api  # the shape the upstream speaks: every engine speaks OpenAI's
         self.balancing = balancing or Balancing()
         ring = sorted(
             (_point(f"{service}/{position}/{node}".encode()), position)
