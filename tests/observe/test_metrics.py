@@ -49,6 +49,9 @@ async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> 
         == 1
     )
     assert value(text, "sovra_gateway_replica_picks_total", model="m", replica="1001") == 1
+    # A name nobody serves is the client's free text, never a label value (unbounded cardinality).
+    assert "gone" not in text
+    assert value(text, "gen_ai_server_request_duration_seconds_count", gen_ai_request_model="unknown") == 1
 
 
 async def test_bucket_boundaries_are_the_semantic_conventions() -> None:

@@ -8,6 +8,7 @@ end of its answer is in the ledger.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -24,6 +25,9 @@ __all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
 _DONE = b"data: [DONE]"
+# Request ids unique across gateway processes without a urandom call per request.
+_PROCESS = uuid.uuid4().hex[:16]
+_SEQUENCE = itertools.count()
 
 
 @dataclass
@@ -32,7 +36,7 @@ class Exchange:
 
     key: ApiKey
     endpoint: str
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: f"{_PROCESS}{next(_SEQUENCE):016x}")
     at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     requested_model: str = ""

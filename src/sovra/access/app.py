@@ -69,14 +69,14 @@ def create_app(
         if ledger is not None:
             await asyncio.to_thread(ledger.close)
 
-    routes = [
-        Route("/health", gateway.health, methods=["GET"]),
-        Route("/v1/models", gateway.models, methods=["GET"]),
-        Route("/metrics", gateway.prometheus, methods=["GET"]),
+    routes = [  # matched in order: the busiest first
         Route("/v1/chat/completions", gateway.relay, methods=["POST"]),
         Route("/v1/completions", gateway.relay, methods=["POST"]),
-        Route("/v1/embeddings", gateway.relay, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/embeddings", gateway.relay, methods=["POST"]),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/health", gateway.health, methods=["GET"]),
+        Route("/metrics", gateway.prometheus, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
