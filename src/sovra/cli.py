@@ -1,4 +1,4 @@
-"""`sovra` command line: up, preload, validate, engines install, keys, usage.
+"""`sovra` command line: up, preload, validate, engines install, keys, usage, router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from sovra.config import PlatformConfig, load_platform_config
-from sovra.errors import ConfigError, SovraError
+from sovra.errors import ConfigError, Problem, SovraError
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
 from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
-from sovra.runtime import build_store, plan_services, preload, resolve_verifier, run_platform
+from sovra.runtime import build_gate, build_store, plan_services, preload, resolve_verifier, run_platform
 from sovra.spec import Catalog, load_catalog
 from sovra.usage_cli import add_usage_command, run_usage_command
 
@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_commands(commands.add_parser("keys", help="API keys for tenants"), config_option)
     usage = commands.add_parser("usage", help="usage from the ledger", parents=[config_option])
     add_usage_command(usage)
+    router = commands.add_parser("router", help="the semantic router's classifiers")
+    router_commands = router.add_subparsers(dest="router_command", required=True)
+    train = router_commands.add_parser("train", help="train the shipped classifiers (needs sovra[train])")
+    train.add_argument("--data", type=Path, default=Path("../shared/datasets/router"), help="router dataset")
+    train.add_argument("--out", type=Path, help="where to write them (default: inside the package)")
     return parser
 
 
@@ -92,6 +97,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_keys_command(args, load_platform_config(args.config))
     if args.command == "usage":
         return run_usage_command(args, load_platform_config(args.config))
+    if args.command == "router":
+        return _train_router(args.data, args.out)
     overrides = {}
     if getattr(args, "host", None):
         overrides["listen.host"] = args.host
@@ -100,6 +107,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_platform_config(args.config, overrides=overrides)
     catalog = load_catalog(args.file, allow_empty=bool(config.providers))
     if args.command == "validate":
+        build_gate(config, catalog)  # the routing policy resolves against the catalog
         print(f"ok: {len(catalog.services)} InferenceService(s): {', '.join(catalog.names)}")
         return 0
     if args.command == "preload":
@@ -115,9 +123,26 @@ def _preload(catalog: Catalog, config: PlatformConfig) -> None:
 
 def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
     auth = resolve_verifier(config, os.environ, open_access=args.no_auth)
+    gate = build_gate(config, catalog)
     weights = preload(catalog, build_store(config))
     plans = plan_services(catalog, config, weights, HostFacts.probe())
-    return _run(run_platform(config, plans, auth))
+    return _run(run_platform(config, plans, auth, gate))
+
+
+def _train_router(data: Path, out: Path | None) -> int:
+    if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
+        raise ConfigError(
+            [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
+        )
+    try:
+        from sovra.routing.train import MODELS, train
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SovraError(f"training needs scikit-learn: pip install 'sovra[train]' ({exc})") from exc
+    manifest = train(data, out or MODELS)
+    for name, entry in manifest["classifiers"].items():
+        examples = sum(entry["examples"].values())
+        print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")
+    return 0
 
 
 def _run(coroutine: object) -> int:

@@ -107,6 +107,14 @@ class Provider(_Config):
     models: dict[str, str] = Field(min_length=1)  # the name clients use → the provider's model name
 
 
+class RouterSettings(_Config):
+    # Names clients use to let the router choose ("Mixture of Models").
+    virtual_models: tuple[str, ...] = ("MoM",)
+    policy: UserPath | None = None  # a policy file (routing/policy.py); default: built from the catalog
+    # Tenants whose explicit-model requests also pass the policy's block and redact rules ("*": all).
+    guardrails: tuple[str, ...] = ()
+
+
 class DatabaseSettings(_Config):
     # sqlite:///path (default: <home>/sovra.db) or postgresql://… (several gateway replicas).
     url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
@@ -122,6 +130,7 @@ class PlatformConfig(_Config):
     database: DatabaseSettings = DatabaseSettings()
     limits: LimitSettings = LimitSettings()
     providers: tuple[Provider, ...] = ()
+    router: RouterSettings = RouterSettings()
 
     @property
     def store_path(self) -> Path:

@@ -33,7 +33,10 @@ from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv,
 from sovra.inference.llamacpp_build import install_llama_server
 from sovra.inference.pool import Balancing
 from sovra.inference.supervisor import ServicePlan, Supervisor
-from sovra.spec import Catalog, EngineKind
+from sovra.routing.gate import RoutingGate
+from sovra.routing.policy import load_policy
+from sovra.routing.router import Router, default_policy
+from sovra.spec import Catalog, EngineKind, Routing
 from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.store import Source, WeightStore
@@ -163,7 +166,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: AuthSetup) -> int:
+def build_gate(config: PlatformConfig, catalog: Catalog) -> RoutingGate:
+    """The router over every model served: catalog services with their routing metadata, provider
+    aliases without (a policy reaches those by name). Policy errors surface here, before engines start."""
+    models: dict[str, Routing | None] = {s.name: s.spec.routing for s in catalog.services}
+    models |= {alias: None for provider in config.providers for alias in provider.models}
+    settings = config.router
+    policy = load_policy(settings.policy) if settings.policy else default_policy(models)
+    return RoutingGate(
+        Router(policy, models), frozenset(settings.virtual_models), frozenset(settings.guardrails)
+    )
+
+
+async def run_platform(
+    config: PlatformConfig, plans: list[ServicePlan], auth: AuthSetup, gate: RoutingGate | None = None
+) -> int:
     """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
     sock = _bind(config.listen.host, config.listen.port)
     chosen = config.gateway.balancing
@@ -188,6 +205,7 @@ async def run_platform(config: PlatformConfig, plans: list[ServicePlan], auth: A
         database=database,
         limits=limits,
         journal_dir=journal_directory(config.home, config.database_url),
+        gate=gate,
     )
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from sovra.access.limits import Limits
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.inference.pool import ReplicaPool
 from sovra.observe.metrics import GatewayMetrics
+from sovra.routing.gate import RoutingGate
 
 __all__ = ["create_app"]
 
@@ -41,6 +42,7 @@ def create_app(
     usage: UsageSink | None = None,
     limits: Limits | None = None,
     journal_dir: Path | None = None,
+    gate: RoutingGate | None = None,
 ) -> Starlette:
     """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
     pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
@@ -52,7 +54,7 @@ def create_app(
     ledger = (
         UsageLedger(database, journal_dir=journal_dir) if database is not None and usage is None else None
     )
-    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits, metrics)
+    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits, metrics, gate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,6 +76,7 @@ def create_app(
         Route("/v1/completions", gateway.relay, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/embeddings", gateway.relay, methods=["POST"]),
+        Route("/v1/route", gateway.explain_route, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/health", gateway.health, methods=["GET"]),
         Route("/metrics", gateway.prometheus, methods=["GET"]),

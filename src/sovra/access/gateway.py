@@ -27,8 +27,14 @@ from sovra.access.validation import check_request
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
+from sovra.routing.gate import RoutingGate, explain
+from sovra.routing.router import Decision
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
+
+
+def _route_headers(decision: Decision) -> dict[str, str]:
+    return {"x-sovra-routed-model": decision.model, "x-sovra-route-reason": decision.rule}
 
 
 def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_max_tokens: int) -> int:
@@ -77,13 +83,16 @@ class Gateway:
         usage: UsageSink | None = None,
         limits: Limits | None = None,
         metrics: GatewayMetrics | None = None,
+        gate: RoutingGate | None = None,
     ) -> None:
         self._pools = pools
+        self._gate = gate
         self._verifier = verifier
         self._upstream = upstream
         self._usage = usage
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
+        self.metrics.known_models = {*pools, *(gate.virtual_models if gate else ())}
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
@@ -102,9 +111,10 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         key = self._authenticate(request)
+        virtual = sorted(self._gate.virtual_models) if self._gate is not None else []
         data = [
             {"id": name, "object": "model", "created": self._created, "owned_by": "sovra"}
-            for name in self._pools
+            for name in [*self._pools, *virtual]
             if key.may_use(name)
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -132,15 +142,24 @@ class Gateway:
         exchange.tenant_label = self.metrics.tenant_label(labelled)
         try:
             payload, raw = await self._read_json(request)
-            model = self._resolve_model(request, payload, exchange)
+            model = self._requested_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
-            pool = self._pools[model]
+            decision = self._route(model, key, payload)
+            if decision is not None:
+                model = decision.model
+                if decision.redact:
+                    payload = decision.apply(payload)
+                    raw = json.dumps(payload).encode()
+            pool = self._pool(model, exchange)
             call = build(payload, raw, model, pool.upstream_model)
             if pool.api == "anthropic":
                 call = call.for_anthropic_provider(pool.upstream_model)
             await self._admit(key, payload, raw, exchange)
-            return await self._send(pool, call, exchange, prompt_prefix(payload))
+            response = await self._send(pool, call, exchange, prompt_prefix(payload))
+            if decision is not None:
+                response.headers.update(_route_headers(decision))
+            return response
         except ApiError as error:
             exchange.status = error.status
             exchange.error_type = error.code
@@ -223,17 +242,48 @@ class Gateway:
             raise ApiError(400, "request body must be a JSON object", "invalid_json")
         return payload, raw
 
-    def _resolve_model(self, request: Request, payload: dict[str, Any], exchange: Exchange) -> str:
+    def _requested_model(self, request: Request, payload: dict[str, Any], exchange: Exchange) -> str:
         model = request.headers.get(MODEL_HEADER) or payload.get("model")
         if not isinstance(model, str) or not model:
             raise ApiError(
                 400, "'model' is required (in the body or the x-ai-eg-model header)", "model_required"
             )
         exchange.requested_model = model
-        if model not in self._pools:
+        return model
+
+    def _pool(self, model: str, exchange: Exchange) -> ReplicaPool:
+        pool = self._pools.get(model)
+        if pool is None:
             raise ApiError(404, f"the model {model!r} does not exist", "model_not_found")
         exchange.served_model = model
-        return model
+        return pool
+
+    def _route(self, model: str, key: ApiKey, payload: dict[str, Any]) -> Decision | None:
+        """The router's decision for this request (None when it has nothing to do with it); a
+        blocked request is refused here, with 400 `content_policy`."""
+        if self._gate is None:
+            return None
+        decision = self._gate.decide(model, key.tenant, payload)
+        if decision is None:
+            return None
+        self.metrics.observe_decision(decision.rule, decision.action, decision.redact, decision.seconds)
+        if decision.action == "block":
+            raise ApiError(400, decision.message, "content_policy", _route_headers(decision))
+        return decision
+
+    async def explain_route(self, request: Request) -> Response:
+        """`POST /v1/route`: the decision for a request body, and why, without calling a model."""
+        key = self._authenticate(request)
+        if self._gate is None:
+            raise ApiError(404, "the router is not enabled", "router_disabled")
+        payload, _ = await self._read_json(request)
+        model = request.headers.get(MODEL_HEADER) or payload.get("model")
+        if not isinstance(model, str) or not model:
+            model = min(self._gate.virtual_models)
+        if not key.may_use(model):
+            raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
+        explicit = None if self._gate.is_virtual(model) else model
+        return JSONResponse(explain(self._gate.router.decide(payload, explicit_model=explicit)))
 
     async def _send(
         self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange, affinity: bytes | None

@@ -80,6 +80,19 @@ class GatewayMetrics:
             ["model", "replica"],
             registry=registry,
         )
+        self.router_decisions = Counter(
+            "sovra_router_decisions", "Router decisions, by the rule that decided and its action.",
+            ["rule", "action"], registry=registry,
+        )  # fmt: skip
+        self.router_redactions = Counter(
+            "sovra_router_redactions", "Requests whose personal data was redacted, by entity type.",
+            ["entity"], registry=registry,
+        )  # fmt: skip
+        self.router_seconds = Histogram(
+            "sovra_router_decision_seconds", "Time to read a request's signals and decide.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1), registry=registry,
+        )  # fmt: skip
+        self.known_models: set[str] = set()  # request-model label values; others are "unknown"
         self._tenants: set[str] = set()
         self._series: dict[tuple[tuple[str, ...], str], _Series] = {}
 
@@ -96,7 +109,7 @@ class GatewayMetrics:
     def observe(self, record: UsageRecord, provider: str, tenant: str, error_type: str) -> None:
         """Record one finished request."""
         # A model name nobody serves is the client's free text: not a label (unbounded cardinality).
-        requested = record.requested_model if record.served_model else "unknown"
+        requested = record.requested_model if record.requested_model in self.known_models else "unknown"
         labels = (operation_name(record.endpoint), provider, requested, record.served_model, tenant)
         series = self._series.get((labels, error_type))
         if series is None:
@@ -112,6 +125,12 @@ class GatewayMetrics:
             if record.output_tokens > 1:
                 generating = (record.duration_ms - record.ttft_ms) / 1000
                 series.tpot.observe(generating / (record.output_tokens - 1))
+
+    def observe_decision(self, rule: str, action: str, redacted: frozenset[str], seconds: float) -> None:
+        self.router_decisions.labels(rule, action).inc()
+        for entity in redacted:
+            self.router_redactions.labels(entity).inc()
+        self.router_seconds.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

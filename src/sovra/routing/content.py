@@ -1,0 +1,87 @@
+"""Where the text of a request is, in the OpenAI and Anthropic shapes: read it, or rewrite it.
+
+The router classifies the user's content (the last user turn, with the one before when the last is
+short — "and in Python?"); personal data is looked for, and redacted, in every message, since
+clients send the whole conversation again on each turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["all_text", "rewrite", "user_text"]
+
+SHORT_TURN = 200  # characters: a last turn shorter than this is read with the user turn before it
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return []
+
+
+def user_text(payload: dict[str, Any]) -> str:
+    """The user's content, as the router classifies it."""
+    if isinstance(payload.get("prompt"), str):  # /v1/completions
+        return str(payload["prompt"])
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    turns = [
+        "\n".join(_texts(m.get("content")))
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "user"
+    ]
+    if not turns:
+        return ""
+    if len(turns[-1]) < SHORT_TURN and len(turns) > 1:
+        return turns[-2] + "\n" + turns[-1]
+    return turns[-1]
+
+
+def all_text(payload: dict[str, Any]) -> str:
+    """Every piece of text the request would send the model."""
+    pieces: list[str] = []
+
+    def collect(text: str) -> str:
+        pieces.append(text)
+        return text
+
+    rewrite(payload, collect)
+    return "\n".join(pieces)
+
+
+def rewrite(payload: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of `payload` with `change` applied to every text the model would read."""
+    copy = dict(payload)
+    if isinstance(copy.get("prompt"), str):
+        copy["prompt"] = change(copy["prompt"])
+    if "system" in copy:  # Anthropic
+        copy["system"] = _rewrite_content(copy["system"], change)
+    if isinstance(copy.get("messages"), list):
+        copy["messages"] = [
+            {**m, "content": _rewrite_content(m.get("content"), change)} if isinstance(m, dict) else m
+            for m in copy["messages"]
+        ]
+    return copy
+
+
+def _rewrite_content(content: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(content, str):
+        return change(content)
+    if isinstance(content, list):
+        return [_rewrite_part(part, change) for part in content]
+    return content
+
+
+def _rewrite_part(part: Any, change: Callable[[str], str]) -> Any:
+    if not isinstance(part, dict):
+        return part
+    if isinstance(part.get("text"), str):
+        return {**part, "text": change(part["text"])}
+    if part.get("type") == "tool_result" and "content" in part:  # Anthropic tool results
+        return {**part, "content": _rewrite_content(part["content"], change)}
+    return part

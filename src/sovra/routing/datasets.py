@@ -1,0 +1,157 @@
+"""The router's training data: which file gives which label, and the split kept out of training.
+
+The data is `shared/datasets/router` (permissively licensed; sources, commits and licences in
+`routing/models/README.md`). Training (`sovra router train`) uses the `train` side of the split
+below and `bench/router.py` measures on the `held_out` side, so the shipped figures are on text
+the classifiers never saw. The split is deterministic: by SHA-256 of the text, and for sources
+full of near-duplicates (jailbreak templates, generated benign prompts) by groups of texts that
+share wording, so no family sits on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["DOMAINS", "Example", "domain_examples", "jailbreak_examples"]
+
+Side = Literal["train", "held_out"]
+HELD_OUT = 0.25
+DOMAINS = (
+    "biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
+    "history", "law", "math", "other", "philosophy", "physics", "psychology", "code",
+)  # fmt: skip
+ATTACK, BENIGN = "attack", "benign"
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    source: str  # the file it came from
+
+
+def _rows(root: Path, name: str) -> list[dict[str, object]]:
+    with (root / name).open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _fraction(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def _side(key: str) -> Side:
+    return "held_out" if _fraction(key) < HELD_OUT else "train"
+
+
+def _keep(key: str, share: float) -> bool:
+    """A deterministic sample of `share` of a large source (so it does not swamp the others)."""
+    return _fraction("sample:" + key) < share
+
+
+def domain_examples(root: Path, side: Side) -> Iterator[Example]:
+    """The 14 MMLU-Pro categories and `code`."""
+    sources: list[tuple[str, str, float]] = [
+        ("intent/mmlu_subjects.jsonl", "", 1.0),
+        ("intent/gsm8k_train.jsonl", "math", 0.4),
+        ("intent/humaneval_train.jsonl", "code", 1.0),
+        ("intent/mbpp_train.jsonl", "code", 1.0),
+        ("intent/clinc150_train.jsonl", "other", 0.2),
+        ("intent/self_instruct_user_oriented.jsonl", "other", 1.0),
+        ("intent/vicuna_bench_questions.jsonl", "", 1.0),
+    ]
+    vicuna = {"coding": "code", "math": "math"}
+    for name, label, share in sources:
+        for row in _rows(root, name):
+            text = str(row["text"])
+            if _side(name + text) != side or not _keep(text, share):
+                continue
+            if "category" in row:
+                category = str(row["category"])
+                label_here = vicuna.get(category, "other") if "vicuna" in name else category
+            else:
+                label_here = label
+            yield Example(text, label_here, name)
+
+
+_ATTACKS = (
+    "jailbreak/inthewild_jailbreaks.jsonl",
+    "jailbreak/giskard_prompt_injections.jsonl",
+    "jailbreak/sysprompt_extraction_attacks.jsonl",
+    "jailbreak/cyberseceval_prompt_injection_train.jsonl",
+)
+# Benign prompts, including harmful questions asked plainly: the jailbreak signal judges attempts to
+# switch off a model's rules or hijack its task, not topics (a topic filter is a keyword rule).
+_BENIGN: tuple[tuple[str, float], ...] = (
+    ("jailbreak/cyberseceval_frr_benign_train.jsonl", 1.0),
+    ("jailbreak/gptfuzz_questions_train.jsonl", 1.0),
+    ("intent/self_instruct_user_oriented.jsonl", 1.0),
+    ("intent/vicuna_bench_questions.jsonl", 1.0),
+    ("intent/mbpp_train.jsonl", 1.0),
+    ("intent/humaneval_train.jsonl", 1.0),
+    ("intent/mmlu_subjects.jsonl", 0.12),
+    ("intent/clinc150_train.jsonl", 0.1),
+    ("intent/gsm8k_train.jsonl", 0.08),
+)
+_GROUPED = {
+    "jailbreak/inthewild_jailbreaks.jsonl",
+    "jailbreak/cyberseceval_prompt_injection_train.jsonl",
+    "jailbreak/cyberseceval_frr_benign_train.jsonl",
+    "jailbreak/gptfuzz_templates_train.jsonl",
+}
+PLACEHOLDER = "[INSERT PROMPT HERE]"
+
+
+def jailbreak_examples(root: Path, side: Side) -> Iterator[Example]:
+    """Jailbreaks and prompt injections (`attack`) against benign prompts, look-alikes included."""
+    for name in _ATTACKS:
+        for text in _split_texts(root, name, side):
+            yield Example(text, ATTACK, name)
+    questions = _split_texts(root, "jailbreak/gptfuzz_questions_train.jsonl", side)
+    templates = _split_texts(root, "jailbreak/gptfuzz_templates_train.jsonl", side)
+    for index, template in enumerate(templates):  # each template, made whole with two questions
+        for question in (questions[index % len(questions)], questions[(index * 7 + 3) % len(questions)]):
+            yield Example(template.replace(PLACEHOLDER, question), ATTACK, "jailbreak/gptfuzz_templates")
+    for name, share in _BENIGN:
+        for text in _split_texts(root, name, side):
+            if _keep(text, share):
+                yield Example(text, BENIGN, name)
+
+
+def _split_texts(root: Path, name: str, side: Side) -> list[str]:
+    texts = [str(row["text"]) for row in _rows(root, name)]
+    if name not in _GROUPED:
+        return [t for t in texts if _side(name + t) == side]
+    groups = _groups(texts)
+    return [t for t, group in zip(texts, groups, strict=True) if _side(f"{name}#{group}") == side]
+
+
+def _shingles(text: str) -> frozenset[str]:
+    words = re.findall(r"\w+", text.lower())
+    return frozenset(" ".join(words[i : i + 5]) for i in range(max(1, len(words) - 4)))
+
+
+def _groups(texts: list[str]) -> list[str]:
+    """A group name per text: texts linked when they share wording (5-gram Jaccard ≥ 0.3, or half
+    of either's 5-grams in the other), transitively; named after the group's first text."""
+    shingles = [_shingles(t) for t in texts]
+    parent = list(range(len(texts)))
+
+    def root_of(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(shingles):
+        for j in range(i):
+            b = shingles[j]
+            shared = len(a & b)
+            if shared and (shared / len(a | b) >= 0.3 or shared >= 0.5 * min(len(a), len(b))):
+                parent[root_of(i)] = root_of(j)
+    return [texts[root_of(i)][:200] for i in range(len(texts))]

@@ -1,0 +1,185 @@
+"""The router: a request's signals, read once, run through the policy's rules → one decision.
+
+Rules are tried from the highest priority down. `redact` notes which personal data to replace and
+goes on; the first `route`, `guard` or `block` whose condition holds decides. Guardrails on
+explicit-model requests run the same rules, minus the routing ones.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from sovra.errors import ConfigError, Problem
+from sovra.routing import content
+from sovra.routing.classifier import LinearClassifier
+from sovra.routing.policy import Condition, Policy, Rule, Target
+from sovra.routing.signals import Classifiers, ExampleDomain, Signals
+from sovra.routing.signals.pii import find_entities, redact
+from sovra.spec import Routing, Specialty
+
+__all__ = ["Decision", "Router", "default_policy", "shipped_classifiers"]
+
+MODELS = Path(__file__).parent / "models"
+
+
+@cache
+def shipped_classifiers() -> Classifiers:
+    """The classifiers inside the package (trained by `sovra router train`); loaded once."""
+    return Classifiers(
+        LinearClassifier.load(MODELS / "domain.npz"), LinearClassifier.load(MODELS / "jailbreak.npz")
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["route", "guard", "block", "pass"]  # pass: guardrails found nothing to do
+    model: str  # where the request goes ("" when blocked)
+    rule: str  # the rule that decided: the route reason
+    message: str = ""  # the refusal, when blocked
+    redact: frozenset[str] = frozenset()  # PII types to replace before forwarding
+    signals: Signals | None = field(default=None, compare=False)
+    seconds: float = 0.0
+
+    def apply(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload to forward: personal data replaced, if the decision says so."""
+        if not self.redact:
+            return payload
+        return content.rewrite(payload, lambda text: redact(text, find_entities(text, self.redact)))
+
+
+class Router:
+    def __init__(
+        self,
+        policy: Policy,
+        catalog: Mapping[str, Routing | None],
+        classifiers: Classifiers | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        """`catalog`: every model the gateway serves, with its routing metadata (None for external
+        providers, which only a rule naming them reaches)."""
+        self._rules = policy.ordered()
+        self._targets = {r.name: _resolve(r, catalog) for r in self._rules if r.target is not None}
+        self._fallback = fallback or _default_model(catalog)
+        self._classifiers = classifiers or shipped_classifiers()
+        self._keywords = {k.name: _keyword_pattern(k.words) for k in policy.keywords}
+        self._domains = tuple(ExampleDomain.of(d.name, d.examples, d.threshold) for d in policy.domains)
+        self._thresholds = policy.thresholds
+
+    def signals(self, payload: dict[str, Any]) -> Signals:
+        return Signals(
+            content.user_text(payload),
+            content.all_text(payload),
+            self._classifiers,
+            self._keywords,
+            self._domains,
+            self._thresholds.domain,
+        )
+
+    def decide(self, payload: dict[str, Any], explicit_model: str | None = None) -> Decision:
+        """Route a request for the virtual model; or, with `explicit_model`, apply guardrails only."""
+        started = time.perf_counter()
+        signals = self.signals(payload)
+        redacting: set[str] = set()
+        decision = None
+        for rule in self._rules:
+            if explicit_model is not None and rule.action in ("route", "guard"):
+                continue
+            if rule.when is not None and not self._holds(rule.when, signals):
+                continue
+            if rule.action == "redact":
+                redacting |= {e.type for e in signals.pii if e.type in rule.entities}
+                continue
+            if rule.action == "block":
+                decision = Decision("block", "", rule.name, rule.message)
+            else:
+                decision = Decision(rule.action, self._targets[rule.name], rule.name)
+            break
+        if decision is None:
+            decision = Decision(
+                "pass" if explicit_model else "route", explicit_model or self._fallback, "fallback"
+            )
+        return Decision(
+            decision.action, decision.model, decision.rule, decision.message, frozenset(redacting),
+            signals, time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _holds(self, condition: Condition, signals: Signals) -> bool:
+        if condition.all is not None:
+            return all(self._holds(c, signals) for c in condition.all)
+        if condition.any is not None:
+            return any(self._holds(c, signals) for c in condition.any)
+        if condition.not_ is not None:
+            return not self._holds(condition.not_, signals)
+        if condition.domain is not None:
+            names = (condition.domain,) if isinstance(condition.domain, str) else condition.domain
+            return signals.domain in names
+        if condition.jailbreak is not None:
+            return signals.jailbreak >= self._thresholds.jailbreak
+        if condition.pii is not None:
+            return any(condition.pii is True or e.type in condition.pii for e in signals.pii)
+        if condition.keyword is not None:
+            return condition.keyword in signals.keywords
+        if condition.tokens_above is not None:
+            return signals.tokens > condition.tokens_above
+        assert condition.tokens_below is not None
+        return signals.tokens < condition.tokens_below
+
+
+def _keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+
+
+def _matches(target: Target, routing: Routing | None, name: str) -> bool:
+    if target.model is not None:
+        return name == target.model
+    if routing is None:
+        return False
+    return (target.tier is None or routing.tier == target.tier) and (
+        target.specialty is None or routing.specialty == target.specialty
+    )
+
+
+def _resolve(rule: Rule, catalog: Mapping[str, Routing | None]) -> str:
+    assert rule.target is not None
+    for name, routing in catalog.items():
+        if _matches(rule.target, routing, name):
+            return name
+    wanted = rule.target.model_dump(exclude_none=True, mode="json")
+    raise ConfigError(
+        [Problem("router policy", f"rules.{rule.name}.target", f"no model in the catalog matches {wanted}")]
+    )
+
+
+def _default_model(catalog: Mapping[str, Routing | None]) -> str:
+    general = [n for n, r in catalog.items() if r is not None and r.specialty == Specialty.GENERAL]
+    if general:
+        return general[0]
+    if not catalog:
+        raise ConfigError([Problem("router", "", "there is no model to route to")])
+    return next(iter(catalog))
+
+
+def default_policy(catalog: Mapping[str, Routing | None]) -> Policy:
+    """What `MoM` does with no policy file: refuse jailbreaks, redact personal data, send code and
+    maths to the catalog's specialists where it has them, everything else to a generalist."""
+    specialties = {r.specialty for r in catalog.values() if r is not None}
+    rules: list[dict[str, Any]] = [
+        {"name": "block-jailbreak", "priority": 100, "when": {"jailbreak": True}, "action": "block"},
+        {"name": "redact-pii", "priority": 90, "when": {"pii": True}, "action": "redact"},
+    ]
+    if Specialty.CODE in specialties:
+        rules.append({"name": "code", "priority": 50, "when": {"domain": ["code", "computer science"]},
+                      "action": "route", "target": {"specialty": "code"}})  # fmt: skip
+    if Specialty.MATH in specialties:
+        rules.append({"name": "math", "priority": 50, "when": {"domain": ["math", "physics"]},
+                      "action": "route", "target": {"specialty": "math"}})  # fmt: skip
+    rules.append(
+        {"name": "general", "priority": 0, "action": "route", "target": {"model": _default_model(catalog)}}
+    )
+    return Policy.model_validate({"rules": rules})

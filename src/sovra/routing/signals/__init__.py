@@ -1,0 +1,104 @@
+"""What the router reads from a prompt: domain, jailbreak score, personal data, keywords, length.
+
+`Signals` computes each one the first time a rule asks for it, so a policy that never looks at the
+domain never runs the domain classifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from sovra.routing.classifier import LinearClassifier
+from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
+from sovra.routing.signals.pii import Entity, find_entities
+
+__all__ = ["Classifiers", "ExampleDomain", "Signals"]
+
+
+@dataclass(frozen=True)
+class ExampleDomain:
+    """An operator's domain, given by example utterances (compared as hashed n-gram vectors)."""
+
+    name: str
+    vectors: tuple[tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]], ...]
+    threshold: float
+
+    @classmethod
+    def of(cls, name: str, examples: tuple[str, ...], threshold: float) -> ExampleDomain:
+        return cls(name, tuple(normalised(hashed_ngrams(e)) for e in examples), threshold)
+
+    def similarity(self, dense: npt.NDArray[np.float32]) -> float:
+        return max(float(values @ dense[index]) for index, values in self.vectors)
+
+
+@dataclass(frozen=True)
+class Classifiers:
+    domain: LinearClassifier
+    jailbreak: LinearClassifier
+    attack_label: str = "attack"
+
+
+class Signals:
+    def __init__(
+        self,
+        text: str,
+        full_text: str,
+        classifiers: Classifiers,
+        keywords: dict[str, re.Pattern[str]],
+        domains: tuple[ExampleDomain, ...] = (),
+        domain_threshold: float = 0.0,
+    ) -> None:
+        self.text = text  # the user's content: what the classifiers, keywords and length read
+        self.full_text = full_text  # every message: where personal data is looked for
+        self._classifiers = classifiers
+        self._keywords = keywords
+        self._domains = domains
+        self._domain_threshold = domain_threshold
+
+    @cached_property
+    def features(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]:
+        """The user content's hashed n-grams, computed once for every classifier."""
+        return normalised(hashed_ngrams(self.text))
+
+    @cached_property
+    def domain_scores(self) -> dict[str, float]:
+        """The classifier's probability per domain, then every example domain's similarity."""
+        scores = self._classifiers.domain.classify(*self.features)
+        if self._domains:
+            index, values = self.features
+            dense = np.zeros(DIMENSION, dtype=np.float32)
+            dense[index] = values
+            scores |= {d.name: d.similarity(dense) for d in self._domains}
+        return scores
+
+    @cached_property
+    def domain(self) -> str:
+        """An example domain whose threshold is met wins; else the classifier's top domain."""
+        scores = self.domain_scores
+        custom = [(scores[d.name], d.name) for d in self._domains if scores[d.name] >= d.threshold]
+        if custom:
+            return max(custom)[1]
+        classified = {k: v for k, v in scores.items() if k in self._classifiers.domain.labels}
+        best = max(classified, key=classified.__getitem__)
+        return best if classified[best] >= self._domain_threshold else "other"
+
+    @cached_property
+    def jailbreak(self) -> float:
+        return self._classifiers.jailbreak.classify(*self.features)[self._classifiers.attack_label]
+
+    @cached_property
+    def pii(self) -> list[Entity]:
+        return find_entities(self.full_text)
+
+    @cached_property
+    def keywords(self) -> frozenset[str]:
+        return frozenset(name for name, pattern in self._keywords.items() if pattern.search(self.text))
+
+    @cached_property
+    def tokens(self) -> int:
+        return len(self.text) // 4 + 1  # the usual estimate; a tokenizer would cost more than routing

@@ -1,0 +1,103 @@
+"""`sovra router train`: fit the shipped classifiers on the train side of the router data.
+
+Reproducible: the split is deterministic (`datasets.py`), the solver is deterministic (L-BFGS), and
+the artefacts' SHA-256 are written to `models/manifest.json` with the data they came from.
+Needs scikit-learn (`pip install 'sovra[train]'`); serving does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sovra.routing.classifier import LinearClassifier
+from sovra.routing.datasets import Example, domain_examples, jailbreak_examples
+from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
+
+__all__ = ["MODELS", "train"]
+
+MODELS = Path(__file__).parent / "models"
+log = logging.getLogger("sovra.router")
+# Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
+# models README); not tuned on the held-out side.
+_STRENGTH = {"domain": 20.0, "jailbreak": 20.0}
+
+
+def _matrix(texts: Iterable[str]) -> Any:
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
+
+    indptr, indices, values = [0], [], []
+    for text in texts:
+        index, value = normalised(hashed_ngrams(text))
+        indices.append(index)
+        values.append(value)
+        indptr.append(indptr[-1] + len(index))
+    return csr_matrix(
+        (np.concatenate(values), np.concatenate(indices), np.array(indptr)),
+        shape=(len(indptr) - 1, DIMENSION),
+    )
+
+
+# Benign prompts that look like attacks (security requests, role-play, plain harmful questions)
+# count three times: the false positives that matter are on them.
+HARD_NEGATIVES = frozenset(
+    {
+        "jailbreak/cyberseceval_frr_benign_train.jsonl",
+        "jailbreak/gptfuzz_questions_train.jsonl",
+        "intent/self_instruct_user_oriented.jsonl",
+        "intent/vicuna_bench_questions.jsonl",
+    }
+)
+
+
+def fit(examples: list[Example], strength: float, balanced: bool = False) -> LinearClassifier:
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+    model = LogisticRegression(C=strength, max_iter=2000, class_weight="balanced" if balanced else None)
+    weights = [3.0 if balanced and e.source in HARD_NEGATIVES else 1.0 for e in examples]
+    model.fit(_matrix(e.text for e in examples), [e.label for e in examples], sample_weight=weights)
+    weights = model.coef_.T.astype(np.float32)
+    return LinearClassifier(
+        tuple(str(c) for c in model.classes_), weights, model.intercept_.astype(np.float32)
+    )
+
+
+def train(data: Path, out: Path = MODELS) -> dict[str, Any]:
+    """Fit both classifiers on `data` (shared/datasets/router), write them and a manifest to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "features": {"kind": "hashed char n-grams", "ngrams": list(NGRAMS), "bits": BITS},
+        "data": str(data.name),
+        "classifiers": {},
+    }
+    for name, examples, balanced in (
+        ("domain", list(domain_examples(data, "train")), False),
+        ("jailbreak", list(jailbreak_examples(data, "train")), True),
+    ):
+        started = time.perf_counter()
+        log.info("training", extra={"classifier": name, "examples": len(examples)})
+        classifier = fit(examples, _STRENGTH[name], balanced)
+        path = out / f"{name}.npz"
+        classifier.save(path)
+        manifest["classifiers"][name] = {
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "labels": list(classifier.labels),
+            "examples": dict(sorted(Counter(e.label for e in examples).items())),
+            "sources": sorted({e.source for e in examples}),
+            "regularisation_C": _STRENGTH[name],
+        }
+        log.info(
+            "trained",
+            extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
+        )
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
