@@ -24,7 +24,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from sovra.routing.datasets import ATTACK, BENIGN, DOMAINS, Example, domain_examples, jailbreak_examples
+from sovra.routing.datasets import ATTACK, BENIGN, DOMAINS, Example, domain_examples, jailbreak_examples, stem
 from sovra.routing.router import Router, default_policy, shipped_classifiers
 from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
@@ -57,6 +57,12 @@ def domain_report(data: Path) -> None:
         predicted = max(scores, key=scores.__getitem__)
         pairs.append((example.label, predicted))
         by_source[example.source].append(predicted == example.label)
+    for example in examples:  # the same held-out questions as a user would ask them
+        if "mmlu" in example.source:
+            scores = classifier.probabilities(stem(example.text))
+            by_source["intent/mmlu_subjects.jsonl (stems only)"].append(
+                max(scores, key=scores.__getitem__) == example.label
+            )
     accuracy = sum(g == p for g, p in pairs) / len(pairs)
     print(f"domain ({len(examples)} held-out prompts, 15 classes)")
     print(

@@ -54,8 +54,14 @@ def _keep(key: str, share: float) -> bool:
     return _fraction("sample:" + key) < share
 
 
+def stem(mmlu_prompt: str) -> str:
+    """An MMLU prompt without its options and `Answer:`: the question as a user would ask it."""
+    return mmlu_prompt.split("\nA. ", 1)[0].strip()
+
+
 def domain_examples(root: Path, side: Side) -> Iterator[Example]:
-    """The 14 MMLU-Pro categories and `code`."""
+    """The 14 MMLU-Pro categories and `code`. On the train side, each MMLU question also comes
+    without its options (users do not send four options and `Answer:`)."""
     sources: list[tuple[str, str, float]] = [
         ("intent/mmlu_subjects.jsonl", "", 1.0),
         ("intent/gsm8k_train.jsonl", "math", 0.4),
@@ -77,6 +83,8 @@ def domain_examples(root: Path, side: Side) -> Iterator[Example]:
             else:
                 label_here = label
             yield Example(text, label_here, name)
+            if side == "train" and "mmlu" in name and stem(text) != text:
+                yield Example(stem(text), label_here, name + "#stem")
 
 
 _ATTACKS = (

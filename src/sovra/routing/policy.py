@@ -124,10 +124,12 @@ class Policy(_Policy):
     thresholds: Thresholds = Thresholds()
     keywords: tuple[Keywords, ...] = ()
     domains: tuple[CustomDomain, ...] = ()
-    rules: tuple[Rule, ...] = Field(min_length=1)
+    rules: tuple[Rule, ...]
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Policy:
+        if not self.rules:  # checked here: a length bound would repeat every bad rule's error
+            raise ValueError("a policy needs at least 1 rule")
         keyword_names = {k.name for k in self.keywords}
         for rule in self.rules:
             for condition in _walk(rule.when):

@@ -126,8 +126,7 @@ _RECOGNIZERS = (
     _Recognizer(
         "IP_ADDRESS",
         re.compile(
-            r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?::[0-9A-Fa-f]{1,4})*(?![\w:])"
-            r"|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])"
+            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"  # validated by ipaddress
         ),
         _ip,
         ("::", *(f"{c}:" for c in "0123456789abcdefABCDEF")),
@@ -135,7 +134,7 @@ _RECOGNIZERS = (
     _Recognizer(
         "PHONE_NUMBER",
         re.compile(
-            r"(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,8}){1,4}"
+            r"(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,5}"
             r"|(?<![\w+])\+\d{7,14}|\b[2-9]\d{2}[2-9]\d{6})"  # +E.164; a US number without separators
             r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?![\w-])"  # an extension
         ),

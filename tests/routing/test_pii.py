@@ -1,0 +1,55 @@
+"""PII patterns: each entity type found with its span; checksums keep look-alike numbers out."""
+
+import pytest
+
+from sovra.routing.signals.pii import find_entities, redact
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(e.type, text[e.start : e.end]) for e in find_entities(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to ana.lopez+work@mail.example.org today", [("EMAIL_ADDRESS", "ana.lopez+work@mail.example.org")]),
+        ("card 4111 1111 1111 1111 exp 12/29", [("CREDIT_CARD", "4111 1111 1111 1111")]),
+        ("amex 3782-822463-10005", [("CREDIT_CARD", "3782-822463-10005")]),
+        ("IBAN FR14 2004 1010 0505 0001 3M02 606 please", [("IBAN_CODE", "FR14 2004 1010 0505 0001 3M02 606")]),
+        ("iban GB82WEST12345698765432", [("IBAN_CODE", "GB82WEST12345698765432")]),
+        ("SSN 123-45-6789.", [("US_SSN", "123-45-6789")]),
+        ("from 192.168.10.254 to 2001:db8::8a2e:370:7334", [("IP_ADDRESS", "192.168.10.254"), ("IP_ADDRESS", "2001:db8::8a2e:370:7334")]),
+        ("call +33 6 12 34 56 78 or (415) 555-2671 x204", [("PHONE_NUMBER", "+33 6 12 34 56 78"), ("PHONE_NUMBER", "(415) 555-2671 x204")]),
+        ("key sk-proj-abcdefghijklmnopqrstuvwxyz012345 and AKIAIOSFODNN7EXAMPLE", [("SECRET", "sk-proj-abcdefghijklmnopqrstuvwxyz012345"), ("SECRET", "AKIAIOSFODNN7EXAMPLE")]),
+    ],
+)  # fmt: skip
+def test_each_entity_type_is_found_with_its_span(text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4111 1111 1111 1112 shipped",  # fails the Luhn check
+        "account GB82WEST12345698765433",  # fails the IBAN mod-97 check
+        "version 300.1.2.999",  # not an IP: octets above 255
+        "released 2024-05-17 at 10:30",  # a date is not a phone number
+        "the answer is 42, times 1000 is 42000",
+    ],
+)
+def test_look_alike_numbers_are_not_entities(text: str) -> None:
+    assert found(text) == []
+
+
+def test_ssn_areas_never_issued_are_not_ssns() -> None:
+    assert "US_SSN" not in [kind for kind, _ in found("000-12-3456 and 666-12-3456 and 912-12-3456")]
+
+
+def test_redaction_replaces_each_entity_with_its_type() -> None:
+    text = "Mail bob@example.com, card 4111111111111111."
+    assert redact(text, find_entities(text)) == "Mail <EMAIL_ADDRESS>, card <CREDIT_CARD>."
+
+
+def test_only_the_asked_types_are_found() -> None:
+    text = "bob@example.com 4111111111111111"
+    assert [e.type for e in find_entities(text, ["CREDIT_CARD"])] == ["CREDIT_CARD"]
