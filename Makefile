@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench bench-gateway clean
+.PHONY: up test setup install lint bench bench-gateway bench-router train-router clean
 
 up: setup
 	$(BIN)/sovra up
@@ -32,6 +32,15 @@ lint: install
 bench: setup
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/affinity.py
+	$(BIN)/python bench/router.py
+
+bench-router: install
+	$(BIN)/python bench/router.py
+
+# The router's classifiers, from ../shared/datasets/router (deterministic: same data, same files).
+ROUTER_DATA ?= ../shared/datasets/router
+train-router: install
+	$(BIN)/sovra router train --data $(ROUTER_DATA)
 
 # The gateway against nginx directly and LiteLLM proxy: needs nginx and wrk (Debian) and LiteLLM in a
 # virtualenv of its own; installed here if missing (apt-get needs root).

@@ -21,8 +21,8 @@ def client(platform: RunningPlatform) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=TOKEN, max_retries=0)
 
 
-def test_models_lists_the_catalog(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["smollm2"]
+def test_models_lists_the_catalog_and_the_router(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2", "MoM"]
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
