@@ -63,13 +63,14 @@ class RunningPlatform:
         return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
-def start_platform(tmp: Path, *extra: str, catalog: Path = CATALOG) -> RunningPlatform:
+def start_platform(tmp: Path, *extra: str, catalog: Path = CATALOG, config_text: str = "") -> RunningPlatform:
     port = free_port()
     log = tmp / "sovra-up.log"
     config = tmp / "sovra.yaml"  # its own database, so tests never touch the user's keys or usage
     config.write_text(
         f"database: {{url: 'sqlite:///{tmp / 'sovra.db'}'}}\n"
         "limits: {redisUrl: 'redis://127.0.0.1:6379/0'}\n"  # the local Redis: limits as with replicas
+        + config_text
     )
     env = {**os.environ, "SOVRA_API_KEY": TOKEN}
     command = [

@@ -1,4 +1,4 @@
-"""`sovra` command line: up, preload, validate, engines install, keys, usage, router train.
+"""`sovra` command line: up, preload, validate, render, engines install, keys, usage, router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sovra.config import PlatformConfig, load_platform_config
+from sovra.deploy.render import render, to_yaml, write
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_commands(commands.add_parser("keys", help="API keys for tenants"), config_option)
     usage = commands.add_parser("usage", help="usage from the ledger", parents=[config_option])
     add_usage_command(usage)
+    render = with_sources(commands.add_parser("render", help="Kubernetes resources for the catalog"))
+    render.add_argument(
+        "-o", "--output", default="-", help="a directory (one file per object), or - for stdout"
+    )
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
     train = router_commands.add_parser("train", help="train the shipped classifiers (needs sovra[train])")
@@ -113,6 +118,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "preload":
         _preload(catalog, config)
         return 0
+    if args.command == "render":
+        build_gate(config, catalog)  # a policy that does not resolve fails here, not in the cluster
+        return _render(catalog, config, args.output)
     return _up(args, catalog, config)
 
 
@@ -124,9 +132,21 @@ def _preload(catalog: Catalog, config: PlatformConfig) -> None:
 def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
     auth = resolve_verifier(config, os.environ, open_access=args.no_auth)
     gate = build_gate(config, catalog)
+    if config.engines.remote_url:  # the engines run elsewhere (Kubernetes): nothing to fetch or start
+        return _run(run_platform(config, [], auth, gate, catalog))
     weights = preload(catalog, build_store(config))
     plans = plan_services(catalog, config, weights, HostFacts.probe())
     return _run(run_platform(config, plans, auth, gate))
+
+
+def _render(catalog: Catalog, config: PlatformConfig, output: str) -> int:
+    objects = render(catalog, virtual_models=config.router.virtual_models)
+    if output == "-":
+        sys.stdout.write(to_yaml(objects))
+    else:
+        paths = write(objects, Path(output))
+        print(f"{len(paths)} objects written to {output}", file=sys.stderr)
+    return 0
 
 
 def _train_router(data: Path, out: Path | None) -> int:

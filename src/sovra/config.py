@@ -73,6 +73,9 @@ class Store(_Config):
 class Engines(_Config):
     llama_server: UserPath | None = None  # default: SOVRA_LLAMA_SERVER, PATH, or the cached build
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
+    # Engines run elsewhere (Kubernetes): each service is reached at this URL, with {name} and
+    # {namespace} filled in, and `sovra up` starts no engine of its own.
+    remote_url: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class BalancingSettings(_Config):

@@ -31,7 +31,8 @@ from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import install_llama_server
-from sovra.inference.pool import Balancing
+from sovra.inference.pool import Balancing, ReplicaPool
+from sovra.inference.process import Replica, ReplicaState
 from sovra.inference.supervisor import ServicePlan, Supervisor
 from sovra.routing.gate import RoutingGate
 from sovra.routing.policy import load_policy
@@ -178,10 +179,28 @@ def build_gate(config: PlatformConfig, catalog: Catalog) -> RoutingGate:
     )
 
 
+def remote_pools(catalog: Catalog | None, url: str | None, balancing: Balancing) -> dict[str, ReplicaPool]:
+    """A pool per service whose engine runs elsewhere: one always-ready replica at its URL (a
+    Kubernetes Service balances among the pods behind it)."""
+    if catalog is None or url is None:
+        return {}
+    pools = {}
+    for service in catalog.services:
+        address = url.format(name=service.name, namespace=service.metadata.namespace)
+        replica = Replica(service.name, 0, url=address, state=ReplicaState.READY)
+        pools[service.name] = ReplicaPool(service.name, [replica], "remote", balancing)
+    return pools
+
+
 async def run_platform(
-    config: PlatformConfig, plans: list[ServicePlan], auth: AuthSetup, gate: RoutingGate | None = None
+    config: PlatformConfig,
+    plans: list[ServicePlan],
+    auth: AuthSetup,
+    gate: RoutingGate | None = None,
+    catalog: Catalog | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM; engines are always stopped before this returns."""
+    """Serve until SIGINT/SIGTERM; engines are always stopped before this returns. With
+    `engines.remoteUrl`, `plans` is empty and the catalog's services are reached remotely."""
     sock = _bind(config.listen.host, config.listen.port)
     chosen = config.gateway.balancing
     balancing = Balancing(chosen.affinity, chosen.load_factor, chosen.eject_after, chosen.eject_seconds)
@@ -196,9 +215,10 @@ async def run_platform(
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
     limits = build_limits(config, database)
-    external = provider_pools(config.providers, os.environ, set(supervisor.pools), balancing)
+    local = dict(supervisor.pools) or remote_pools(catalog, config.engines.remote_url, balancing)
+    external = provider_pools(config.providers, os.environ, set(local), balancing)
     app = create_app(
-        {**supervisor.pools, **external},
+        {**local, **external},
         auth.verifier,
         settings,
         config.gateway.upstream_timeout_seconds,

@@ -57,6 +57,7 @@ MANAGED_FLAGS = frozenset(
         "--jinja",
         "--hf-repo",
         "--model-url",
+        "--no-webui",
     }
 )
 _ENGINE_ARG = re.compile(r"^--[a-z0-9][a-z0-9-]*(=.*)?$", re.DOTALL)
@@ -147,6 +148,10 @@ class Scaling(_Spec):
     max_replicas: Annotated[int, Field(ge=1)] = 3
     cooldown_seconds: Annotated[int, Field(ge=60)] = 300
     polling_interval_seconds: Annotated[int, Field(ge=5)] = 15
+    # KEDA triggers (Kubernetes): scale up when any is exceeded.
+    running_ratio_threshold: Annotated[float, Field(gt=0, le=1)] = 0.7  # running / maxNumSeqs
+    cache_utilization_threshold: Annotated[float, Field(gt=0, le=1)] = 0.6  # KV-cache use (vLLM)
+    queue_length_threshold: Annotated[int, Field(ge=1)] = 8  # requests waiting
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Scaling:

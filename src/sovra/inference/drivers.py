@@ -54,14 +54,16 @@ def choose_engine(service: InferenceService, host: HostFacts) -> EngineKind:
     return EngineKind.LLAMACPP
 
 
-def llama_server_argv(service: InferenceService, binary: Path, weights: Path, port: int) -> Launch:
+def llama_server_argv(
+    service: InferenceService, binary: Path, weights: Path, port: int, host: str = "127.0.0.1"
+) -> Launch:
     model = service.spec.model
     slots = model.max_num_seqs
     argv = [
         str(binary),
         "--model", str(weights),
         "--alias", service.name,
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),
         # llama-server splits its context between slots; give each slot the declared window.
         "--ctx-size", str(model.context_window * slots),
@@ -75,7 +77,7 @@ def llama_server_argv(service: InferenceService, binary: Path, weights: Path, po
     return Launch(tuple(argv))
 
 
-def vllm_argv(service: InferenceService, weights: Path | None, port: int) -> Launch:
+def vllm_argv(service: InferenceService, weights: Path | None, port: int, host: str = "127.0.0.1") -> Launch:
     """The reference composition's mapping; `weights` is the preloaded path, or None to let vLLM fetch."""
     model = service.spec.model
     ref = model.weights
@@ -83,13 +85,13 @@ def vllm_argv(service: InferenceService, weights: Path | None, port: int) -> Lau
     argv = [
         "vllm", "serve", target,
         "--served-model-name", service.name,
-        "--host", "127.0.0.1",
+        "--host", host,
         "--port", str(port),
         "--max-model-len", str(model.context_window),
         "--max-num-seqs", str(model.max_num_seqs),
         "--enable-prefix-caching",
     ]  # fmt: skip
-    if isinstance(ref, HfRef):
+    if isinstance(ref, HfRef) and weights is None:  # vLLM fetches from the Hub itself
         argv += ["--revision", ref.revision]
     if model.quantization is not Quantization.FP16:
         argv += ["--quantization", model.quantization.value]

@@ -1,0 +1,1 @@
+"""Many machines: the same InferenceService declarations as Kubernetes resources (`sovra render`)."""

@@ -1,0 +1,33 @@
+"""What a cluster decides and a declaration does not: images, addresses, names of shared things."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RenderSettings"]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    # Images, pinned: a tag that moves is a deployment that changes by itself.
+    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    llama_server_image: str = "ghcr.io/ggml-org/llama.cpp:server-b6795"
+    sovra_image: str = "ghcr.io/sovra-dev/sovra:0.1.0"
+    namespace: str = "sovra"  # where the platform-wide objects (gateway, weights volume) live
+    weights_claim: str = "sovra-weights"  # the shared ReadWriteMany volume every model mounts
+    weights_size: str = "500Gi"
+    weights_storage_class: str | None = None
+    gpu_node_pool: str = "gpu"  # Karpenter NodePool that provides GPU nodes
+    prometheus_address: str = "http://vmsingle-victoria-metrics-k8s-stack.observability.svc:8428"
+    scrape_interval: str = "15s"
+    # Envoy AI Gateway: the Gateway every AIGatewayRoute attaches to.
+    ai_gateway: str = "ai-gateway"
+    ai_gateway_namespace: str = "envoy-ai-gateway-system"
+    # Who may reach a model's pods: the Sovra gateway, Envoy's data plane, the metrics scraper.
+    scraper_namespace: str = "observability"
+    scraper_name: str = "vmagent"
+    secret_store: str = "clustersecretstore"  # External Secrets ClusterSecretStore
+    hub_token_key: str = "huggingface/token"  # remote key of the model hub token
+    gateway_replicas: int = 2
+    cold_start_budget_seconds: int = 900  # how long a new replica may take to become ready
+    error_rate_threshold: float = 0.05  # share of failed requests that raises the alert
