@@ -36,7 +36,7 @@ def test_vllm_argv_follows_the_reference_mapping() -> None:
     assert flag(argv, "--quantization") == "fp8"
     assert flag(argv, "--tool-call-parser") == "hermes"
     assert "--enable-auto-tool-choice" in argv
-    assert flag(argv, "--revision") == "c03e6d358207e414f1eca0bb1891e29f1db0e242"
+    assert "--revision" not in argv  # the preloaded directory is that revision already
     assert "--enable-prefix-caching" in argv
     assert (flag(argv, "--host"), flag(argv, "--port")) == ("127.0.0.1", "9000")
 
@@ -46,6 +46,7 @@ def test_vllm_drops_quantization_for_fp16_and_tools_without_a_parser() -> None:
     assert "--quantization" not in argv
     assert "--enable-auto-tool-choice" not in argv and "--tool-call-parser" not in argv
     assert argv[2] == "Qwen/Qwen2.5-Coder-7B-Instruct"  # not preloaded: vLLM fetches the pinned revision
+    assert flag(argv, "--revision") == "c03e6d358207e414f1eca0bb1891e29f1db0e242"
 
 
 def test_user_engine_args_come_last_so_they_cannot_shadow_managed_flags() -> None:
