@@ -125,7 +125,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _preload(catalog: Catalog, config: PlatformConfig) -> None:
-    for name, path in preload(catalog, build_store(config)).items():
+    for name, path in preload(catalog, build_store(config), adapters=True).items():
         print(f"{name}: {path}")
 
 

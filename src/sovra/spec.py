@@ -58,6 +58,14 @@ MANAGED_FLAGS = frozenset(
         "--hf-repo",
         "--model-url",
         "--no-webui",
+        # Rendered for clusters from loraAdapters, cache and model.streaming:
+        "--enable-lora",
+        "--max-loras",
+        "--max-lora-rank",
+        "--lora-modules",
+        "--cpu-offload-gb",
+        "--load-format",
+        "--model-loader-extra-config",
     }
 )
 _ENGINE_ARG = re.compile(r"^--[a-z0-9][a-z0-9-]*(=.*)?$", re.DOTALL)
@@ -101,6 +109,13 @@ class Preload(_Spec):
     enabled: bool = False
 
 
+class Streaming(_Spec):
+    """vLLM loads the weights with the Run:ai Model Streamer (concurrent reads)."""
+
+    enabled: bool = False
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+
+
 class ModelSpec(_Spec):
     repository: str = Field(min_length=1)
     revision: str = "main"
@@ -112,6 +127,7 @@ class ModelSpec(_Spec):
     max_num_seqs: Annotated[int, Field(ge=1)] = 64
     tool_call_parser: str | None = None
     preload: Preload = Preload()
+    streaming: Streaming = Streaming()
 
     @field_validator("source")
     @classmethod
@@ -136,6 +152,8 @@ class ModelSpec(_Spec):
 class Gpu(_Spec):
     # 0 means "no GPU": the service runs on llama.cpp on the CPU.
     count: Annotated[int, Field(ge=0, le=8)] = 1
+    # Kubernetes: schedule only on nodes whose GPUs have at least this much memory, e.g. "24Gi".
+    min_vram: str | None = Field(default=None, alias="minVRAM", pattern=r"^[0-9]+(Gi|G)$")
 
 
 class Routing(_Spec):
@@ -160,6 +178,100 @@ class Scaling(_Spec):
         return self
 
 
+# ---- Fields that only a cluster honours (`sovra render`); `sovra up` says which it ignores. -----
+
+
+class LoraAdapter(_Spec):
+    """A LoRA adapter served by the same vLLM pods; also a model name at the gateway."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    repository: str = Field(min_length=1)
+    revision: str = "main"
+
+    @property
+    def weights(self) -> HfRef:
+        return HfRef(repo=self.repository, revision=self.revision)
+
+
+class Canary(_Spec):
+    adapter: str  # a loraAdapters[].name
+    weight_percent: Annotated[int, Field(ge=1, le=99)]
+
+
+class GatewaySpec(_Spec):
+    """Envoy AI Gateway routing for this model (Backend, AIServiceBackend, AIGatewayRoute)."""
+
+    enabled: bool = True
+    canaries: tuple[Canary, ...] = ()  # a share of the base model's traffic sent to an adapter
+
+
+class Toggle(_Spec):
+    enabled: bool = False
+
+
+class KvOffload(_Spec):
+    enabled: bool = False
+    size_gb: Annotated[int, Field(ge=1, alias="sizeGB")] = 16
+
+
+class Cache(_Spec):
+    prefix_cache: Toggle = Toggle(enabled=True)
+    kv_offload: KvOffload = KvOffload()
+
+
+class Route(_Spec):
+    """A plain HTTPRoute straight to this model (most clients go through the gateway instead)."""
+
+    enabled: bool = False
+    hostname: str | None = None
+
+
+class ExternalSecretRef(_Spec):
+    """A Secret synced by External Secrets from the cluster's secret store, exposed as env vars."""
+
+    name: str = Field(pattern=_DNS_LABEL, max_length=63)
+    remote_ref: str = Field(min_length=1)  # the key in the secret store
+    refresh_interval: str = Field(default="1h", pattern=r"^[0-9]+(s|m|h)$")
+
+
+class NetworkPolicies(_Spec):
+    """CiliumNetworkPolicy rules that replace the defaults (the metrics scraper is always allowed)."""
+
+    ingress: tuple[dict[str, Any], ...] | None = None
+    egress: tuple[dict[str, Any], ...] | None = None
+
+
+class Resources(_Spec):
+    requests: dict[str, str | int] | None = None
+    limits: dict[str, str | int] | None = None
+
+
+class Probe(_Spec):
+    initial_delay_seconds: Annotated[int, Field(ge=0)] | None = None
+    period_seconds: Annotated[int, Field(ge=1)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    failure_threshold: Annotated[int, Field(ge=1)] | None = None
+
+
+class HealthProbes(_Spec):
+    liveness: Probe = Probe()
+    readiness: Probe = Probe()
+    startup: Probe = Probe()
+
+
+class Metrics(_Spec):
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(s|m)$")
+
+
+class AlertingRules(_Spec):
+    groups: tuple[dict[str, Any], ...] = Field(min_length=1)  # VMRule groups, replacing the defaults
+
+
+class Observability(_Spec):
+    metrics: Metrics = Metrics()
+    alerting_rules: AlertingRules | None = None
+
+
 class ServiceSpec(_Spec):
     model: ModelSpec
     engine: EngineKind = EngineKind.AUTO
@@ -167,6 +279,30 @@ class ServiceSpec(_Spec):
     routing: Routing = Routing()
     scaling: Scaling = Scaling()
     engine_args: tuple[str, ...] = ()
+    # Cluster-only (see above).
+    lora_adapters: tuple[LoraAdapter, ...] = ()
+    gateway: GatewaySpec = GatewaySpec()
+    cache: Cache = Cache()
+    route: Route = Route()
+    external_secrets: tuple[ExternalSecretRef, ...] = ()
+    env_from_secrets: tuple[str, ...] = ()
+    network_policies: NetworkPolicies = NetworkPolicies()
+    resources: Resources = Resources()
+    health_probes: HealthProbes = HealthProbes()
+    security_context: dict[str, Any] = {}  # merged over the restricted defaults
+    observability: Observability = Observability()
+
+    @model_validator(mode="after")
+    def _canaries_name_adapters(self) -> ServiceSpec:
+        adapters = {a.name for a in self.lora_adapters}
+        for canary in self.gateway.canaries:
+            if canary.adapter not in adapters:
+                raise ValueError(f"gateway.canaries: {canary.adapter!r} is not one of loraAdapters")
+        if sum(c.weight_percent for c in self.gateway.canaries) > 99:
+            raise ValueError(
+                "gateway.canaries: the weights add up to more than 99 (the base model keeps some)"
+            )
+        return self
 
     @field_validator("engine_args")
     @classmethod

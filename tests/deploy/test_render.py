@@ -153,7 +153,7 @@ def test_the_preload_job_is_named_after_the_revision() -> None:
 def test_network_policies_deny_by_default() -> None:
     preload, serving = of("article", "qwen-coder-fim", "CiliumNetworkPolicy")
     assert serving["spec"]["egress"] == [{}]  # a model server calls no one
-    callers = [e["matchLabels"] for e in serving["spec"]["ingress"][0]["fromEndpoints"]]
+    callers = [e["matchLabels"] for rule in serving["spec"]["ingress"] for e in rule["fromEndpoints"]]
     assert {c.get("app.kubernetes.io/name") or c.get("gateway.envoyproxy.io/owning-gateway-name") for c in callers} == {
         "sovra-gateway", "ai-gateway", "vmagent"}  # fmt: skip
     assert preload["spec"]["ingress"] == [{}]

@@ -10,7 +10,9 @@ from sovra.spec import InferenceService
 __all__ = ["rules", "scrape"]
 
 
-def scrape(name: str, namespace: str, component: str, settings: RenderSettings) -> Manifest:
+def scrape(
+    name: str, namespace: str, component: str, settings: RenderSettings, interval: str | None = None
+) -> Manifest:
     return {
         "apiVersion": "operator.victoriametrics.com/v1beta1",
         "kind": "VMServiceScrape",
@@ -19,50 +21,45 @@ def scrape(name: str, namespace: str, component: str, settings: RenderSettings) 
             "selector": {"matchLabels": selector(name, component)},
             "namespaceSelector": {"matchNames": [namespace]},
             # `service` label = the Service's name: what the KEDA queries select on.
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": settings.scrape_interval}],
+            "endpoints": [
+                {"port": "http", "path": "/metrics", "interval": interval or settings.scrape_interval}
+            ],
         },
     }
 
 
-def rules(service: InferenceService, settings: RenderSettings) -> Manifest:
+def _default_groups(service: InferenceService, settings: RenderSettings) -> list[Manifest]:
     name, namespace = service.name, service.metadata.namespace
     budget = settings.cold_start_budget_seconds
     share = f"{settings.error_rate_threshold:.0%}"
-    unready = (
-        f'kube_deployment_status_replicas_unavailable{{namespace="{namespace}",deployment="{name}"}} > 0'
-    )
+    where = f'namespace="{namespace}",deployment="{name}"'
+    unready = f"kube_deployment_status_replicas_unavailable{{{where}}} > 0"
     requests = f'gen_ai_server_request_duration_seconds_count{{gen_ai_response_model="{name}"'
-    failed = (
-        f'sum(rate({requests},error_type!=""}}[5m])) / sum(rate({requests}}}[5m]))'
-        f" > {settings.error_rate_threshold}"
-    )
+    failed = f'sum(rate({requests},error_type!=""}}[5m])) / sum(rate({requests}}}[5m]))'
+    cold_start = {
+        "alert": "InferenceColdStartBudgetExceeded",
+        "expr": unready,
+        "for": f"{budget}s",
+        "labels": {"severity": "warning", "model": name},
+        "annotations": {"summary": f"{name}: a replica is still not ready after {budget} s"},
+    }
+    errors = {
+        "alert": "InferenceErrorRateHigh",
+        "expr": f"{failed} > {settings.error_rate_threshold}",
+        "for": "10m",
+        "labels": {"severity": "critical", "model": name},
+        "annotations": {"summary": f"{name}: {share} of requests or more fail"},
+    }
+    return [{"name": f"sovra-{name}", "rules": [cold_start, errors]}]
+
+
+def rules(service: InferenceService, settings: RenderSettings) -> Manifest:
+    """The cold-start and error-rate alerts, or the declaration's `observability.alertingRules`."""
+    declared = service.spec.observability.alerting_rules
+    groups = list(declared.groups) if declared else _default_groups(service, settings)
     return {
         "apiVersion": "operator.victoriametrics.com/v1beta1",
         "kind": "VMRule",
-        "metadata": metadata(name, namespace, "inference"),
-        "spec": {
-            "groups": [
-                {
-                    "name": f"sovra-{name}",
-                    "rules": [
-                        {
-                            "alert": "InferenceColdStartBudgetExceeded",
-                            "expr": unready,
-                            "for": f"{budget}s",
-                            "labels": {"severity": "warning", "model": name},
-                            "annotations": {
-                                "summary": f"{name}: a replica is still not ready after {budget} s"
-                            },
-                        },
-                        {
-                            "alert": "InferenceErrorRateHigh",
-                            "expr": failed,
-                            "for": "10m",
-                            "labels": {"severity": "critical", "model": name},
-                            "annotations": {"summary": f"{name}: {share} of requests or more fail"},
-                        },
-                    ],
-                }
-            ]
-        },
+        "metadata": metadata(service.name, service.metadata.namespace, "inference"),
+        "spec": {"groups": groups},
     }

@@ -41,14 +41,20 @@ def _port() -> list[Manifest]:
 
 
 def serving_policy(service: InferenceService, settings: RenderSettings) -> Manifest:
+    """Declared `networkPolicies` rules replace the defaults; the scraper keeps its way in (or the
+    model's metrics, and so its autoscaling, would silently stop)."""
+    declared = service.spec.network_policies
+    callers = [{"fromEndpoints": _callers(settings), "toPorts": _port()}]
+    scraper = {"fromEndpoints": [_scraper(settings)], "toPorts": _port()}
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
         "metadata": metadata(service.name, service.metadata.namespace, "inference"),
         "spec": {
             "endpointSelector": {"matchLabels": selector(service.name, "inference")},
-            "ingress": [{"fromEndpoints": [*_callers(settings), _scraper(settings)], "toPorts": _port()}],
-            "egress": _DENY_ALL,  # weights come from the volume; a model server calls no one
+            "ingress": [*(declared.ingress or callers), scraper],
+            # Weights come from the volume: by default a model server calls no one.
+            "egress": list(declared.egress or _DENY_ALL),
         },
     }
 

@@ -26,6 +26,7 @@ def service_objects(service: InferenceService, settings: RenderSettings) -> list
     namespace = service.metadata.namespace
     return [
         workloads.service_account(service),
+        *workloads.external_secrets(service, settings),
         workloads.declaration(service, settings),
         workloads.preload_job(service, settings),
         policies.preload_policy(service),
@@ -33,9 +34,11 @@ def service_objects(service: InferenceService, settings: RenderSettings) -> list
         workloads.engine_service(service),
         policies.serving_policy(service, settings),
         scaling.scaled_object(service, settings),
-        monitoring.scrape(service.name, namespace, "inference", settings),
+        monitoring.scrape(
+            service.name, namespace, "inference", settings, service.spec.observability.metrics.interval
+        ),
         monitoring.rules(service, settings),
-        *routes.model_route([service.name], service.name, namespace, settings, "inference"),
+        *routes.service_routes(service, settings),
     ]
 
 
@@ -50,7 +53,11 @@ def render(
 
 
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (embedded declarations and configs) as readable `|` blocks."""
+    """Multi-line strings (embedded declarations and configs) as readable `|` blocks; no anchors
+    (`&id001`) when two objects share a sub-dict."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

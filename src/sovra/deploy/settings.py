@@ -18,6 +18,9 @@ class RenderSettings:
     weights_size: str = "500Gi"
     weights_storage_class: str | None = None
     gpu_node_pool: str = "gpu"  # Karpenter NodePool that provides GPU nodes
+    gpu_memory_label: str = "karpenter.k8s.aws/instance-gpu-memory"  # node label in MiB (gpu.minVRAM)
+    http_gateway: str = "platform-gateway"  # the Gateway API Gateway plain HTTPRoutes attach to
+    http_gateway_namespace: str = "infrastructure"
     prometheus_address: str = "http://vmsingle-victoria-metrics-k8s-stack.observability.svc:8428"
     scrape_interval: str = "15s"
     # Envoy AI Gateway: the Gateway every AIGatewayRoute attaches to.

@@ -9,6 +9,7 @@ that uses it, and a fetch that was interrupted is never served (the store's mani
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePosixPath
 from typing import Any
@@ -18,7 +19,8 @@ import yaml
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
 from sovra.deploy.settings import RenderSettings
 from sovra.inference.drivers import llama_server_argv, vllm_argv
-from sovra.spec import EngineKind, InferenceService
+from sovra.spec import EngineKind, InferenceService, LoraAdapter, Probe
+from sovra.storage.refs import HfRef
 
 __all__ = [
     "declaration",
@@ -145,47 +147,108 @@ def preload_job(service: InferenceService, settings: RenderSettings) -> Manifest
     }
 
 
+def adapter_path(adapter: LoraAdapter) -> PurePosixPath:
+    return WEIGHTS_MOUNT / adapter.weights.store_key
+
+
+def cluster_flags(service: InferenceService) -> list[str]:
+    """vLLM flags only a cluster gets: LoRA adapters (preloaded by the Job), KV offload, streaming."""
+    spec, flags = service.spec, []
+    if spec.lora_adapters:
+        modules = [f"{a.name}={adapter_path(a)}" for a in spec.lora_adapters]
+        flags += [
+            "--enable-lora",
+            "--max-loras",
+            str(len(modules)),
+            "--max-lora-rank",
+            "64",
+            "--lora-modules",
+        ]
+        flags += modules
+    if spec.cache.kv_offload.enabled:
+        flags += ["--cpu-offload-gb", str(spec.cache.kv_offload.size_gb)]
+    if spec.model.streaming.enabled:
+        flags += ["--load-format", "runai_streamer"]
+        if spec.model.streaming.concurrency:
+            extra = json.dumps({"concurrency": spec.model.streaming.concurrency}, separators=(",", ":"))
+            flags += ["--model-loader-extra-config", extra]
+    return flags
+
+
 def engine_args(service: InferenceService) -> tuple[list[str], list[str]]:
     """(command, args) of the serving container: the same argv `sovra up` uses, bound to all
-    addresses, reading the shared volume."""
+    addresses, reading the shared volume; the declaration's engineArgs stay last."""
     path = weights_path(service)
     if engine_kind(service) is EngineKind.LLAMACPP:
-        argv = llama_server_argv(service, PurePosixPath("/app/llama-server"), path, PORT, host="0.0.0.0").argv  # type: ignore[arg-type]
-        return [argv[0]], list(argv[1:])
-    argv = vllm_argv(service, path, PORT, host="0.0.0.0").argv  # type: ignore[arg-type]
-    return ["vllm", "serve"], list(argv[2:])
+        binary = PurePosixPath("/app/llama-server")
+        argv = list(llama_server_argv(service, binary, path, PORT, host="0.0.0.0").argv)  # type: ignore[arg-type]
+        return argv[:1], argv[1:]
+    argv = list(vllm_argv(service, path, PORT, host="0.0.0.0").argv)  # type: ignore[arg-type]
+    managed = argv[2 : len(argv) - len(service.spec.engine_args)]
+    return ["vllm", "serve"], managed + cluster_flags(service) + list(service.spec.engine_args)
+
+
+def _probe(defaults: Manifest, declared: Probe) -> Manifest:
+    chosen = {**defaults, **declared.model_dump(by_alias=True, exclude_none=True)}
+    return {"httpGet": {"path": "/health", "port": "http"}, **chosen}
 
 
 def _probes(service: InferenceService, settings: RenderSettings) -> dict[str, Manifest]:
     """Startup gets the cold-start budget (loading weights takes minutes); afterwards a pod that
-    stops answering /health is restarted, and one that is busy is merely taken out of the Service."""
-    check = {"httpGet": {"path": "/health", "port": "http"}}
-    startup_period = 10
+    stops answering /health is restarted, and one that is busy is merely taken out of the Service.
+    `healthProbes` overrides any of these numbers."""
+    declared, period = service.spec.health_probes, 10
+    budget = max(1, settings.cold_start_budget_seconds // period)
+    startup = {"periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": budget}
+    readiness = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+    liveness = {"periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3}
     return {
-        "startupProbe": {
-            **check,
-            "periodSeconds": startup_period,
-            "timeoutSeconds": 5,
-            "failureThreshold": max(1, settings.cold_start_budget_seconds // startup_period),
-        },
-        "readinessProbe": {**check, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {**check, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3},
+        "startupProbe": _probe(startup, declared.startup),
+        "readinessProbe": _probe(readiness, declared.readiness),
+        "livenessProbe": _probe(liveness, declared.liveness),
     }
 
 
 def _resources(service: InferenceService) -> Manifest:
-    gpus = gpu_count(service)
+    """The declared requests and limits (else defaults sized for the engine), with the GPU count
+    always from `gpu.count`: the scheduler and KEDA must agree with the declaration."""
+    gpus, declared = gpu_count(service), service.spec.resources
+    requests: dict[str, Any] = {"cpu": "2", "memory": "16Gi" if gpus else "2Gi"}
+    limits: dict[str, Any] = {"memory": "32Gi" if gpus else "8Gi"}
+    requests, limits = dict(declared.requests or requests), dict(declared.limits or limits)
     if gpus:
-        return {
-            "requests": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": gpus},
-            "limits": {"memory": "32Gi", "nvidia.com/gpu": gpus},
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = gpus
+    return {"requests": requests, "limits": limits}
+
+
+def _gpu_affinity(service: InferenceService, settings: RenderSettings) -> Manifest | None:
+    """`gpu.minVRAM`: only nodes whose GPU memory label (MiB) says enough."""
+    min_vram = service.spec.gpu.min_vram if service.spec.gpu is not None else None
+    if not min_vram:
+        return None
+    mebibytes = int(min_vram.rstrip("Gi")) * 1024
+    term = {"key": settings.gpu_memory_label, "operator": "Gt", "values": [str(mebibytes - 1)]}
+    required = {"nodeSelectorTerms": [{"matchExpressions": [term]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+
+
+def _weights_mounts(service: InferenceService, llama: bool) -> list[Manifest]:
+    """Read-only, and only this model's repository@revision (and its adapters): a model cannot
+    read, or spoil, another's weights."""
+    paths = [weights_path(service).parent if llama else weights_path(service)]
+    paths += [adapter_path(a) for a in service.spec.lora_adapters]
+    return [
+        {
+            "name": "models",
+            "mountPath": str(p),
+            "subPath": str(p.relative_to(WEIGHTS_MOUNT)),
+            "readOnly": True,
         }
-    return {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "8Gi"}}
+        for p in paths
+    ]
 
 
-def engine_deployment(service: InferenceService, settings: RenderSettings) -> Manifest:
-    """The serving pods. No `replicas`: KEDA owns that number. `Recreate`: a rolling update would
-    need a second set of GPUs while the first still holds them."""
+def _container(service: InferenceService, settings: RenderSettings) -> Manifest:
     command, args = engine_args(service)
     llama = engine_kind(service) is EngineKind.LLAMACPP
     container: dict[str, Any] = {
@@ -195,25 +258,21 @@ def engine_deployment(service: InferenceService, settings: RenderSettings) -> Ma
         "args": args,
         "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "securityContext": container_security(),
+        "securityContext": {**container_security(), **service.spec.security_context},
         "resources": _resources(service),
-        "volumeMounts": [
-            # Read-only, and only this model's repository@revision: a model cannot read, or spoil,
-            # another's weights.
-            {
-                "name": "models",
-                "mountPath": str(weights_path(service).parent if llama else weights_path(service)),
-                "subPath": str(
-                    (weights_path(service).parent if llama else weights_path(service)).relative_to(
-                        WEIGHTS_MOUNT
-                    )
-                ),
-                "readOnly": True,
-            },
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": [*_weights_mounts(service, llama), {"name": "tmp", "mountPath": "/tmp"}],
         **_probes(service, settings),
     }
+    secrets = [s.name for s in service.spec.external_secrets] + list(service.spec.env_from_secrets)
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": name}} for name in secrets]
+    return container
+
+
+def engine_deployment(service: InferenceService, settings: RenderSettings) -> Manifest:
+    """The serving pods. No `replicas`: KEDA owns that number. `Recreate`: a rolling update would
+    need a second set of GPUs while the first still holds them."""
+    container = _container(service, settings)
     volumes = _volumes(settings.weights_claim)
     spec: dict[str, Any] = {
         "serviceAccountName": service.name,
@@ -223,12 +282,14 @@ def engine_deployment(service: InferenceService, settings: RenderSettings) -> Ma
         "containers": [container],
         "volumes": volumes,
     }
-    if not llama:
+    if gpu_count(service):
         # vLLM's workers share tensors through /dev/shm; the container default (64 MiB) is too small.
         volumes.append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}})
         container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
         spec["nodeSelector"] = {"karpenter.sh/nodepool": settings.gpu_node_pool}
         spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        if affinity := _gpu_affinity(service, settings):
+            spec["affinity"] = affinity
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -239,6 +300,27 @@ def engine_deployment(service: InferenceService, settings: RenderSettings) -> Ma
             "template": {"metadata": {"labels": selector(service.name, "inference")}, "spec": spec},
         },
     }
+
+
+def external_secrets(service: InferenceService, settings: RenderSettings) -> list[Manifest]:
+    """One ExternalSecret per `externalSecrets` entry, and the model hub token for the preload Job."""
+    wanted = [(s.name, s.remote_ref, s.refresh_interval) for s in service.spec.external_secrets]
+    if isinstance(service.spec.model.weights, HfRef):
+        wanted.append((f"{service.name}-hub-token", settings.hub_token_key, "1h"))
+    return [
+        {
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": metadata(name, service.metadata.namespace, "secrets"),
+            "spec": {
+                "refreshInterval": refresh,
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": settings.secret_store},
+                "target": {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+                "dataFrom": [{"extract": {"key": remote, "conversionStrategy": "Default"}}],
+            },
+        }
+        for name, remote, refresh in wanted
+    ]
 
 
 def engine_service(service: InferenceService) -> Manifest:

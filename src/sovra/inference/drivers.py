@@ -89,8 +89,9 @@ def vllm_argv(service: InferenceService, weights: Path | None, port: int, host: 
         "--port", str(port),
         "--max-model-len", str(model.context_window),
         "--max-num-seqs", str(model.max_num_seqs),
-        "--enable-prefix-caching",
     ]  # fmt: skip
+    if service.spec.cache.prefix_cache.enabled:
+        argv.append("--enable-prefix-caching")
     if isinstance(ref, HfRef) and weights is None:  # vLLM fetches from the Hub itself
         argv += ["--revision", ref.revision]
     if model.quantization is not Quantization.FP16:
