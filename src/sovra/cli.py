@@ -1,4 +1,5 @@
-"""`sovra` command line: up, preload, validate, render, engines install, keys, usage, router train.
+"""`sovra` command line: up, preload, validate, render, function serve, engines install, keys, usage,
+router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 from sovra.config import PlatformConfig, load_platform_config
+from sovra.crossplane.composition import crossplane_objects
 from sovra.deploy.render import render, to_yaml, write
+from sovra.deploy.settings import RenderSettings
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
@@ -62,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "-o", "--output", default="-", help="a directory (one file per object), or - for stdout"
     )
+    render.add_argument(
+        "--crossplane", action="store_true", help="also the XRD, the Composition and the Function packages"
+    )
+    render.add_argument("--group", default="sovra.dev", help="the XRD's API group (with --crossplane)")
+    function = commands.add_parser("function", help="the Crossplane composition function")
+    function_commands = function.add_subparsers(dest="function_command", required=True)
+    serve = function_commands.add_parser("serve", help="serve RunFunction over gRPC")
+    serve.add_argument("--address", default="0.0.0.0:9443")
+    serve.add_argument(
+        "--tls-certs-dir",
+        default=os.environ.get("TLS_SERVER_CERTS_DIR"),
+        help="tls.crt, tls.key and ca.crt (Crossplane mounts them); else --insecure",
+    )
+    serve.add_argument("--insecure", action="store_true", help="serve without TLS (development only)")
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
     train = router_commands.add_parser("train", help="train the shipped classifiers (needs sovra[train])")
@@ -104,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_usage_command(args, load_platform_config(args.config))
     if args.command == "router":
         return _train_router(args.data, args.out)
+    if args.command == "function":
+        return _serve_function(args.address, args.tls_certs_dir, args.insecure)
     overrides = {}
     if getattr(args, "host", None):
         overrides["listen.host"] = args.host
@@ -120,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "render":
         build_gate(config, catalog)  # a policy that does not resolve fails here, not in the cluster
-        return _render(catalog, config, args.output)
+        return _render(catalog, config, args.output, args.group if args.crossplane else None)
     return _up(args, catalog, config)
 
 
@@ -139,13 +158,30 @@ def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> i
     return _run(run_platform(config, plans, auth, gate))
 
 
-def _render(catalog: Catalog, config: PlatformConfig, output: str) -> int:
-    objects = render(catalog, virtual_models=config.router.virtual_models)
+def _render(catalog: Catalog, config: PlatformConfig, output: str, crossplane_group: str | None) -> int:
+    settings = RenderSettings()
+    objects = render(catalog, settings, virtual_models=config.router.virtual_models)
+    if crossplane_group is not None:
+        objects = crossplane_objects(settings.function_image, crossplane_group) + objects
     if output == "-":
         sys.stdout.write(to_yaml(objects))
     else:
         paths = write(objects, Path(output))
         print(f"{len(paths)} objects written to {output}", file=sys.stderr)
+    return 0
+
+
+def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
+    try:
+        from crossplane.function import runtime
+
+        from sovra.crossplane.function import SovraFunction
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SovraError(f"the function needs pip install 'sovra[crossplane]' ({exc})") from exc
+    if certs is None and not insecure:
+        raise SovraError("give --tls-certs-dir (or TLS_SERVER_CERTS_DIR), or --insecure for development")
+    creds = runtime.load_credentials(certs) if certs else None
+    runtime.serve(SovraFunction(), address, creds=creds, insecure=insecure)
     return 0
 
 

@@ -202,7 +202,7 @@ class GatewaySpec(_Spec):
     """Envoy AI Gateway routing for this model (Backend, AIServiceBackend, AIGatewayRoute)."""
 
     enabled: bool = True
-    canaries: tuple[Canary, ...] = ()  # a share of the base model's traffic sent to an adapter
+    canaries: tuple[Canary, ...] = Field(default=(), max_length=8)  # base-model traffic shares for adapters
 
 
 class Toggle(_Spec):
@@ -278,9 +278,10 @@ class ServiceSpec(_Spec):
     gpu: Gpu | None = None
     routing: Routing = Routing()
     scaling: Scaling = Scaling()
-    engine_args: tuple[str, ...] = ()
+    # Bounded, so the XRD's CEL rules stay within the API server's cost budget.
+    engine_args: tuple[Annotated[str, Field(max_length=4096)], ...] = Field(default=(), max_length=64)
     # Cluster-only (see above).
-    lora_adapters: tuple[LoraAdapter, ...] = ()
+    lora_adapters: tuple[LoraAdapter, ...] = Field(default=(), max_length=32)
     gateway: GatewaySpec = GatewaySpec()
     cache: Cache = Cache()
     route: Route = Route()

@@ -13,6 +13,7 @@ class RenderSettings:
     vllm_image: str = "vllm/vllm-openai:v0.11.0"
     llama_server_image: str = "ghcr.io/ggml-org/llama.cpp:server-b6795"
     sovra_image: str = "ghcr.io/sovra-dev/sovra:0.1.0"
+    function_image: str = "ghcr.io/sovra-dev/function-sovra:0.1.0"  # built from package/
     namespace: str = "sovra"  # where the platform-wide objects (gateway, weights volume) live
     weights_claim: str = "sovra-weights"  # the shared ReadWriteMany volume every model mounts
     weights_size: str = "500Gi"

@@ -1,0 +1,1 @@
+"""Crossplane: the InferenceService XRD, its Composition, and the composition function."""
