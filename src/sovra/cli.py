@@ -16,7 +16,6 @@ from pathlib import Path
 from sovra.config import PlatformConfig, load_platform_config
 from sovra.crossplane.composition import crossplane_objects
 from sovra.deploy.render import render, to_yaml, write
-from sovra.deploy.settings import RenderSettings
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
@@ -159,7 +158,7 @@ def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> i
 
 
 def _render(catalog: Catalog, config: PlatformConfig, output: str, crossplane_group: str | None) -> int:
-    settings = RenderSettings()
+    settings = config.render
     objects = render(catalog, settings, virtual_models=config.router.virtual_models)
     if crossplane_group is not None:
         objects = crossplane_objects(settings.function_image, crossplane_group) + objects

@@ -16,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from sovra.deploy.settings import RenderSettings
 from sovra.errors import ConfigError, Problem
 from sovra.spec import validation_problems
 
@@ -134,6 +135,7 @@ class PlatformConfig(_Config):
     limits: LimitSettings = LimitSettings()
     providers: tuple[Provider, ...] = ()
     router: RouterSettings = RouterSettings()
+    render: RenderSettings = RenderSettings()  # what `sovra render` needs to know about the cluster
 
     @property
     def store_path(self) -> Path:

@@ -227,3 +227,21 @@ def test_the_command_writes_one_file_per_object(tmp_path: Path, capsys: pytest.C
     )
     assert main(["render", "-f", str(bad)]) == 2
     assert "spec.scaling: minReplicas (3) > maxReplicas (1)" in capsys.readouterr().err
+
+
+def test_cluster_settings_come_from_the_platform_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text("render: {prometheusAddress: 'http://prometheus.monitoring:9090', gpuNodePool: l4}\n")
+    assert main(["render", "-f", str(CATALOGS["article"]), "-c", str(config)]) == 0
+    rendered = list(yaml.safe_load_all(capsys.readouterr().out))
+    scaled = next(o for o in rendered if o["kind"] == "ScaledObject")
+    assert scaled["spec"]["triggers"][0]["metadata"]["serverAddress"] == "http://prometheus.monitoring:9090"
+    deployment = next(
+        o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "qwen3-8b"
+    )
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"karpenter.sh/nodepool": "l4"}
+    config.write_text("render: {prometheusAdress: x}\n")
+    assert main(["render", "-f", str(CATALOGS["article"]), "-c", str(config)]) == 2
+    assert "render.prometheusAdress: unknown field" in capsys.readouterr().err

@@ -1,14 +1,19 @@
-"""What a cluster decides and a declaration does not: images, addresses, names of shared things."""
+"""What a cluster decides and a declaration does not: images, addresses, names of shared things.
+
+Set in sovra.yaml under `render:` (camelCase, e.g. `prometheusAddress`); `sovra render` reads it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 __all__ = ["RenderSettings"]
 
 
-@dataclass(frozen=True)
-class RenderSettings:
+class RenderSettings(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
     # Images, pinned: a tag that moves is a deployment that changes by itself.
     vllm_image: str = "vllm/vllm-openai:v0.11.0"
     llama_server_image: str = "ghcr.io/ggml-org/llama.cpp:server-b6795"
