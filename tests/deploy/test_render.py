@@ -245,3 +245,11 @@ def test_cluster_settings_come_from_the_platform_config(
     config.write_text("render: {prometheusAdress: x}\n")
     assert main(["render", "-f", str(CATALOGS["article"]), "-c", str(config)]) == 2
     assert "render.prometheusAdress: unknown field" in capsys.readouterr().err
+
+
+def test_the_prometheus_operator_gets_its_own_kinds() -> None:
+    settings = RenderSettings(monitoring="prometheus-operator")
+    rendered = render(load_catalog(CATALOGS["article"]), settings)
+    kinds = {o["kind"] for o in rendered}
+    assert {"ServiceMonitor", "PrometheusRule"} <= kinds and not {"VMServiceScrape", "VMRule"} & kinds
+    assert [p for o in rendered for p in problems(o)] == []

@@ -1,5 +1,6 @@
-"""VictoriaMetrics: scrape each model's engine metrics; alert when a replica outlives its cold-start
-budget unready, or when too many of a model's requests fail (as the Sovra gateway counts them)."""
+"""VictoriaMetrics (or the Prometheus Operator): scrape each model's engine metrics; alert when a
+replica outlives its cold-start budget unready, or when too many of a model's requests fail (as
+the Sovra gateway counts them)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from sovra.spec import InferenceService
 __all__ = ["rules", "scrape"]
 
 
+def _kind(settings: RenderSettings, victoria: str, prometheus: str) -> dict[str, str]:
+    if settings.monitoring == "prometheus-operator":
+        return {"apiVersion": "monitoring.coreos.com/v1", "kind": prometheus}
+    return {"apiVersion": "operator.victoriametrics.com/v1beta1", "kind": victoria}
+
+
 def scrape(
     name: str, namespace: str, component: str, settings: RenderSettings, interval: str | None = None
 ) -> Manifest:
     return {
-        "apiVersion": "operator.victoriametrics.com/v1beta1",
-        "kind": "VMServiceScrape",
+        **_kind(settings, "VMServiceScrape", "ServiceMonitor"),
         "metadata": metadata(name, namespace, component),
         "spec": {
             "selector": {"matchLabels": selector(name, component)},
@@ -58,8 +64,7 @@ def rules(service: InferenceService, settings: RenderSettings) -> Manifest:
     declared = service.spec.observability.alerting_rules
     groups = list(declared.groups) if declared else _default_groups(service, settings)
     return {
-        "apiVersion": "operator.victoriametrics.com/v1beta1",
-        "kind": "VMRule",
+        **_kind(settings, "VMRule", "PrometheusRule"),
         "metadata": metadata(service.name, service.metadata.namespace, "inference"),
         "spec": {"groups": groups},
     }

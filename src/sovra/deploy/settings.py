@@ -5,6 +5,8 @@ Set in sovra.yaml under `render:` (camelCase, e.g. `prometheusAddress`); `sovra 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -29,6 +31,9 @@ class RenderSettings(BaseModel):
     http_gateway_namespace: str = "infrastructure"
     prometheus_address: str = "http://vmsingle-victoria-metrics-k8s-stack.observability.svc:8428"
     scrape_interval: str = "15s"
+    # Which operator scrapes and alerts: VictoriaMetrics (VMServiceScrape, VMRule) or the Prometheus
+    # Operator (ServiceMonitor, PrometheusRule).
+    monitoring: Literal["victoriametrics", "prometheus-operator"] = "victoriametrics"
     # Envoy AI Gateway: the Gateway every AIGatewayRoute attaches to.
     ai_gateway: str = "ai-gateway"
     ai_gateway_namespace: str = "envoy-ai-gateway-system"
