@@ -20,6 +20,7 @@ from sovra.access.errors import ApiError
 from sovra.access.providers import provider_pools
 from sovra.access.upstream import AiohttpUpstream
 from sovra.config import Provider
+from tests.access.loopback import serving
 from tests.access.test_gateway import TOKEN, Ledger
 
 pytestmark = pytest.mark.anyio
@@ -77,13 +78,8 @@ async def provider() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/v1", seen
 
 
 @pytest.fixture

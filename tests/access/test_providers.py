@@ -13,6 +13,7 @@ from sovra.access.providers import provider_pools
 from sovra.access.upstream import AiohttpUpstream
 from sovra.config import Provider
 from sovra.errors import ConfigError
+from tests.access.loopback import serving
 from tests.access.test_gateway import AUTH, CHAT, TOKEN, Ledger
 
 pytestmark = pytest.mark.anyio
@@ -34,13 +35,8 @@ async def provider() -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
 
     app = web.Application()
     app.router.add_post("/api/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/api/v1", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/api/v1", seen
 
 
 async def test_an_alias_is_served_by_the_provider_with_its_key(
