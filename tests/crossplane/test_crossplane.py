@@ -147,3 +147,35 @@ def test_sovra_function_serve_answers_over_grpc() -> None:
         server.terminate()
         server.wait(10)
     assert _normalised(desired(answer)) == _normalised(expected(claim))
+
+
+def _cel(rule: str, value: Any) -> bool:
+    import celpy
+
+    environment = celpy.Environment()
+    return bool(environment.program(environment.compile(rule)).evaluate({"self": celpy.json_to_cel(value)}))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "accepted"),
+    [
+        ("scaling", {"minReplicas": 1, "maxReplicas": 3}, True),
+        ("scaling", {"minReplicas": 4, "maxReplicas": 3}, False),
+        ("scaling", {"maxReplicas": 3}, True),
+        ("engineArgs", ["--gpu-memory-utilization=0.9", "--enforce-eager"], True),
+        ("engineArgs", ["--served-model-name=evil"], False),
+        ("engineArgs", ["--port", "9000"], False),  # a bare value is not a flag
+        ("engineArgs", ["--model-loader-extra-config={}"], False),
+        ("", {"loraAdapters": [{"name": "sql"}], "gateway": {"canaries": [{"adapter": "sql"}]}}, True),
+        ("", {"gateway": {"canaries": [{"adapter": "sql"}]}}, False),
+        ("", {"model": {"repository": "a/b"}}, True),
+    ],
+)  # fmt: skip
+def test_the_cel_rules_accept_and_refuse_like_the_pydantic_validators(
+    path: str, value: Any, accepted: bool
+) -> None:
+    """Evaluated with cel-python (the API server runs the same expressions)."""
+    spec = xrd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    schema = spec if not path else spec["properties"][path]
+    verdicts = [_cel(rule["rule"], value) for rule in schema["x-kubernetes-validations"]]
+    assert all(verdicts) is accepted
