@@ -1,5 +1,5 @@
 """`sovra` command line: up, preload, validate, render, function serve, engines install, keys, usage,
-router train.
+eval, router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug.
@@ -17,6 +17,7 @@ from sovra.config import PlatformConfig, load_platform_config
 from sovra.crossplane.composition import crossplane_objects
 from sovra.deploy.render import render, to_yaml, write
 from sovra.errors import ConfigError, Problem, SovraError
+from sovra.eval_cli import add_eval_command, run_eval_command
 from sovra.inference.drivers import HostFacts
 from sovra.inference.llamacpp_build import install_llama_server
 from sovra.keys_cli import add_keys_commands, run_keys_command
@@ -78,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         help="tls.crt, tls.key and ca.crt (Crossplane mounts them); else --insecure",
     )
     serve.add_argument("--insecure", action="store_true", help="serve without TLS (development only)")
+    add_eval_command(
+        commands.add_parser("eval", help="run a promptfoo-format suite", parents=[config_option])
+    )
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
     train = router_commands.add_parser("train", help="train the shipped classifiers (needs sovra[train])")
@@ -118,6 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_keys_command(args, load_platform_config(args.config))
     if args.command == "usage":
         return run_usage_command(args, load_platform_config(args.config))
+    if args.command == "eval":
+        return run_eval_command(args, load_platform_config(args.config))
     if args.command == "router":
         return _train_router(args.data, args.out)
     if args.command == "function":

@@ -1,0 +1,159 @@
+"""`sovra eval`: run a promptfoo-format suite against the gateway, natively (no Node, no telemetry,
+no network beyond the gateway)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+from sovra.access.database import Database
+from sovra.config import PlatformConfig
+from sovra.errors import ConfigError, Problem
+from sovra.evals import export, report
+from sovra.evals.history import EvalHistory
+from sovra.evals.runner import RunOptions, run_suite
+from sovra.evals.suite import ProviderSpec, Suite, load_suite
+from sovra.spec import load_catalog
+from sovra.table import print_table
+
+__all__ = ["FAILED", "add_eval_command", "run_eval_command"]
+
+FAILED = 100  # promptfoo's exit code when tests fail
+
+
+def add_eval_command(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "suite", type=Path, nargs="?", default=Path("promptfooconfig.yaml"), help="promptfoo config"
+    )
+    command.add_argument("--base-url", help="OpenAI-compatible API root (default: this machine's gateway)")
+    command.add_argument("--api-key", help="bearer token (default: $SOVRA_API_KEY or the generated token)")
+    command.add_argument("-j", "--concurrency", type=int, default=4)
+    command.add_argument("--retries", type=int, default=2, help="extra attempts after a transport error")
+    command.add_argument("--timeout", type=float, default=120.0, help="seconds per test")
+    command.add_argument("--grader", help="model for model-graded assertions (default: the tested model)")
+    command.add_argument("--compare", help="comma-separated models: run the suite against each, side by side")
+    command.add_argument("-o", "--output", type=Path, help="results file in promptfoo's format (JSON)")
+    command.add_argument("--junit", type=Path, help="JUnit XML report")
+    command.add_argument("--pass-rate", type=float, help="exit 0 when at least this % of tests pass")
+    command.add_argument("--no-progress", action="store_true")
+    command.add_argument("--no-store", action="store_true", help="do not remember this run")
+    command.add_argument(
+        "--regression",
+        type=float,
+        default=5.0,
+        help="report a regression when the pass rate drops by more than this many points",
+    )
+    command.add_argument(
+        "--metrics-file", type=Path, help="write the results for node-exporter's textfile collector"
+    )
+    command.add_argument("--push", help="POST the results in Prometheus' text format to this URL")
+    command.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        default=Path(os.environ.get("SOVRA_CATALOG", "catalog")),
+        help="catalog, for the models' revisions in the history (default: ./catalog)",
+    )
+    command.add_argument("--suite-name", dest="history_suite", help="with `history`: only this suite")
+
+
+def _api_key(args: argparse.Namespace, config: PlatformConfig) -> str | None:
+    if args.api_key:
+        return str(args.api_key)
+    if os.environ.get("SOVRA_API_KEY"):
+        return os.environ["SOVRA_API_KEY"]
+    for entry in config.auth.tokens:  # a token kept in a variable (the file holds digests only)
+        if entry.env and os.environ.get(entry.env):
+            return os.environ[entry.env]
+    token = config.home / "api-token"
+    return token.read_text().strip() if token.exists() else None
+
+
+def _suite(args: argparse.Namespace, config: PlatformConfig) -> Suite:
+    base_url = args.base_url or f"http://{config.listen.host}:{config.listen.port}/v1"
+    suite = load_suite(args.suite, base_url, _api_key(args, config))
+    if args.compare:
+        models = [m.strip() for m in args.compare.split(",") if m.strip()]
+        if not models:
+            raise ConfigError([Problem("--compare", "", "name at least one model")])
+        template = suite.providers[0]
+        providers = tuple(ProviderSpec(f"openai:{template.kind}:{m}", m, template.config) for m in models)
+        suite = dataclasses.replace(suite, providers=providers)
+    return suite
+
+
+def _revisions(catalog: Path) -> dict[str, str]:
+    try:
+        services = load_catalog(catalog).services if catalog.exists() else ()
+    except ConfigError:
+        return {}
+    revisions = {}
+    for service in services:
+        weights = service.spec.model.weights
+        revisions[service.name] = str(getattr(weights, "revision", None) or getattr(weights, "version", "-"))
+    return revisions
+
+
+def _history(args: argparse.Namespace, history: EvalHistory) -> int:
+    runs = history.runs(args.history_suite, limit=50)
+    rows = [["run", "when", "suite", "models", "tests", "pass rate", "suite hash"]]
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.at))
+        models = ", ".join(sorted(run.models.values()))
+        rows.append(
+            [run.id, when, run.suite, models[:60], str(run.total), f"{run.pass_rate:.1%}", run.suite_hash]
+        )
+    print_table(rows)
+    return 0
+
+
+def run_eval_command(args: argparse.Namespace, config: PlatformConfig) -> int:
+    history = EvalHistory(Database(config.database_url))
+    history.migrate()
+    if str(args.suite) == "history" and not args.suite.is_file():
+        return _history(args, history)
+    suite = _suite(args, config)
+    grader = None
+    if args.grader:
+        base = suite.providers[0]
+        grader = ProviderSpec(f"openai:chat:{args.grader}", args.grader, base.config)
+    options = RunOptions(args.concurrency, args.retries, args.timeout, grader, progress=not args.no_progress)
+    outcomes = asyncio.run(run_suite(suite, options))
+    print_table(report.table(outcomes))
+    summary = report.summarise(outcomes)
+    print(
+        f"\n{suite.description}: {summary.passed} passed, {summary.failed} failed, {summary.errors} errors "
+        f"({summary.pass_rate:.1%})",
+        file=sys.stderr,
+    )
+    run_id = None
+    if not args.no_store:
+        run = history.record(suite, outcomes, _revisions(args.file))
+        run_id = run.id
+        regression = history.regression(run, args.regression / 100)
+        if regression is not None:
+            print(
+                f"REGRESSION: {suite.description} pass rate {regression.previous.pass_rate:.1%} → "
+                f"{regression.current.pass_rate:.1%} (run {regression.previous.id} → {run.id})",
+                file=sys.stderr,
+            )
+            for key in regression.flipped:
+                print(f"  now failing: {key}", file=sys.stderr)
+    if args.output:
+        report.write(args.output, suite, outcomes, run_id)
+    if args.junit:
+        args.junit.write_bytes(report.junit(suite, outcomes))
+    if args.metrics_file or args.push:
+        text = export.exposition(suite.description, outcomes, time.time())
+        if args.metrics_file:
+            export.write_textfile(args.metrics_file, text)
+        if args.push:
+            asyncio.run(export.push(args.push, text))
+    if args.pass_rate is not None:
+        return 0 if summary.pass_rate * 100 >= args.pass_rate else FAILED
+    return 0 if summary.passed == summary.total else FAILED
