@@ -69,7 +69,7 @@ def test_tests_and_prompts_from_files(tmp_path: Path) -> None:
     )
     assert [t.vars["q"] for t in suite.tests] == ["a", "b"] and suite.tests[1].threshold == 0.5
     assert suite.prompts[0].raw == "Q: {{ q }}" and suite.providers[0].kind == "completion"
-    with pytest.raises(ConfigError, match="cannot read file://missing.txt"):
+    with pytest.raises(ConfigError, match=r"cannot read file://missing\.txt"):
         load_suite(
             write(tmp_path, "prompts: [file://missing.txt]\nproviders: [openai:chat:m]\ntests: []\n"),
             "http://gw/v1",
