@@ -25,7 +25,7 @@ def test_the_smoke_suite_runs_against_the_real_gateway(platform: RunningPlatform
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(results.read_text())["results"]["results"]
-    assert len(rows) == 6  # 3 tests × 2 prompts (one text, one chat-style JSON)
+    assert len(rows) == 6  # 3 tests, 2 prompts each (one text, one chat-style JSON)
     assert all(r["failureReason"] != 2 for r in rows), [r["error"] for r in rows]  # no transport errors
     assert all(r["response"]["output"] for r in rows)  # SmolLM2 answered every one
     graded = [c for r in rows if r["testCase"]["description"].startswith("a greeting")
