@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sovra.config import PlatformConfig, load_platform_config
 from sovra.crossplane.composition import crossplane_objects
+from sovra.deploy.evals import eval_objects
 from sovra.deploy.render import render, to_yaml, write
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.eval_cli import add_eval_command, run_eval_command
@@ -166,6 +167,10 @@ def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> i
 def _render(catalog: Catalog, config: PlatformConfig, output: str, crossplane_group: str | None) -> int:
     settings = config.render
     objects = render(catalog, settings, virtual_models=config.router.virtual_models)
+    evals = config.evals
+    objects += eval_objects(
+        evals.suites, settings, evals.schedule, evals.regression_points, evals.stale_after_hours
+    )
     if crossplane_group is not None:
         objects = crossplane_objects(settings.function_image, crossplane_group) + objects
     if output == "-":

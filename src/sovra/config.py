@@ -119,6 +119,15 @@ class RouterSettings(_Config):
     guardrails: tuple[str, ...] = ()
 
 
+class EvalSettings(_Config):
+    """What `sovra render` schedules on a cluster: promptfoo suites run nightly against the gateway."""
+
+    suites: tuple[UserPath, ...] = ()
+    schedule: str = Field(default="0 3 * * *", pattern=r"^(\S+\s+){4}\S+$")  # cron, five fields
+    regression_points: Annotated[float, Field(gt=0, le=100)] = 5.0  # pass-rate drop that alerts
+    stale_after_hours: Annotated[int, Field(ge=1)] = 26
+
+
 class DatabaseSettings(_Config):
     # sqlite:///path (default: <home>/sovra.db) or postgresql://… (several gateway replicas).
     url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
@@ -136,6 +145,7 @@ class PlatformConfig(_Config):
     providers: tuple[Provider, ...] = ()
     router: RouterSettings = RouterSettings()
     render: RenderSettings = RenderSettings()  # what `sovra render` needs to know about the cluster
+    evals: EvalSettings = EvalSettings()
 
     @property
     def store_path(self) -> Path:

@@ -253,3 +253,26 @@ def test_the_prometheus_operator_gets_its_own_kinds() -> None:
     kinds = {o["kind"] for o in rendered}
     assert {"ServiceMonitor", "PrometheusRule"} <= kinds and not {"VMServiceScrape", "VMRule"} & kinds
     assert [p for o in rendered for p in problems(o)] == []
+
+
+def test_the_nightly_evaluation_is_scheduled_with_its_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sovra.yaml"
+    suite = ROOT / "evals" / "smoke" / "promptfooconfig.yaml"
+    config.write_text(f"evals: {{suites: ['{suite}'], schedule: '30 2 * * *', regressionPoints: 10}}\n")
+    assert main(["render", "-f", str(CATALOGS["smollm2"]), "-c", str(config)]) == 0
+    rendered = list(yaml.safe_load_all(capsys.readouterr().out))
+    cron = next(o for o in rendered if o["kind"] == "CronJob")
+    assert cron["spec"]["schedule"] == "30 2 * * *" and cron["metadata"]["name"] == "sovra-eval-smoke"
+    command = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["sovra", "eval", "/suites/smoke/promptfooconfig.yaml"]
+    assert command[command.index("--push") + 1].endswith("/api/v1/import/prometheus")
+    files = next(
+        o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sovra-eval-smoke"
+    )["data"]
+    assert set(files) == {"promptfooconfig.yaml", "chat.json"}
+    rules = next(o for o in rendered if o["kind"] == "VMRule" and o["metadata"]["name"] == "sovra-evals")
+    alerts = {r["alert"]: r["expr"] for r in rules["spec"]["groups"][0]["rules"]}
+    assert alerts["EvalPassRateRegression"].endswith("- 0.1") and "93600" in alerts["EvalSuiteStale"]
+    assert [p for o in rendered for p in problems(o)] == []
