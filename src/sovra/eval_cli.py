@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
+
 from sovra.access.database import Database
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, Problem
-from sovra.evals import export, report
+from sovra.evals import export, report, toolchain
 from sovra.evals.history import EvalHistory
 from sovra.evals.runner import RunOptions, run_suite
 from sovra.evals.suite import ProviderSpec, Suite, load_suite
@@ -112,11 +114,41 @@ def _history(args: argparse.Namespace, history: EvalHistory) -> int:
     return 0
 
 
+def _tool_chain(args: argparse.Namespace, config: PlatformConfig) -> int:
+    """`sovra eval tool-chain --compare m1,m2`: the longest chain of sequential tool calls each holds."""
+    models = [m.strip() for m in (args.compare or "").split(",") if m.strip()]
+    if not models:
+        raise ConfigError([Problem("--compare", "", "name the models to stress, e.g. --compare qwen-coder")])
+    base_url = args.base_url or f"http://{config.listen.host}:{config.listen.port}/v1"
+    key = _api_key(args, config)
+    rows = [["model", "longest chain", "first break"]]
+
+    async def stress() -> None:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=args.timeout)
+        ) as session:
+            for model in models:
+                spec = ProviderSpec(
+                    f"openai:chat:{model}",
+                    model,
+                    {"apiBaseUrl": base_url, **({"apiKey": key} if key else {})},
+                )
+                depth, trials = await toolchain.max_chain(session, spec)
+                broken = next((t for t in trials if not t.held), None)
+                rows.append([model, str(depth), f"depth {broken.depth}: {broken.reason}" if broken else "-"])
+
+    asyncio.run(stress())
+    print_table(rows)
+    return 0
+
+
 def run_eval_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     history = EvalHistory(Database(config.database_url))
     history.migrate()
     if str(args.suite) == "history" and not args.suite.is_file():
         return _history(args, history)
+    if str(args.suite) == "tool-chain" and not args.suite.is_file():
+        return _tool_chain(args, config)
     suite = _suite(args, config)
     grader = None
     if args.grader:
