@@ -108,7 +108,15 @@ def _history(args: argparse.Namespace, history: EvalHistory) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.at))
         models = ", ".join(sorted(run.models.values()))
         rows.append(
-            [run.id, when, run.suite, models[:60], str(run.total), f"{run.pass_rate:.1%}", run.suite_hash]
+            [
+                run.id,
+                when,
+                run.suite,
+                models[:60],
+                str(run.summary.total),
+                f"{run.pass_rate:.1%}",
+                run.suite_hash,
+            ]
         )
     print_table(rows)
     return 0

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sovra.access.database import Database
+from sovra.evals.report import Summary, summarise
 from sovra.evals.runner import Outcome
 from sovra.evals.suite import Suite
 
@@ -51,14 +52,11 @@ class RunRecord:
     suite_hash: str
     at: float
     models: dict[str, str]  # provider label → "served model@catalog revision"
-    total: int
-    passed: int
-    failed: int
-    errors: int
+    summary: Summary
 
     @property
     def pass_rate(self) -> float:
-        return self.passed / self.total if self.total else 1.0
+        return self.summary.pass_rate
 
 
 @dataclass(frozen=True)
@@ -103,18 +101,13 @@ class EvalHistory:
                 else outcome.provider.model
             )
             models[outcome.provider.label] = f"{served}@{revisions.get(outcome.provider.model, '-')}"
-        errors = sum(1 for o in outcomes if o.error is not None)
-        passed = sum(1 for o in outcomes if o.passed)
         run = RunRecord(
             uuid.uuid4().hex[:12],
             suite.description,
             suite_hash(suite),
             time.time(),
             models,
-            len(outcomes),
-            passed,
-            len(outcomes) - passed - errors,
-            errors,
+            summarise(outcomes),
         )
         rows = [
             (run.id, outcome_key(o), o.provider.label, int(o.passed), o.score, json.dumps(o.named_scores))
@@ -130,10 +123,10 @@ class EvalHistory:
                     run.suite_hash,
                     run.at,
                     json.dumps(models),
-                    run.total,
-                    run.passed,
-                    run.failed,
-                    run.errors,
+                    run.summary.total,
+                    run.summary.passed,
+                    run.summary.failed,
+                    run.summary.errors,
                 ),
             )
             db.executemany(
@@ -151,7 +144,9 @@ class EvalHistory:
                 f"{where} ORDER BY at DESC LIMIT ?",
                 [*params, limit],
             )
-        return [RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
+        return [
+            RunRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), Summary(r[5], r[6], r[7], r[8])) for r in rows
+        ]
 
     def passes(self, run_id: str) -> dict[str, bool]:
         with self._database.session() as db:
