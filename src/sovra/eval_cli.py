@@ -102,22 +102,13 @@ def _revisions(catalog: Path) -> dict[str, str]:
 
 
 def _history(args: argparse.Namespace, history: EvalHistory) -> int:
-    runs = history.runs(args.history_suite, limit=50)
-    rows = [["run", "when", "suite", "models", "tests", "pass rate", "suite hash"]]
-    for run in runs:
+    """One row per run and model: the pass rate over time, per suite and model."""
+    rows = [["run", "when", "suite", "model", "tests", "pass rate", "suite hash"]]
+    for run in history.runs(args.history_suite, limit=50):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.at))
-        models = ", ".join(sorted(run.models.values()))
-        rows.append(
-            [
-                run.id,
-                when,
-                run.suite,
-                models[:60],
-                str(run.summary.total),
-                f"{run.pass_rate:.1%}",
-                run.suite_hash,
-            ]
-        )
+        for label, (tests, rate) in sorted(history.model_rates(run.id).items()):
+            served = run.models.get(label, label)
+            rows.append([run.id, when, run.suite, served[:48], str(tests), f"{rate:.1%}", run.suite_hash])
     print_table(rows)
     return 0
 
@@ -165,6 +156,9 @@ def run_eval_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     options = RunOptions(args.concurrency, args.retries, args.timeout, grader, progress=not args.no_progress)
     outcomes = asyncio.run(run_suite(suite, options))
     print_table(report.table(outcomes))
+    if len(suite.providers) > 1:  # --compare: the models side by side
+        print()
+        print_table(report.by_model(outcomes))
     summary = report.summarise(outcomes)
     print(
         f"\n{suite.description}: {summary.passed} passed, {summary.failed} failed, {summary.errors} errors "

@@ -192,9 +192,17 @@ def test_transport_errors_are_retried_answers_never(tmp_path: Path, api: tuple[s
     assert len([c for c in scripted.calls if "Italy" in c["messages"][-1]["content"]]) == 1
 
 
-def test_compare_runs_the_suite_against_each_model(tmp_path: Path, api: tuple[str, Scripted]) -> None:
+def test_compare_runs_the_suite_against_each_model(
+    tmp_path: Path, api: tuple[str, Scripted], capsys: pytest.CaptureFixture[str]
+) -> None:
     base, scripted = api
     run(tmp_path, base, "--compare", "alpha,beta", "-o", str(tmp_path / "r.json"))
+    side_by_side = capsys.readouterr().out.split("\n\n")[-1].splitlines()
+    assert side_by_side[0].split()[:3] == ["model", "tests", "passed"]
+    assert [line.split()[:4] for line in side_by_side[1:]] == [
+        ["alpha", "3", "2", "66.7%"],
+        ["beta", "3", "2", "66.7%"],
+    ]
     results = json.loads((tmp_path / "r.json").read_text())["results"]["results"]
     assert sorted({r["provider"]["label"] for r in results}) == ["alpha", "beta"]
     assert {c["model"] for c in scripted.calls} == {"alpha", "beta"}

@@ -153,6 +153,15 @@ class EvalHistory:
             rows = db.execute("SELECT test_key, passed FROM eval_results WHERE run_id = ?", [run_id])
         return {key: bool(passed) for key, passed in rows}
 
+    def model_rates(self, run_id: str) -> dict[str, tuple[int, float]]:
+        """Per model of a run: tests and pass rate."""
+        with self._database.session() as db:
+            rows = db.execute(
+                "SELECT model, COUNT(*), SUM(passed) FROM eval_results WHERE run_id = ? GROUP BY model",
+                [run_id],
+            )
+        return {model: (int(count), int(passed or 0) / int(count)) for model, count, passed in rows}
+
     def regression(self, current: RunRecord, threshold: float) -> Regression | None:
         """The previous run of the same suite, if the pass rate dropped by more than `threshold`."""
         earlier = [r for r in self.runs(current.suite, limit=2) if r.id != current.id]

@@ -171,5 +171,27 @@ def table(outcomes: list[Outcome]) -> list[list[str]]:
     return rows
 
 
+def by_model(outcomes: list[Outcome]) -> list[list[str]]:
+    """The models side by side: pass rate, mean score, mean latency."""
+    rows = [["model", "tests", "passed", "pass rate", "mean score", "mean ms"]]
+    labels = list(dict.fromkeys(o.provider.label for o in outcomes))
+    for label in labels:
+        mine = [o for o in outcomes if o.provider.label == label]
+        summary = summarise(mine)
+        latencies = [o.response.latency_ms for o in mine if o.response]
+        mean_ms = f"{sum(latencies) / len(latencies):.0f}" if latencies else "-"
+        rows.append(
+            [
+                label,
+                str(summary.total),
+                str(summary.passed),
+                f"{summary.pass_rate:.1%}",
+                f"{sum(o.score for o in mine) / len(mine):.2f}",
+                mean_ms,
+            ]
+        )
+    return rows
+
+
 def write(path: Path, suite: Suite, outcomes: list[Outcome], run_id: str | None = None) -> None:
     path.write_text(json.dumps(output_file(suite, outcomes, run_id), indent=2, default=str))
