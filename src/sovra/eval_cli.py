@@ -94,11 +94,7 @@ def _revisions(catalog: Path) -> dict[str, str]:
         services = load_catalog(catalog).services if catalog.exists() else ()
     except ConfigError:
         return {}
-    revisions = {}
-    for service in services:
-        weights = service.spec.model.weights
-        revisions[service.name] = str(getattr(weights, "revision", None) or getattr(weights, "version", "-"))
-    return revisions
+    return {service.name: service.spec.model.weights.pin or "-" for service in services}
 
 
 def _history(args: argparse.Namespace, history: EvalHistory) -> int:

@@ -60,8 +60,7 @@ def weights_path(service: InferenceService) -> PurePosixPath:
 
 def revision_label(service: InferenceService) -> str:
     """The weights' revision, as a DNS label (the preload Job is named after it)."""
-    ref = service.spec.model.weights
-    revision = getattr(ref, "revision", None) or getattr(ref, "version", None) or "local"
+    revision = service.spec.model.weights.pin or "local"
     return re.sub(r"[^a-z0-9-]", "-", str(revision).lower()).strip("-")[:20] or "rev"
 
 

@@ -39,6 +39,11 @@ class HfRef:
         return f"hf/{_safe(self.repo)}/{_safe(self.revision)}" + (f"/{_safe(self.file)}" if self.file else "")
 
     @property
+    def pin(self) -> str | None:
+        """What fixes these bytes in time: the revision."""
+        return self.revision
+
+    @property
     def filename(self) -> str | None:
         return self.file
 
@@ -58,6 +63,10 @@ class PypiRef:
         return f"pypi/{_safe(self.package)}/{_safe(self.version)}/{_safe(self.path)}"
 
     @property
+    def pin(self) -> str | None:
+        return self.version
+
+    @property
     def filename(self) -> str:
         return PurePosixPath(self.path).name
 
@@ -73,6 +82,10 @@ class FileRef:
     @property
     def store_key(self) -> str:
         return ""  # never copied: the file already is on this machine
+
+    @property
+    def pin(self) -> str | None:
+        return None  # a local file has no revision
 
     @property
     def filename(self) -> str:
