@@ -73,8 +73,7 @@ class Router:
 
     def signals(self, payload: dict[str, Any]) -> Signals:
         return Signals(
-            content.user_text(payload),
-            content.all_text(payload),
+            payload,
             self._classifiers,
             self._keywords,
             self._domains,

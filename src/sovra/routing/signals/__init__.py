@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from sovra.routing import content
 from sovra.routing.classifier import LinearClassifier
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 from sovra.routing.signals.pii import Entity, find_entities
@@ -46,19 +48,27 @@ class Classifiers:
 class Signals:
     def __init__(
         self,
-        text: str,
-        full_text: str,
+        payload: dict[str, Any],
         classifiers: Classifiers,
         keywords: dict[str, re.Pattern[str]],
         domains: tuple[ExampleDomain, ...] = (),
         domain_threshold: float = 0.0,
     ) -> None:
-        self.text = text  # the user's content: what the classifiers, keywords and length read
-        self.full_text = full_text  # every message: where personal data is looked for
+        self._payload = payload
         self._classifiers = classifiers
         self._keywords = keywords
         self._domains = domains
         self._domain_threshold = domain_threshold
+
+    @cached_property
+    def text(self) -> str:
+        """The user's content: what the classifiers, keywords and length read."""
+        return content.user_text(self._payload)
+
+    @cached_property
+    def full_text(self) -> str:
+        """Every message: where personal data is looked for (read only if a rule asks)."""
+        return content.all_text(self._payload)
 
     @cached_property
     def features(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]:
