@@ -124,6 +124,13 @@ class _Reader:
         for key in sorted(set(mapping) - known):
             self.problem(f"{where}.{key}" if where else key, "not supported by sovra eval")
 
+    def listed(self, value: Any, where: str, what: str) -> list[Any]:
+        """A list, or one item standing alone (promptfoo accepts both); at least one."""
+        items = value if isinstance(value, list) else [value] if value else []
+        if not items:
+            self.problem(where, f"at least one {what} is needed")
+        return items
+
     def file(self, reference: str, where: str) -> str | None:
         target = (self.path.parent / reference.removeprefix("file://")).resolve()
         try:
@@ -154,9 +161,7 @@ def load_suite(path: Path, default_base_url: str, default_api_key: str | None = 
 
 
 def _prompts(reader: _Reader, value: Any) -> list[Prompt]:
-    items = value if isinstance(value, list) else [value] if value else []
-    if not items:
-        reader.problem("prompts", "at least one prompt is needed")
+    items = reader.listed(value, "prompts", "prompt")
     prompts = []
     for index, item in enumerate(items):
         where = f"prompts.{index}"
@@ -173,9 +178,7 @@ def _prompts(reader: _Reader, value: Any) -> list[Prompt]:
 
 
 def _providers(reader: _Reader, value: Any, base_url: str, api_key: str | None) -> list[ProviderSpec]:
-    items = value if isinstance(value, list) else [value] if value else []
-    if not items:
-        reader.problem("providers", "at least one provider is needed")
+    items = reader.listed(value, "providers", "provider")
     providers = []
     for index, item in enumerate(items):
         where = f"providers.{index}"
