@@ -15,7 +15,9 @@ import numpy.typing as npt
 
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 
-__all__ = ["LinearClassifier"]
+__all__ = ["MODELS", "LinearClassifier"]
+
+MODELS = Path(__file__).parent / "models"  # the shipped classifiers (routing/models/README.md)
 
 
 @dataclass(frozen=True)

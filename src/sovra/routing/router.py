@@ -12,20 +12,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
 from sovra.errors import ConfigError, Problem
 from sovra.routing import content
-from sovra.routing.classifier import LinearClassifier
+from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.policy import Condition, Policy, Rule, Target
 from sovra.routing.signals import Classifiers, ExampleDomain, Signals
 from sovra.routing.signals.pii import find_entities, redact
 from sovra.spec import Routing, Specialty
 
 __all__ = ["Decision", "Router", "default_policy", "shipped_classifiers"]
-
-MODELS = Path(__file__).parent / "models"
 
 
 @cache

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from sovra.routing.classifier import LinearClassifier
+from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.datasets import Example, domain_examples, jailbreak_examples
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 
 __all__ = ["MODELS", "train"]
 
-MODELS = Path(__file__).parent / "models"
 log = logging.getLogger("sovra.router")
 # Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
 # models README); not tuned on the held-out side.
