@@ -22,9 +22,8 @@ import pytest
 
 from sovra.access.database import Database
 from sovra.config import load_platform_config
-from sovra.inference.llamacpp_build import install_llama_server
-from sovra.inference.process import free_port
-from sovra.runtime import build_store, preload
+from sovra.inference.process import die_with_parent, free_port
+from sovra.runtime import build_store, engine_binary, preload
 from sovra.spec import load_catalog
 
 REPO = Path(__file__).parents[1]
@@ -42,7 +41,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
     config = load_platform_config(None)
-    return install_llama_server(config.home, config.engines.llama_server)
+    return engine_binary(config).path
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +62,10 @@ class RunningPlatform:
         return [int(pid) for pid in children.read_text().split()] if children.exists() else []
 
 
-def start_platform(tmp: Path, *extra: str, catalog: Path = CATALOG, config_text: str = "") -> RunningPlatform:
+def start_platform(
+    tmp: Path, *extra: str, catalog: Path = CATALOG, config_text: str = "", ready: bool = True
+) -> RunningPlatform:
+    """`sovra up` in a child process, once /health says ok (or, with `ready=False`, answers at all)."""
     port = free_port()
     log = tmp / "sovra-up.log"
     config = tmp / "sovra.yaml"  # its own database, so tests never touch the user's keys or usage
@@ -87,14 +89,22 @@ def start_platform(tmp: Path, *extra: str, catalog: Path = CATALOG, config_text:
         *extra,
     ]
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        # If pytest dies (Ctrl-C twice, a CI kill), `sovra up` is told to stop, and stops its engines.
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM),
+        )
     platform = RunningPlatform(process, f"http://127.0.0.1:{port}", log, config)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sovra up exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{platform.base_url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{platform.base_url}/health", timeout=1).status_code == 200 or not ready:
                 return platform
         except httpx.HTTPError:
             pass

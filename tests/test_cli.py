@@ -1,10 +1,13 @@
 """The command line: clear `file: field: reason` errors and exit codes, never a traceback."""
 
+import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from sovra.cli import main
+from sovra.cli import _parser, main
 from tests.conftest import CATALOG
 
 
@@ -78,3 +81,32 @@ def test_a_gateway_that_only_fronts_providers_needs_no_catalog(
     )  # without providers, an empty catalog is a mistake
     code, out, _ = run(capsys, "validate", "-f", str(empty), "-c", str(config))
     assert code == 0 and out.startswith("ok: 0 InferenceService(s)")
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command the parser knows, as argv prefixes."""
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += command_paths(sub, (*prefix, name))
+    return paths
+
+
+def test_every_command_has_working_help(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = command_paths(_parser())
+    assert ("eval",) in paths and ("engines", "install") in paths and ("keys", "create") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exited:
+            main([*path, "--help"])
+        captured = capsys.readouterr()
+        assert exited.value.code == 0, path
+        assert captured.out.startswith("usage: sovra"), path
+        assert "Traceback" not in captured.err, path
+
+
+def test_help_works_in_a_real_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sovra", "eval", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "--pass-rate" in result.stdout and result.stderr == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,10 +21,17 @@ from sovra.deploy.render import render, to_yaml, write
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.eval_cli import add_eval_command, run_eval_command
 from sovra.inference.drivers import HostFacts
-from sovra.inference.llamacpp_build import install_llama_server
 from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
-from sovra.runtime import build_gate, build_store, plan_services, preload, resolve_verifier, run_platform
+from sovra.runtime import (
+    build_gate,
+    build_store,
+    engine_binary,
+    plan_services,
+    preload,
+    resolve_verifier,
+    run_platform,
+)
 from sovra.spec import Catalog, load_catalog
 from sovra.usage_cli import add_usage_command, run_usage_command
 
@@ -55,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     with_sources(commands.add_parser("validate", help="check declarations and the platform config"))
     engines = commands.add_parser("engines", help="inference engines")
     engines_commands = engines.add_subparsers(dest="engines_command", required=True)
-    install = engines_commands.add_parser("install", help="obtain llama-server (build it once if needed)")
+    install = engines_commands.add_parser(
+        "install", help="obtain llama-server (build and prove it on this CPU once, if needed)"
+    )
     install.add_argument("-c", "--config", type=Path, default=_default_config())
+    install.add_argument(
+        "--rebuild", action="store_true", help="discard the cached build and build (and prove) a new one"
+    )
     config_option = argparse.ArgumentParser(add_help=False)
     config_option.add_argument("-c", "--config", type=Path, default=_default_config())
     add_keys_commands(commands.add_parser("keys", help="API keys for tenants"), config_option)
@@ -117,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "engines":
         config = load_platform_config(args.config)
-        print(install_llama_server(config.home, config.engines.llama_server))
+        binary = engine_binary(config, rebuild=args.rebuild)
+        print(binary.describe())
+        if args.rebuild and (config.engines.llama_server or shutil.which("llama-server")):
+            print(
+                "note: `sovra up` runs the configured (or PATH) llama-server, not this build", file=sys.stderr
+            )
         return 0
     if args.command == "keys":
         return run_keys_command(args, load_platform_config(args.config))

@@ -41,7 +41,7 @@ def add_eval_command(command: argparse.ArgumentParser) -> None:
     command.add_argument("--compare", help="comma-separated models: run the suite against each, side by side")
     command.add_argument("-o", "--output", type=Path, help="results file in promptfoo's format (JSON)")
     command.add_argument("--junit", type=Path, help="JUnit XML report")
-    command.add_argument("--pass-rate", type=float, help="exit 0 when at least this % of tests pass")
+    command.add_argument("--pass-rate", type=float, help="exit 0 when at least this %% of tests pass")
     command.add_argument("--no-progress", action="store_true")
     command.add_argument("--no-store", action="store_true", help="do not remember this run")
     command.add_argument(

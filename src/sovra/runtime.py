@@ -30,7 +30,7 @@ from sovra.access.providers import provider_pools
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
-from sovra.inference.llamacpp_build import install_llama_server
+from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
 from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 from sovra.inference.supervisor import ServicePlan, Supervisor
@@ -49,12 +49,14 @@ from sovra.spec import (
 )
 from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
+from sovra.storage.refs import parse_ref
 from sovra.storage.store import Source, WeightStore
 
 __all__ = [
     "AuthSetup",
     "build_limits",
     "build_store",
+    "engine_binary",
     "plan_services",
     "preload",
     "resolve_verifier",
@@ -79,6 +81,17 @@ def preload(catalog: Catalog, store: WeightStore, adapters: bool = False) -> dic
     return {service.name: store.ensure(service.spec.model.weights) for service in catalog.services}
 
 
+def engine_binary(config: PlatformConfig, rebuild: bool = False) -> EngineBinary:
+    """llama-server, built and proven on this machine's CPU (on the default model) if need be."""
+    store = build_store(config)
+    return install_llama_server(
+        config.home,
+        config.engines.llama_server,
+        lambda: store.ensure(parse_ref(PROOF_MODEL)),
+        rebuild=rebuild,
+    )
+
+
 def plan_services(
     catalog: Catalog, config: PlatformConfig, weights: Mapping[str, Path], host: HostFacts
 ) -> list[ServicePlan]:
@@ -93,7 +106,7 @@ def plan_services(
         engine = choose_engine(service, host)
         path = weights[service.name]
         if engine is EngineKind.LLAMACPP:
-            binary = binary or install_llama_server(config.home, config.engines.llama_server)
+            binary = binary or engine_binary(config).path
             launch = functools.partial(llama_server_argv, service, binary, path)
         else:
             if not host.vllm_command:
@@ -276,6 +289,7 @@ async def run_platform(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, supervisor.retry_failed)  # after a fix, without a restart
     await supervisor.start()
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -300,8 +314,12 @@ def _announce(config: PlatformConfig, supervisor: Supervisor, auth: AuthSetup, l
     lines = [f"sovra: serving {len(supervisor.pools)} model(s) at {base}"]
     for name, pool in supervisor.pools.items():
         lines.append(f"  {name:<24} {pool.ready_count(time.monotonic())}/{len(pool.replicas)} replicas ready")
-    if laggards:
-        lines.append(f"  not ready yet (still retrying): {', '.join(laggards)}")
+        lines += [f"    #{r.index} FAILED: {r.failure}" for r in pool.replicas if r.failed]
+    failed = {f"{p.replica.service}#{p.replica.index}" for p in supervisor.processes if p.replica.failed}
+    if waiting := [name for name in laggards if name not in failed]:
+        lines.append(f"  not ready yet (still retrying): {', '.join(waiting)}")
+    if failed:
+        lines.append(f"  after a fix, retry the failed engines with: kill -HUP {os.getpid()}")
     lines.append(f"  {auth.notice}")
     lines.append("  stop with Ctrl-C")
     print("\n".join(lines), flush=True)

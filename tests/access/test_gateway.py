@@ -320,6 +320,19 @@ async def test_models_and_health_describe_the_catalog(gateway: httpx.AsyncClient
     assert health.json()["services"]["m"] == {"ready": 2, "replicas": 2}
 
 
+async def test_health_says_why_a_service_gave_up(upstream: ScriptedUpstream) -> None:
+    failed = Replica("broken", 0, state=ReplicaState.FAILED, failure="SIGILL: the engine binary uses …")
+    pools = {"m": ReplicaPool("m", [replica(1001)]), "broken": ReplicaPool("broken", [failed])}
+    async with client(upstream, pools) as http:
+        health = await http.get("/health")
+    assert health.status_code == 503
+    services = health.json()["services"]
+    assert services["m"] == {"ready": 1, "replicas": 1}  # the other services keep serving
+    assert services["broken"] == {
+        "ready": 0, "replicas": 1, "failed": 1, "reason": "SIGILL: the engine binary uses …"
+    }  # fmt: skip
+
+
 async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUpstream) -> None:
     limited = ApiKey("k1", "team-a", "ci", TokenVerifier.digest("sk-limited"), models=frozenset({"m"}))
     pools = {"m": ReplicaPool("m", [replica(1001)]), "other": ReplicaPool("other", [replica(1002)])}

@@ -99,10 +99,12 @@ class Gateway:
 
     async def health(self, request: Request) -> Response:
         now = time.monotonic()
-        services = {
-            name: {"ready": p.ready_count(now), "replicas": len(p.replicas)}
-            for name, p in self._pools.items()
-        }
+        services: dict[str, dict[str, Any]] = {}
+        for name, pool in self._pools.items():
+            services[name] = {"ready": pool.ready_count(now), "replicas": len(pool.replicas)}
+            if failed := [r for r in pool.replicas if r.failed]:
+                # Gave up after repeated failed starts: say why, so nobody has to dig in the logs.
+                services[name] |= {"failed": len(failed), "reason": failed[0].failure}
         ok = all(s["ready"] > 0 or s["replicas"] == 0 for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
 

@@ -1,9 +1,17 @@
-"""One engine replica as a state machine: start, health-check, restart with back-off, stop.
+"""One engine replica as a state machine: start, health-check, restart with back-off, give up, stop.
 
     STOPPED ──start──▶ STARTING ──/health 200──▶ READY ◀──▶ UNHEALTHY (active checks fail)
        ▲                  │  exit / deadline        │ exit
        │                  ▼                         ▼
        └──stop── BACKOFF (1 s, 2 s, 4 s … 30 s) ◀───┘
+                          │ 5 failed starts in a row
+                          ▼
+                       FAILED ──retry()──▶ STARTING
+
+A start has failed when the engine exits, or misses its health deadline, before it has run for
+`Backoff.stable_after` (60 s); a stable run forgives the failures before it. After
+`Backoff.give_up_after` failed starts in a row the replica stops retrying and says why
+(`Replica.failure`, in words: `exits.py`) until `retry()` — a crash loop is diagnosed, not repeated.
 
 The engine runs in its own process group (so a stop reaches everything it spawned) and is told by
 the kernel to die with us (PR_SET_PDEATHSIG), so no engine outlives the gateway, even on SIGKILL.
@@ -27,8 +35,9 @@ from enum import StrEnum
 import aiohttp
 
 from sovra.inference.drivers import Launch
+from sovra.inference.exits import describe_exit
 
-__all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState", "free_port"]
+__all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState", "die_with_parent", "free_port"]
 
 log = logging.getLogger("sovra.supervisor")
 engine_log = logging.getLogger("sovra.engine")
@@ -40,6 +49,7 @@ class ReplicaState(StrEnum):
     READY = "ready"
     UNHEALTHY = "unhealthy"
     BACKOFF = "backoff"
+    FAILED = "failed"  # gave up after repeated failed starts; see Replica.failure
 
 
 @dataclass
@@ -51,6 +61,7 @@ class Replica:
     port: int = 0
     state: ReplicaState = ReplicaState.STOPPED
     restarts: int = 0
+    failure: str = ""  # why the last start failed, in words; kept while FAILED
     url: str = ""  # a fixed address (an external provider); else the local engine's port
     # Kept by the gateway's balancing (see pool.py): requests in flight and passive health.
     outstanding: int = 0
@@ -62,25 +73,40 @@ class Replica:
         return self.url or f"http://127.0.0.1:{self.port}"
 
     @property
+    def failed(self) -> bool:
+        return self.state is ReplicaState.FAILED
+
+    @property
     def routable(self) -> bool:
         return self.state is ReplicaState.READY
 
 
 @dataclass
 class Backoff:
-    """Doubling delays, capped; reset once a run has been stable for a while."""
+    """Doubling delays, capped; reset once a run has been stable for a while; None (give up) after
+    `give_up_after` failed starts in a row (0: never)."""
 
     first: float = 1.0
     cap: float = 30.0
     stable_after: float = 60.0
+    give_up_after: int = 5
     _next: float = field(default=0.0, init=False)
+    _failures: int = field(default=0, init=False)
 
-    def delay(self, ran_for: float) -> float:
-        if ran_for >= self.stable_after or self._next == 0.0:
+    def delay(self, ran_for: float) -> float | None:
+        if ran_for >= self.stable_after:
+            self.reset()
+        if self._next == 0.0:
             self._next = self.first
+        self._failures += 1
+        if self.give_up_after and self._failures >= self.give_up_after:
+            return None
         current = self._next
         self._next = min(self._next * 2, self.cap)
         return current
+
+    def reset(self) -> None:
+        self._next, self._failures = 0.0, 0
 
 
 def free_port() -> int:
@@ -89,11 +115,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
+def die_with_parent(parent: int, signum: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A preexec_fn: the kernel sends the child `signum` when the parent dies, however it dies."""
+
     def preexec() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_pdeathsig, signum)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
@@ -120,24 +148,44 @@ class EngineProcess:
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
-        self._recent: collections.deque[str] = collections.deque(maxlen=40)
+        self._settled = asyncio.Event()  # READY, or FAILED: nothing more to wait for
+        self._retry = asyncio.Event()
+        self._recent: collections.deque[str] = collections.deque(maxlen=40)  # of the last start only
         self._fields = {"service": replica.service, "replica": replica.index}
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def last_output(self) -> str:
+        """The engine's last output lines, from its most recent start."""
+        return " | ".join(self._recent)
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    async def wait_settled(self) -> None:
+        """Until the replica is ready, or has given up."""
+        await self._settled.wait()
+
+    def retry(self) -> None:
+        """Start a FAILED replica again, with a fresh count of failures."""
+        if self.replica.state is ReplicaState.FAILED:
+            self._retry.set()
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http:
             while not self._stopping.is_set():
                 started = time.monotonic()
-                await self._run_once(http)
+                reason = await self._run_once(http)
                 if self._stopping.is_set():
                     break
+                self.replica.failure = reason
                 delay = self._backoff.delay(time.monotonic() - started)
+                if delay is None:
+                    await self._give_up(reason)
+                    continue
                 self.replica.state = ReplicaState.BACKOFF
                 self.replica.restarts += 1
                 log.warning("engine stopped unexpectedly; restarting", extra={**self._fields, "in_s": delay})
@@ -145,10 +193,32 @@ class EngineProcess:
                     await asyncio.wait_for(self._stopping.wait(), delay)
         self.replica.state = ReplicaState.STOPPED
 
-    async def _run_once(self, http: aiohttp.ClientSession) -> None:
+    async def _give_up(self, reason: str) -> None:
+        """FAILED until retry() or stop(): the same crash again and again helps nobody."""
+        self.replica.state = ReplicaState.FAILED
+        self._settled.set()
+        log.error(
+            "engine keeps failing to start; not restarting it (send SIGHUP to `sovra up` to retry)",
+            extra={**self._fields, "failed_starts": self._backoff.give_up_after, "reason": reason},
+        )
+        retry = asyncio.create_task(self._retry.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({retry, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        retry.cancel()
+        stopping.cancel()
+        if self._retry.is_set() and not self._stopping.is_set():
+            self._retry.clear()
+            self._settled.clear()
+            self._backoff.reset()
+            self.replica.failure = ""
+            log.info("engine retried", extra=self._fields)
+
+    async def _run_once(self, http: aiohttp.ClientSession) -> str:
+        """One start of the engine, until it ends; returns why it ended, in words."""
         self.replica.port = free_port()
         launch = self._launch(self.replica.port)
         self.replica.state = ReplicaState.STARTING
+        self._recent.clear()
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *launch.argv,
@@ -156,32 +226,38 @@ class EngineProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
             )
         except OSError as exc:
-            log.error(
-                "engine could not be started",
-                extra={**self._fields, "command": launch.argv[0], "error": str(exc)},
-            )
-            return
+            reason = f"could not be started: {launch.argv[0]}: {exc.strerror or exc}"
+            log.error("engine could not be started", extra={**self._fields, "reason": reason})
+            return reason
         log.info(
             "engine starting", extra={**self._fields, "pid": self._process.pid, "port": self.replica.port}
         )
         forward = asyncio.create_task(self._forward_output(self._process))
+        reason = ""
         try:
             if await self._wait_healthy(http, launch.health_path):
                 self.replica.state = ReplicaState.READY
                 self._ready.set()
+                self._settled.set()
                 log.info("engine ready", extra={**self._fields, "port": self.replica.port})
                 await self._watch(http, launch.health_path)
+            elif self._process.returncode is None and not self._stopping.is_set():
+                reason = f"not healthy within its {self._startup_timeout:.0f} s startup deadline"
         finally:
             await self._terminate()
             await forward
-        if not self._stopping.is_set():
-            code = self._process.returncode
-            log.error(
-                "engine exited", extra={**self._fields, "code": code, "last_output": " | ".join(self._recent)}
-            )
+        if self._stopping.is_set():
+            return ""
+        reason = reason or describe_exit(self._process.returncode)
+        log.error(
+            "engine exited",
+            extra={**self._fields, "code": self._process.returncode, "reason": reason,
+                   "last_output": self.last_output},
+        )  # fmt: skip
+        return reason
 
     async def _wait_healthy(self, http: aiohttp.ClientSession, path: str) -> bool:
         assert self._process is not None

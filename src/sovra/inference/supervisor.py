@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sovra.inference.drivers import Launch
 from sovra.inference.pool import Balancing, ReplicaPool
-from sovra.inference.process import EngineProcess, Replica
+from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
 
 __all__ = ["ServicePlan", "Supervisor"]
 
@@ -34,6 +34,7 @@ class Supervisor:
         *,
         startup_timeout: float = 180.0,
         balancing: Balancing | None = None,
+        backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         self._startup_timeout = startup_timeout
         self.processes: list[EngineProcess] = []
@@ -42,7 +43,8 @@ class Supervisor:
             replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
             self.pools[plan.name] = ReplicaPool(plan.name, replicas, plan.engine, balancing)
             self.processes += [
-                EngineProcess(r, plan.launch, startup_timeout=startup_timeout) for r in replicas
+                EngineProcess(r, plan.launch, startup_timeout=startup_timeout, backoff=backoff())
+                for r in replicas
             ]
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -50,13 +52,22 @@ class Supervisor:
         self._tasks = [asyncio.create_task(p.run()) for p in self.processes]
 
     async def wait_ready(self) -> list[str]:
-        """Wait until every replica is ready or the startup deadline passes; name the laggards."""
-        waits = [asyncio.create_task(p.wait_ready()) for p in self.processes]
+        """Wait until every replica is ready or has given up, or the startup deadline passes; name
+        the replicas not ready."""
+        waits = [asyncio.create_task(p.wait_settled()) for p in self.processes]
         if waits:
             await asyncio.wait(waits, timeout=self._startup_timeout)
         for wait in waits:
             wait.cancel()
         return [f"{p.replica.service}#{p.replica.index}" for p in self.processes if not p.replica.routable]
+
+    def retry_failed(self) -> int:
+        """Start again every replica that gave up; how many there were."""
+        failed = [p for p in self.processes if p.replica.state is ReplicaState.FAILED]
+        for process in failed:
+            process.retry()
+        log.info("failed engines retried", extra={"count": len(failed)})
+        return len(failed)
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
