@@ -371,10 +371,23 @@ async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> 
     assert streamed.ttft_ms is not None and streamed.ttft_ms <= streamed.duration_ms
     assert (kept_row.input_tokens, kept_row.output_tokens) == (11, 3)
     assert (infill.endpoint, infill.input_tokens, infill.output_tokens) == ("/v1/completions", 7, 2)
-    assert (missing.status, missing.requested_model, missing.served_model) == (404, "nope", "")
+    assert (missing.status, missing.requested_model, missing.served_model) == (404, "unknown", "")
     assert {row.tenant for row in ledger.rows} == {"test"} and len(
         {row.request_id for row in ledger.rows}
     ) == 5
+
+
+async def test_a_model_name_that_cannot_be_stored_is_refused_and_recorded_as_unknown(
+    upstream: ScriptedUpstream,
+) -> None:
+    ledger = Ledger()
+    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    async with client(upstream, pools, ledger=ledger) as gateway:
+        for model in ('"\\ud800"', '"m\\u0000"', '"' + "x" * 3_000 + '"'):
+            body = '{"model": ' + model + ', "messages": [{"role": "user", "content": "hi"}]}'
+            answer = await gateway.post("/v1/chat/completions", content=body, headers=AUTH)
+            assert_error(answer, 404, "model_not_found")
+    assert [row.requested_model for row in ledger.rows] == ["unknown"] * 3
 
 
 async def test_concurrent_requests_cannot_overshoot_a_token_limit(upstream: ScriptedUpstream) -> None:

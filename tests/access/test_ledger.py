@@ -112,3 +112,45 @@ async def test_journals_of_dead_gateways_are_replayed_once(database: Database, t
     assert not dead.path.exists() and alive.path.exists()
     assert replay_orphans(database, directory) == 0
     alive.close(committed=True)
+
+
+POISON = ["\ud800", "smollm2\x00", "x" * 5_000_000]  # a lone surrogate, a NUL (PostgreSQL), 5 MB
+
+
+async def test_a_row_that_cannot_be_stored_verbatim_poisons_nothing(
+    database: Database, tmp_path: Path
+) -> None:
+    ledger = UsageLedger(database, journal_dir=tmp_path / "journal")
+    ledger.start()
+    try:
+        for n, model in enumerate(POISON):
+            assert await ledger.record(row(n, model=model, status=404)) is True
+        for n in range(10, 20):
+            assert await ledger.record(row(n)) is True
+    finally:
+        ledger.close()
+    assert ledger.dropped == 0
+    with database.session() as db:
+        stored = db.execute("SELECT request_id, requested_model FROM usage ORDER BY request_id")
+    assert len(stored) == 13  # every row, the good ones after the bad ones included
+    models = {request: model for request, model in stored}
+    assert models["req-0"] == "?" and models["req-1"] == "smollm2?"  # stored cleaned, not verbatim
+    assert len(models["req-2"]) <= 256
+    assert not list((tmp_path / "journal").glob("*.jsonl"))  # nothing left waiting
+
+
+async def test_a_journal_with_poisoned_rows_replays_the_rest_and_quarantines_what_cannot_be_read(
+    database: Database, tmp_path: Path
+) -> None:
+    directory = tmp_path / "journal"
+    dead = Journal(directory)
+    dead.append(astuple(row(1, model="\ud800")))  # what an older gateway journaled verbatim
+    dead.append(["req-2", "not a time", "t", "k", "/v1/x", "m", "m", 1, 1, 0, None, 1.0, 200])
+    dead.append(astuple(row(3)))
+    dead.close(committed=False)
+    assert replay_orphans(database, directory) == 2  # neither raises nor blocks the good row
+    with database.session() as db:
+        assert sorted(r[0] for r in db.execute("SELECT request_id FROM usage")) == ["req-1", "req-3"]
+    quarantined = (directory / "quarantine.jsonl").read_text().splitlines()
+    assert len(quarantined) == 1 and '"req-2"' in quarantined[0] and "reason" in quarantined[0]
+    assert not dead.path.exists()

@@ -61,6 +61,7 @@ class UsageSink(Protocol):
 
 
 MODEL_HEADER = "x-ai-eg-model"  # Envoy AI Gateway's header; it wins over the body's `model`
+UNKNOWN_MODEL = "unknown"  # what the ledger stores for a model name the catalog does not know
 log = logging.getLogger("sovra.access")
 
 
@@ -92,7 +93,8 @@ class Gateway:
         self._usage = usage
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
-        self.metrics.known_models = {*pools, *(gate.virtual_models if gate else ())}
+        self._models = frozenset({*pools, *(gate.virtual_models if gate else ())})
+        self.metrics.known_models = set(self._models)
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._created = int(time.time())
@@ -250,7 +252,8 @@ class Gateway:
             raise ApiError(
                 400, "'model' is required (in the body or the x-ai-eg-model header)", "model_required"
             )
-        exchange.requested_model = model
+        # A name the catalog does not know is the client's invention: not stored, nor a metrics label.
+        exchange.requested_model = model if model in self._models else UNKNOWN_MODEL
         return model
 
     def _pool(self, model: str, exchange: Exchange) -> ReplicaPool:

@@ -6,20 +6,29 @@ microseconds and survives a SIGKILL; the database is written behind, and a row t
 the buffer stays in the journal until the next start replays it. Without a journal, an answer waits
 for its own row's commit, but never longer than `max_wait`, and a row that does not fit is dropped
 (counted and logged, never silently). Either way a slow database never holds answers up for long.
+
+No row can poison the ledger: text fields are cleaned (control characters, NUL and lone surrogates
+replaced, lengths bounded) before a row is journaled, and a batch the database refuses while it is
+reachable is written row by row, each row it still refuses set aside in `quarantine.jsonl` beside
+the journals with its reason — the other rows go on being written. Replay does the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import operator
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from sovra.access.database import Connection, Database
 from sovra.access.journal import Journal, orphans
@@ -49,8 +58,55 @@ class UsageRecord:
         """The row in column order (`dataclasses.astuple` deep-copies: 6 % of a request's CPU)."""
         return _VALUES(self)
 
+    def cleaned(self) -> UsageRecord:
+        """The row as it may be stored: every text field printable, valid UTF-8 and bounded."""
+        changes: dict[str, Any] = {name: _text(getattr(self, name), n) for name, n in _TEXT_LIMITS.items()}
+        if all(changes[name] is getattr(self, name) for name in changes):
+            return self
+        return replace(self, **changes)
 
-_VALUES = operator.attrgetter(*(f.name for f in fields(UsageRecord)))
+    @classmethod
+    def from_values(cls, values: Sequence[object]) -> UsageRecord:
+        """A row read back (a journal line), checked and cleaned; ValueError if it is not a row."""
+        if not isinstance(values, Sequence) or len(values) != len(_FIELDS):
+            raise ValueError(f"expected {len(_FIELDS)} fields")
+        data = dict(zip(_FIELDS, values, strict=True))
+        try:
+            record = cls(
+                **{name: str(data[name]) for name in _TEXT_LIMITS},
+                at=float(data["at"]),  # type: ignore[arg-type]
+                input_tokens=_count(data["input_tokens"]),
+                output_tokens=_count(data["output_tokens"]),
+                cached_tokens=_count(data["cached_tokens"]),
+                ttft_ms=None if data["ttft_ms"] is None else float(data["ttft_ms"]),  # type: ignore[arg-type]
+                duration_ms=float(data["duration_ms"]),  # type: ignore[arg-type]
+                status=_count(data["status"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a usage row: {exc}") from exc
+        return record.cleaned()
+
+
+_FIELDS = tuple(f.name for f in fields(UsageRecord))
+_VALUES = operator.attrgetter(*_FIELDS)
+# Longest text stored per field: what is longer is a client's invention, not worth a database's space.
+_TEXT_LIMITS = {
+    "request_id": 64, "tenant": 128, "key_id": 64, "endpoint": 64,
+    "requested_model": 256, "served_model": 256,
+}  # fmt: skip
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")  # control characters, NUL, lone surrogates
+
+
+def _text(value: str, limit: int) -> str:
+    bounded = value[:limit]
+    return _UNSTORABLE.sub("?", bounded) if _UNSTORABLE.search(bounded) else bounded
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
 
 # Idempotent: a row replayed from a journal may already be in the database.
 INSERT = (
@@ -102,6 +158,7 @@ class UsageLedger:
     async def record(self, record: UsageRecord) -> bool:
         """Make a row durable: True once it is in the journal or committed to the database."""
         loop = asyncio.get_running_loop()
+        record = record.cleaned()
         if self._journal is not None:
             self._journal.append(record.values())
             self._appended += 1
@@ -187,6 +244,10 @@ class UsageLedger:
                 if connection is not None:
                     _close_quietly(connection)
                 connection = None
+                if _reachable(self._database):  # the database is fine: some row is not
+                    connection = self._write_each(rows, str(exc))
+                    self._settle(rows)
+                    return connection
                 if self._closing.is_set():
                     log.error("database unreachable at shutdown; usage rows lost", extra={"rows": len(rows)})
                     self.dropped += len(rows)
@@ -200,6 +261,16 @@ class UsageLedger:
                 continue
             self._settle(rows)
             return connection
+
+    def _write_each(self, rows: Sequence[_Pending], error: str) -> Connection | None:
+        """Row by row, so one row the database refuses cannot hold the others back."""
+        log.warning(
+            "a usage batch was refused; writing it row by row", extra={"rows": len(rows), "error": error}
+        )
+        connection, refused = _insert_each(self._database, [p.record.values() for p in rows])
+        if refused:
+            _quarantine(self._journal_dir, refused)
+        return connection
 
     def _settle(self, rows: Sequence[_Pending]) -> None:
         """Tell the event loop that these rows are committed."""
@@ -216,18 +287,79 @@ class UsageLedger:
 
 
 def replay_orphans(database: Database, directory: Path) -> int:
-    """Put the rows of dead gateways' journals into the database; return how many (blocking)."""
-    width = len(fields(UsageRecord))
+    """Put the rows of dead gateways' journals into the database; return how many (blocking). A
+    line that is not a row, or that the database refuses, is quarantined; the rest are written."""
     replayed = 0
-    for rows in orphans(directory):
-        complete = [tuple(row) for row in rows if len(row) == width]
-        if complete:
-            with database.session() as db:
-                db.executemany(INSERT, complete)
-        replayed += len(complete)
+    for lines in orphans(directory):
+        rows: list[tuple[object, ...]] = []
+        refused: list[tuple[object, str]] = []
+        for line in lines:
+            try:
+                rows.append(UsageRecord.from_values(line).values())
+            except ValueError as exc:
+                refused.append((line, str(exc)))
+        if rows:
+            try:
+                with database.session() as db:
+                    db.executemany(INSERT, rows)
+            except Exception:
+                if not _reachable(database):
+                    raise  # the journal stays for the next start
+                connection, bad = _insert_each(database, rows)
+                if connection is not None:
+                    connection.close()
+                refused += bad
+        if refused:
+            _quarantine(directory, refused)
+        replayed += len(lines) - len(refused)
     if replayed:
         log.info("usage rows replayed from journals", extra={"rows": replayed})
     return replayed
+
+
+def _insert_each(
+    database: Database, rows: Sequence[tuple[object, ...]]
+) -> tuple[Connection | None, list[tuple[object, str]]]:
+    """Insert rows one transaction each; return the connection and the rows refused, with why."""
+    refused: list[tuple[object, str]] = []
+    connection: Connection | None = None
+    for values in rows:
+        try:
+            connection = connection or database.connect()
+            connection.execute(INSERT, values)
+            connection.commit()
+        except Exception as exc:
+            if connection is not None:
+                _close_quietly(connection)
+            connection = None
+            refused.append((list(values), f"{type(exc).__name__}: {exc}"))
+    return connection, refused
+
+
+def _reachable(database: Database) -> bool:
+    try:
+        with database.session() as db:
+            db.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+def _quarantine(directory: Path | None, refused: Sequence[tuple[object, str]]) -> None:
+    """Set rows aside with their reason, for an operator to look at; never in the way of others."""
+    log.error("usage rows quarantined", extra={"rows": len(refused), "where": str(directory)})
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = b"".join(
+        json.dumps({"at": time.time(), "reason": reason, "row": row}, default=repr).encode() + b"\n"
+        for row, reason in refused
+    )
+    descriptor = os.open(directory / "quarantine.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(descriptor, lines)
+    finally:
+        os.close(descriptor)
 
 
 def tokens_used(database: Database, key_id: str, since: float) -> int:
