@@ -116,7 +116,12 @@ def plan_services(
             launch = functools.partial(vllm_argv, service, path)
         log.info("service planned", extra={"service": service.name, "engine": engine.value})
         engine_name = "llama.cpp" if engine is EngineKind.LLAMACPP else "vllm"
-        plans.append(ServicePlan(service.name, service.spec.scaling.min_replicas, launch, engine_name))
+        # llama-server takes images only with a multimodal projector; vLLM knows its own models.
+        images = engine is EngineKind.VLLM or any(
+            a.startswith(("--mmproj", "-mm")) for a in service.spec.engine_args
+        )
+        replicas = service.spec.scaling.min_replicas
+        plans.append(ServicePlan(service.name, replicas, launch, engine_name, images))
     return plans
 
 

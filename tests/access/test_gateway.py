@@ -20,6 +20,8 @@ from sovra.access.ledger import UsageRecord
 from sovra.access.limits import MemoryLimits
 from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
+from sovra.routing.gate import RoutingGate
+from sovra.routing.router import Router, default_policy
 
 TOKEN = "sk-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -383,11 +385,101 @@ async def test_a_model_name_that_cannot_be_stored_is_refused_and_recorded_as_unk
     ledger = Ledger()
     pools = {"m": ReplicaPool("m", [replica(1001)])}
     async with client(upstream, pools, ledger=ledger) as gateway:
-        for model in ('"\\ud800"', '"m\\u0000"', '"' + "x" * 3_000 + '"'):
+        for model, status, code in (
+            ('"\\ud800"', 400, "invalid_request"),  # not Unicode: refused before anything else
+            ('"m\\u0000"', 404, "model_not_found"),
+            ('"' + "x" * 3_000 + '"', 404, "model_not_found"),
+        ):
             body = '{"model": ' + model + ', "messages": [{"role": "user", "content": "hi"}]}'
             answer = await gateway.post("/v1/chat/completions", content=body, headers=AUTH)
-            assert_error(answer, 404, "model_not_found")
-    assert [row.requested_model for row in ledger.rows] == ["unknown"] * 3
+            assert_error(answer, status, code)
+    assert [row.requested_model for row in ledger.rows] == ["", "unknown", "unknown"]
+
+
+BUDGET = ApiKey(
+    "kb", "team-c", "ci", TokenVerifier.digest("sk-budget"), budget_tokens=2_000, budget_period="day"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/chat/completions", '{"model": "m", "messages": ' + "[" * 5000 + "]" * 5000 + "}", "nested"),
+        ("/v1/route", '{"messages": ' + "[" * 5000 + "]" * 5000 + "}", "nested"),
+        ("/v1/chat/completions", '{"model": "m", "messages": [{"role": "user", "content": "a\\ud800"}]}',
+         "messages.0.content: contains a lone surrogate"),
+        ("/v1/messages", '{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "\\udc00"}]}',
+         "messages.0.content: contains a lone surrogate"),
+    ],
+)  # fmt: skip
+async def test_hostile_bodies_are_400s_decided_before_anything_is_reserved(
+    upstream: ScriptedUpstream, path: str, body: str, field: str
+) -> None:
+    limits = MemoryLimits()
+    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    verifier = TokenVerifier({})
+    verifier.use_stored_keys([BUDGET])
+    gate = RoutingGate(Router(default_policy({"m": None}), {"m": None}), frozenset({"MoM"}), frozenset())
+    settings = GatewaySettings(max_body_bytes=1 << 20)
+    app = create_app(pools, verifier, settings, upstream=upstream, usage=Ledger(), limits=limits, gate=gate)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as gateway:
+        answer = await gateway.post(path, content=body, headers={"authorization": "Bearer sk-budget"})
+        assert answer.status_code == 400, answer.text
+        assert field in answer.text
+        assert upstream.seen == []
+        ok = await gateway.post(
+            "/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-budget"}
+        )
+    assert ok.status_code == 200  # nothing of the budget went to the refused request
+
+
+async def test_a_utf16_body_is_refused_not_relayed(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream
+) -> None:
+    body = json.dumps(CHAT).encode("utf-16")
+    answer = await gateway.post("/v1/chat/completions", content=body, headers=AUTH)
+    assert_error(answer, 400, "invalid_json")
+    assert "not UTF-8" in answer.json()["error"]["message"] and upstream.seen == []
+
+
+async def test_images_for_an_engine_without_a_projector_are_refused_naming_the_part(
+    upstream: ScriptedUpstream,
+) -> None:
+    pools = {"m": ReplicaPool("m", [replica(1001)], images=False)}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    chat = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]}],
+    }
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    message = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
+    async with client(upstream, pools) as gateway:
+        answer = await gateway.post("/v1/chat/completions", json=chat, headers=AUTH)
+        assert_error(answer, 400, "invalid_request")
+        assert (
+            answer.json()["error"]["message"] == "messages.0.content.1: the model 'm' does not accept images"
+        )
+        answer = await gateway.post("/v1/messages", json=message, headers=AUTH)
+        assert answer.status_code == 400 and "messages.0.content.0" in answer.text
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    ("block", "field"),
+    [
+        ({"type": "tool_use", "id": 7, "name": "f", "input": {}}, "messages.1.content.0.id"),
+        ({"type": "tool_use", "id": "t1", "name": ["f"], "input": {}}, "messages.1.content.0.name"),
+        ({"type": "tool_use", "id": "t1", "name": "f", "input": "text"}, "messages.1.content.0.input"),
+    ],
+)
+async def test_malformed_tool_use_blocks_are_400s_naming_the_field(
+    gateway: httpx.AsyncClient, upstream: ScriptedUpstream, block: dict[str, Any], field: str
+) -> None:
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [block]}]
+    body = {"model": "m", "max_tokens": 5, "messages": messages}
+    answer = await gateway.post("/v1/messages", json=body, headers=AUTH)
+    assert answer.status_code == 400 and field in answer.json()["error"]["message"], answer.text
+    assert upstream.seen == []
 
 
 async def test_concurrent_requests_cannot_overshoot_a_token_limit(upstream: ScriptedUpstream) -> None:

@@ -115,6 +115,12 @@ def _assistant(blocks: list[Any], field: str) -> dict[str, Any]:
         if kind == "text":
             text.append(_block_text(block, f"{field}.content.{i}"))
         elif kind == "tool_use":
+            where = f"{field}.content.{i}"
+            for name in ("id", "name"):
+                if not isinstance(block.get(name), str) or not block[name]:
+                    raise _invalid(f"{where}.{name}", "required: a non-empty string")
+            if not isinstance(block.get("input", {}), Mapping):
+                raise _invalid(f"{where}.input", "must be an object")
             arguments = json.dumps(block.get("input") or {})
             calls.append(
                 {
@@ -147,7 +153,9 @@ def _user(blocks: list[Any], field: str) -> list[dict[str, Any]]:
             text = _text_of(result, f"{where}.content") if result else ""
             if block.get("is_error"):
                 text = f"Error: {text}"
-            results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
+            if not isinstance(block.get("tool_use_id"), str) or not block["tool_use_id"]:
+                raise _invalid(f"{where}.tool_use_id", "required: a non-empty string")
+            results.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
         else:
             raise _invalid(f"{where}.type", f"{kind!r} is not supported in user turns")
     if not parts:

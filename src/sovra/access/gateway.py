@@ -23,7 +23,7 @@ from sovra.access.ledger import UsageRecord
 from sovra.access.limits import Limits
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
-from sovra.access.validation import check_request
+from sovra.access.validation import check_no_images, check_request, parse_body
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
@@ -157,6 +157,8 @@ class Gateway:
                     raw = json.dumps(payload).encode()
             pool = self._pool(model, exchange)
             call = build(payload, raw, model, pool.upstream_model)
+            if not pool.images:
+                check_no_images(payload, model)
             if pool.api == "anthropic":
                 call = call.for_anthropic_provider(pool.upstream_model)
             await self._admit(key, payload, raw, exchange)
@@ -238,12 +240,7 @@ class Gateway:
             if len(body) > limit:
                 raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
         raw = bytes(body)
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from exc
-        if not isinstance(payload, dict):
-            raise ApiError(400, "request body must be a JSON object", "invalid_json")
+        payload = parse_body(raw)
         return payload, raw
 
     def _requested_model(self, request: Request, payload: dict[str, Any], exchange: Exchange) -> str:

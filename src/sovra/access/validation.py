@@ -6,12 +6,71 @@ untouched, as the engine may support them. Written out by hand because it runs o
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from sovra.access.errors import ApiError
 
-__all__ = ["check_request"]
+__all__ = ["check_no_images", "check_request", "parse_body"]
+
+MAX_DEPTH = 64  # of nested arrays and objects: real requests use under 10
+# A \uD800-\uDFFF escape: a surrogate, which is only valid as half of a pair.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it: not UTF-8 (the
+    JSON RFC's only interchange encoding; engines choke on UTF-16), not JSON, nested absurdly deep,
+    or holding a lone surrogate that no engine, database or log can encode."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, f"request body is not UTF-8: {exc.reason} at byte {exc.start}", "invalid_json"
+        ) from exc
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:
+        raise ApiError(
+            400, f"request body is nested more than {MAX_DEPTH} levels deep", "invalid_json"
+        ) from exc
+    if not isinstance(payload, dict):
+        raise ApiError(400, "request body must be a JSON object", "invalid_json")
+    _check_depth_and_text(payload, needs_text_check=_SURROGATE_ESCAPE.search(raw) is not None)
+    return payload
+
+
+def _check_depth_and_text(payload: dict[str, Any], needs_text_check: bool) -> None:
+    """Walk the containers (not recursively: that is what a deep body attacks) and, when the body
+    has surrogate escapes, every string."""
+    stack: list[tuple[Any, str, int]] = [(payload, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"request body is nested more than {MAX_DEPTH} levels deep", "invalid_json")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(item, dict | list):
+                stack.append((item, f"{where}.{key}" if where else str(key), depth + 1))
+            elif needs_text_check and isinstance(item, str) and not _encodable(item):
+                raise _fail(
+                    f"{where}.{key}" if where else str(key), "contains a lone surrogate (not valid Unicode)"
+                )
+        if needs_text_check and isinstance(value, dict) and not all(_encodable(k) for k in value):
+            raise _fail(where or "body", "a key contains a lone surrogate (not valid Unicode)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _TEXT_INPUT = {"/v1/completions": "prompt", "/v1/embeddings": "input"}
@@ -91,3 +150,13 @@ def _check_tools(tools: Any) -> None:
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise _fail(f"tools.{index}.function.name", "required")
+
+
+def check_no_images(payload: dict[str, Any], model: str) -> None:
+    """A 400 naming the first image part, for a model whose engine cannot take images."""
+    messages = payload.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and part.get("type") in ("image_url", "image", "input_image"):
+                raise _fail(f"messages.{i}.content.{j}", f"the model {model!r} does not accept images")

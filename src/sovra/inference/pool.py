@@ -51,6 +51,7 @@ class ReplicaPool:
         upstream_model: str | None = None,
         headers: Mapping[str, str] | None = None,
         api: Literal["openai", "anthropic"] = "openai",
+        images: bool = True,
     ) -> None:
         self.service = service
         self.replicas = tuple(replicas)
@@ -58,6 +59,7 @@ class ReplicaPool:
         self.upstream_model = upstream_model or service  # the name the upstream knows the model by
         self.headers = dict(headers or {})  # sent with every request (an external provider's key)
         self.api = api  # the shape the upstream speaks: every engine speaks OpenAI's
+        self.images = images  # whether the upstream takes image parts (llama-server needs a projector)
         self.balancing = balancing or Balancing()
         ring = sorted(
             (_point(f"{service}/{position}/{node}".encode()), position)

@@ -25,6 +25,7 @@ class ServicePlan:
     replicas: int
     launch: Callable[[int], Launch]
     engine: str = "llama.cpp"
+    images: bool = False  # the engine takes image parts (llama-server only with --mmproj)
 
 
 class Supervisor:
@@ -41,7 +42,9 @@ class Supervisor:
         self.pools: dict[str, ReplicaPool] = {}
         for plan in plans:
             replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
-            self.pools[plan.name] = ReplicaPool(plan.name, replicas, plan.engine, balancing)
+            self.pools[plan.name] = ReplicaPool(
+                plan.name, replicas, plan.engine, balancing, images=plan.images
+            )
             self.processes += [
                 EngineProcess(r, plan.launch, startup_timeout=startup_timeout, backoff=backoff())
                 for r in replicas
