@@ -152,12 +152,11 @@ def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_ac
         digests["env"] = TokenVerifier.digest(environ["SOVRA_API_KEY"])
     if digests:
         return AuthSetup(TokenVerifier(digests), "auth: bearer tokens from the config / SOVRA_API_KEY")
-    token, created = _generated_token(config.home / "api-token")
-    notice = (
-        f"auth: generated token (shown once, kept in {config.home / 'api-token'}): {token}"
-        if created
-        else f"auth: token in {config.home / 'api-token'}"
-    )
+    path = config.home / "api-token"
+    token, created = _generated_token(path)
+    # Never the token itself: standard output and error end up in log collectors.
+    made = "generated a token, kept" if created else "token"
+    notice = f"auth: {made} in {path} (mode 0600); use it with TOKEN=$(cat {path})"
     return AuthSetup(TokenVerifier({"generated": TokenVerifier.digest(token)}), notice)
 
 

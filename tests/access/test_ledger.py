@@ -1,6 +1,7 @@
 """The usage ledger on real SQLite and PostgreSQL, and `sovra usage` over it."""
 
 import asyncio
+import stat
 import time
 from dataclasses import astuple
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sovra.access.database import Database
-from sovra.access.journal import Journal
+from sovra.access.journal import Journal, journal_directory
 from sovra.access.ledger import INSERT, UsageLedger, UsageRecord, replay_orphans
 from sovra.usage_cli import parse_since, usage_report
 
@@ -154,3 +155,25 @@ async def test_a_journal_with_poisoned_rows_replays_the_rest_and_quarantines_wha
     quarantined = (directory / "quarantine.jsonl").read_text().splitlines()
     assert len(quarantined) == 1 and '"req-2"' in quarantined[0] and "reason" in quarantined[0]
     assert not dead.path.exists()
+
+
+def test_the_same_database_spelt_differently_shares_its_journals(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spellings = [
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "postgres://postgres@127.0.0.1/test",
+        "postgresql://postgres:secret@127.0.0.1/test?connect_timeout=5",
+    ]
+    assert len({journal_directory(home, url) for url in spellings}) == 1
+    assert journal_directory(home, spellings[0]) != journal_directory(
+        home, "postgresql://postgres@127.0.0.1/other"
+    )
+    relative = f"sqlite:///{tmp_path}/./a/../sovra.db"
+    assert journal_directory(home, relative) == journal_directory(home, f"sqlite:///{tmp_path}/sovra.db")
+
+
+def test_the_sqlite_ledger_is_private(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'sovra.db'}")
+    database.migrate()
+    for path in tmp_path.glob("sovra.db*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

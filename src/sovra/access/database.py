@@ -7,6 +7,7 @@ are only ever used from worker threads, never on the event loop. SQLite runs in 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +67,9 @@ class Connection(Protocol):
 class _Sqlite:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Keys' digests and everyone's usage: private, like the journal and the token. SQLite gives
+        # its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit survives the process being killed (the WAL is in the OS); only a power

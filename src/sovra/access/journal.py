@@ -24,9 +24,23 @@ def journal_directory(home: Path, database_url: str) -> Path:
     """One directory per database, so a journal is only ever replayed into its own database: next
     to a SQLite file, else under `home`."""
     if database_url.startswith("sqlite:///"):
-        database = Path(database_url.removeprefix("sqlite:///")).expanduser()
+        database = Path(database_url.removeprefix("sqlite:///")).expanduser().resolve()
         return database.with_name(database.name + ".journal")
-    return home / "ledger-journal" / hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return home / "ledger-journal" / hashlib.sha256(_server_identity(database_url).encode()).hexdigest()[:16]
+
+
+def _server_identity(url: str) -> str:
+    """The same PostgreSQL database however its URL is spelt (scheme, parameter order, default port,
+    password): host, port, database, user and search path."""
+    from psycopg.conninfo import conninfo_to_dict  # only needed with PostgreSQL
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # a URL psycopg cannot read cannot be connected to either: keep it as it is
+        return url
+    keys = ("host", "port", "dbname", "user", "options")
+    defaults = {"port": "5432", "host": "localhost"}
+    return "|".join(f"{k}={params.get(k) or defaults.get(k, '')}" for k in keys)
 
 
 class Journal:
