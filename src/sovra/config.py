@@ -90,6 +90,7 @@ class Gateway(_Config):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     tenant_header: str = Field(default="x-tenant-id", pattern=r"^[A-Za-z0-9-]+$")  # labels metrics by tenant
+    max_messages: Annotated[int, Field(ge=1)] = 1_000  # in one request; more is refused (400)
     balancing: BalancingSettings = BalancingSettings()
 
 

@@ -121,7 +121,8 @@ def plan_services(
             a.startswith(("--mmproj", "-mm")) for a in service.spec.engine_args
         )
         replicas = service.spec.scaling.min_replicas
-        plans.append(ServicePlan(service.name, replicas, launch, engine_name, images))
+        window = service.spec.model.context_window
+        plans.append(ServicePlan(service.name, replicas, launch, engine_name, images, window))
     return plans
 
 
@@ -271,6 +272,7 @@ async def run_platform(
     settings = GatewaySettings(
         max_body_bytes=config.gateway.max_body_bytes,
         default_max_tokens=config.limits.default_max_tokens,
+        max_messages=config.gateway.max_messages,
         tenant_header=config.gateway.tenant_header.lower(),
     )
     database = Database(config.database_url)

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from sovra.access.accounting import Exchange
 from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
+from sovra.access.bounds import Bounds, bound_request
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
@@ -72,6 +73,7 @@ class GatewaySettings:
     default_max_tokens: int = 512
     # Request header whose value labels metrics by tenant (else the key's tenant), as Envoy AI Gateway.
     tenant_header: str = "x-tenant-id"
+    max_messages: int = 1_000  # in one request (bounds.py)
 
 
 class Gateway:
@@ -97,6 +99,7 @@ class Gateway:
         self.metrics.known_models = set(self._models)
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
+        self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)
         self._created = int(time.time())
 
     async def health(self, request: Request) -> Response:
@@ -156,6 +159,12 @@ class Gateway:
                     payload = decision.apply(payload)
                     raw = json.dumps(payload).encode()
             pool = self._pool(model, exchange)
+            limited = self._limits is not None and key.limited
+            bounded = bound_request(
+                exchange.endpoint, payload, self._bounds, limited=limited, context_window=pool.context_window
+            )
+            if bounded is not None:
+                payload, raw = bounded, json.dumps(bounded).encode()
             call = build(payload, raw, model, pool.upstream_model)
             if not pool.images:
                 check_no_images(payload, model)
@@ -180,7 +189,7 @@ class Gateway:
 
     async def _admit(self, key: ApiKey, payload: dict[str, Any], raw: bytes, exchange: Exchange) -> None:
         """Reserve what the request may cost against the key's limits, or refuse it with 429."""
-        if self._limits is None or not (key.rpm or key.tpm or key.budget_tokens):
+        if self._limits is None or not key.limited:
             return
         estimate = estimate_tokens(exchange.endpoint, payload, raw, self._settings.default_max_tokens)
         admission = await self._limits.admit(key, estimate, time.time())

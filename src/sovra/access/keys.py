@@ -41,6 +41,11 @@ class ApiKey:
     created_at: float = 0.0
     revoked_at: float | None = None
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit applies, so each request reserves what it may cost."""
+        return bool(self.rpm or self.tpm or self.budget_tokens)
+
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
 

@@ -52,6 +52,7 @@ class ReplicaPool:
         headers: Mapping[str, str] | None = None,
         api: Literal["openai", "anthropic"] = "openai",
         images: bool = True,
+        context_window: int | None = None,
     ) -> None:
         self.service = service
         self.replicas = tuple(replicas)
@@ -60,6 +61,7 @@ class ReplicaPool:
         self.headers = dict(headers or {})  # sent with every request (an external provider's key)
         self.api = api  # the shape the upstream speaks: every engine speaks OpenAI's
         self.images = images  # whether the upstream takes image parts (llama-server needs a projector)
+        self.context_window = context_window  # tokens per sequence, where known (local engines)
         self.balancing = balancing or Balancing()
         ring = sorted(
             (_point(f"{service}/{position}/{node}".encode()), position)

@@ -26,6 +26,7 @@ class ServicePlan:
     launch: Callable[[int], Launch]
     engine: str = "llama.cpp"
     images: bool = False  # the engine takes image parts (llama-server only with --mmproj)
+    context_window: int | None = None  # tokens per sequence
 
 
 class Supervisor:
@@ -43,7 +44,12 @@ class Supervisor:
         for plan in plans:
             replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
             self.pools[plan.name] = ReplicaPool(
-                plan.name, replicas, plan.engine, balancing, images=plan.images
+                plan.name,
+                replicas,
+                plan.engine,
+                balancing,
+                images=plan.images,
+                context_window=plan.context_window,
             )
             self.processes += [
                 EngineProcess(r, plan.launch, startup_timeout=startup_timeout, backoff=backoff())

@@ -1,0 +1,117 @@
+"""What one request may make an engine do, bounded before the engine is asked.
+
+llama-server honours parameters of its own beside OpenAI's: `n_predict` (a second output limit,
+which wins over `max_tokens`), `id_slot` (which slot — and whose KV cache — to use), `n_probs`
+(probabilities of N candidates per token). A reservation that counts `max_tokens` alone can be
+walked past with them, and a body can multiply the answer's size (`top_logprobs`) or the prompt's
+cost (thousands of messages). So, for every request:
+
+- `n_predict` is folded into `max_tokens` (the smaller wins) and not sent; `id_slot` and `n_probs`
+  are not sent.
+- A key with limits always sends an explicit `max_tokens` (its own or `limits.defaultMaxTokens`),
+  so what the engine may generate is what was reserved, `ignore_eos` or not.
+- `top_logprobs` above 20 and `logprobs` above 5 on completions are refused, as OpenAI does.
+- More than `gateway.maxMessages` messages, or a prompt that cannot fit the model's context window
+  (a lower bound: 8 bytes of text per token), is refused before any engine time is spent
+  (`context_length_exceeded`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sovra.access.errors import ApiError
+
+__all__ = ["Bounds", "bound_request"]
+
+_NOT_SENT = ("n_predict", "id_slot", "n_probs")
+_MAX_TOP_LOGPROBS = 20
+_MAX_COMPLETION_LOGPROBS = 5
+_BYTES_PER_TOKEN_AT_MOST = 8  # no tokenizer averages more over real text; so a safe lower bound
+
+
+@dataclass(frozen=True)
+class Bounds:
+    default_max_tokens: int = 512
+    max_messages: int = 1_000
+
+
+def bound_request(
+    endpoint: str,
+    payload: dict[str, Any],
+    bounds: Bounds,
+    *,
+    limited: bool,
+    context_window: int | None,
+) -> dict[str, Any] | None:
+    """The payload to send instead (None: unchanged), or an ApiError (400) for what is refused."""
+    _check_sizes(endpoint, payload, bounds, context_window)
+    if endpoint == "/v1/embeddings":
+        return None
+    changes: dict[str, Any] = {}
+    limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    engine_limit = payload.get("n_predict")
+    if isinstance(engine_limit, int) and not isinstance(engine_limit, bool) and engine_limit >= 1:
+        limit = min(limit, engine_limit) if isinstance(limit, int) else engine_limit
+        changes["max_tokens"] = limit
+    if limit is None and limited:
+        changes["max_tokens"] = bounds.default_max_tokens
+    dropped = [name for name in _NOT_SENT if name in payload]
+    if not changes and not dropped:
+        return None
+    bounded = {k: v for k, v in payload.items() if k not in dropped}
+    if "max_tokens" in changes and "max_completion_tokens" in bounded:
+        bounded["max_completion_tokens"] = changes["max_tokens"]
+    return bounded | changes
+
+
+def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context_window: int | None) -> None:
+    top = payload.get("top_logprobs")
+    if isinstance(top, int) and top > _MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"top_logprobs: at most {_MAX_TOP_LOGPROBS}", "invalid_request")
+    logprobs = payload.get("logprobs")
+    if endpoint == "/v1/completions" and isinstance(logprobs, int) and logprobs > _MAX_COMPLETION_LOGPROBS:
+        raise ApiError(400, f"logprobs: at most {_MAX_COMPLETION_LOGPROBS}", "invalid_request")
+    messages = payload.get("messages")
+    if isinstance(messages, list) and len(messages) > bounds.max_messages:
+        raise ApiError(
+            400,
+            f"messages: at most {bounds.max_messages} (this request has {len(messages)})",
+            "invalid_request",
+        )
+    if context_window is not None and endpoint != "/v1/embeddings":
+        at_least = _text_bytes(payload) // _BYTES_PER_TOKEN_AT_MOST
+        if at_least > context_window:
+            raise ApiError(
+                400,
+                f"the prompt is at least {at_least} tokens; the model's context window is {context_window}",
+                "context_length_exceeded",
+            )
+
+
+def _text_bytes(payload: dict[str, Any]) -> int:
+    """Bytes of prompt text (not images) in one sequence: messages' text, or a completion's prompt."""
+    prompt = payload.get("prompt")  # a list is several prompts, each its own sequence
+    total = max(map(_strings, prompt), default=0) if isinstance(prompt, list) else _strings(prompt)
+    total += _strings(payload.get("suffix"))
+    messages = payload.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif isinstance(content, list):
+            total += sum(
+                _strings(part.get("text"))
+                for part in content
+                if isinstance(part, dict) and part.get("type") == "text"
+            )
+    return total
+
+
+def _strings(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):
+        return sum(len(v.encode()) for v in value if isinstance(v, str))
+    return 0
