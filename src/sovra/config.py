@@ -91,6 +91,7 @@ class Gateway(_Config):
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     tenant_header: str = Field(default="x-tenant-id", pattern=r"^[A-Za-z0-9-]+$")  # labels metrics by tenant
     max_messages: Annotated[int, Field(ge=1)] = 1_000  # in one request; more is refused (400)
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024  # a whole answer; more: 502
     balancing: BalancingSettings = BalancingSettings()
 
 

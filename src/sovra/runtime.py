@@ -273,6 +273,7 @@ async def run_platform(
         max_body_bytes=config.gateway.max_body_bytes,
         default_max_tokens=config.limits.default_max_tokens,
         max_messages=config.gateway.max_messages,
+        max_response_bytes=config.gateway.max_response_bytes,
         tenant_header=config.gateway.tenant_header.lower(),
     )
     database = Database(config.database_url)

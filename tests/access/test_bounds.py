@@ -3,14 +3,18 @@
 import json
 from typing import Any
 
+import httpx
 import pytest
 
+from sovra.access.accounting import Exchange, usage_from_body
+from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.bounds import Bounds, bound_request
 from sovra.access.errors import ApiError
+from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.inference.pool import ReplicaPool
-from tests.access.test_gateway import AUTH, ScriptedUpstream, client, replica, upstream
+from tests.access.test_gateway import AUTH, Ledger, ScriptedUpstream, client, replica, upstream
 
 pytestmark = pytest.mark.anyio
 __all__ = ["upstream"]  # the fixture
@@ -107,3 +111,26 @@ async def test_a_huge_body_is_not_sent_after_being_bounded(upstream: ScriptedUps
         answer = await gateway.post(CHAT, content=json.dumps(many), headers=AUTH)
     assert answer.status_code == 400 and "messages: at most 1000" in answer.text
     assert upstream.seen == []
+
+
+async def test_an_answer_larger_than_the_buffer_bound_is_a_502_not_memory(upstream: ScriptedUpstream) -> None:
+    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    verifier = TokenVerifier({"test": TokenVerifier.digest("sk-test")})
+    app = create_app(
+        pools, verifier, GatewaySettings(max_response_bytes=64), upstream=upstream, usage=Ledger()
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as gateway:
+        answer = await gateway.post(CHAT, json=chat(), headers={"authorization": "Bearer sk-test"})
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "upstream_answer_too_large"
+
+
+def test_usage_is_read_without_parsing_the_whole_answer() -> None:
+    logprobs = [{"token": "a", "logprob": -0.1, "top_logprobs": [{"token": "b", "logprob": -1}] * 20}] * 2000
+    body = {"choices": [{"message": {"content": 'say "usage": 1'}, "logprobs": {"content": logprobs}}]}
+    raw = json.dumps(
+        {**body, "usage": {"prompt_tokens": 12, "completion_tokens": 2000}, "timings": {}}
+    ).encode()
+    exchange = Exchange(BUDGET, CHAT)
+    usage_from_body(raw, exchange)
+    assert (exchange.input_tokens, exchange.output_tokens) == (12, 2000)
+    usage_from_body(b'{"usage": {"prompt_tokens": ', exchange)  # cut: ignored, not an error

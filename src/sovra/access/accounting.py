@@ -82,15 +82,21 @@ class Exchange:
 
 
 def usage_from_body(body: bytes, exchange: Exchange) -> None:
-    """Note the usage of a complete (non-streamed) JSON answer, if it has one."""
-    if b'"usage"' not in body:
+    """Note the usage of a complete (non-streamed) JSON answer, if it has one. Only the `usage`
+    object is parsed — engines put it last — not the whole body (logprobs can make that huge)."""
+    at = body.rfind(b'"usage"')
+    if at < 0:
         return
+    colon = body.find(b":", at + 7)
     try:
-        usage = json.loads(body).get("usage")
-    except (ValueError, AttributeError):
+        usage, _ = _DECODER.raw_decode(body[colon + 1 :].decode().lstrip())
+    except (ValueError, UnicodeDecodeError):
         return
     if isinstance(usage, Mapping):
         exchange.note_usage(usage)
+
+
+_DECODER = json.JSONDecoder()
 
 
 async def account_stream(

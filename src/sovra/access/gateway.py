@@ -74,6 +74,7 @@ class GatewaySettings:
     # Request header whose value labels metrics by tenant (else the key's tenant), as Envoy AI Gateway.
     tenant_header: str = "x-tenant-id"
     max_messages: int = 1_000  # in one request (bounds.py)
+    max_response_bytes: int = 32 * 1024 * 1024  # a whole (non-streamed) answer, buffered
 
 
 class Gateway:
@@ -322,7 +323,14 @@ class Gateway:
             answer = await self._upstream.post(
                 other.base_url + call.path, call.body, call.model, pool.headers
             )
-        return await respond(answer, call, exchange, lambda: self._finish(exchange), self._spawn)
+        return await respond(
+            answer,
+            call,
+            exchange,
+            lambda: self._finish(exchange),
+            self._spawn,
+            self._settings.max_response_bytes,
+        )
 
     def _take(self, pool: ReplicaPool, replica: Replica, exchange: Exchange) -> None:
         replica.outstanding += 1

@@ -86,9 +86,11 @@ async def respond(
     exchange: Exchange,
     finish: Callable[[], Coroutine[Any, Any, None]],
     spawn: Callable[[Coroutine[Any, Any, None]], object],
+    max_bytes: int = 32 * 1024 * 1024,
 ) -> Response:
     """Turn the upstream response into the client's, streaming when both sides stream; `finish`
-    (the ledger commit) runs before the client gets the end of the answer."""
+    (the ledger commit) runs before the client gets the end of the answer. A whole (non-streamed)
+    answer is buffered up to `max_bytes`; a larger one is a 502, not a gigabyte of memory."""
     if call.stream and upstream.status == 200 and upstream.content_type.startswith("text/event-stream"):
         chunks = _relay_chunks(upstream, exchange)
         if call.to_anthropic:
@@ -106,7 +108,7 @@ async def respond(
             background=BackgroundTask(upstream.close),
         )
     try:
-        body = await upstream.read()
+        body = await _read_bounded(upstream, max_bytes)
     finally:
         upstream.close()
     if call.infill and upstream.status == 200:
@@ -121,6 +123,15 @@ async def respond(
     if call.anthropic:
         return _as_anthropic(body, upstream.status, call.model)
     return Response(body, status_code=upstream.status, media_type=upstream.content_type)
+
+
+async def _read_bounded(upstream: UpstreamResponse, max_bytes: int) -> bytes:
+    body = bytearray()
+    async for chunk in upstream.chunks():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(502, f"the engine's answer exceeds {max_bytes} bytes", "upstream_answer_too_large")
+    return bytes(body)
 
 
 def _from_anthropic(body: bytes, status: int, model: str) -> bytes:
