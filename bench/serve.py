@@ -54,10 +54,13 @@ def stop_sovra(process: subprocess.Popen[bytes]) -> None:
     process.wait(30)
 
 
-def engine_port(process: subprocess.Popen[bytes]) -> int:
+def engine_address(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """The engine's port, and its per-start key (from its environment: only root or we may read it)."""
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
     argv = Path(f"/proc/{children[0]}/cmdline").read_bytes().decode().split("\0")
-    return int(argv[argv.index("--port") + 1])
+    environ = Path(f"/proc/{children[0]}/environ").read_bytes().decode().split("\0")
+    (key,) = [v.removeprefix("LLAMA_API_KEY=") for v in environ if v.startswith("LLAMA_API_KEY=")]
+    return int(argv[argv.index("--port") + 1]), key
 
 
 async def first_answer(client: httpx.AsyncClient, base: str, deadline: float) -> float:
@@ -83,13 +86,17 @@ async def one_stream(client: httpx.AsyncClient, url: str, tokens: int, dropped: 
         return await _stream(client, url, tokens)
 
 
+KEYS: dict[str, str] = {}  # base URL → its bearer token (the gateway's, the engine's own)
+
+
 async def _stream(client: httpx.AsyncClient, url: str, tokens: int) -> Sample:
     body = {"model": "smollm2", "messages": PROMPT, "max_tokens": tokens, "temperature": 0,
             "ignore_eos": True, "stream": True}  # fmt: skip
     started = time.perf_counter()
     first = 0.0
     generated = 0
-    async with client.stream("POST", url, json=body) as response:
+    key = next(token for base, token in KEYS.items() if url.startswith(base))
+    async with client.stream("POST", url, json=body, headers={"authorization": f"Bearer {key}"}) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -169,7 +176,9 @@ async def main() -> None:
         gateway = f"http://127.0.0.1:{args.port}"
         async with httpx.AsyncClient(headers={"authorization": f"Bearer {TOKEN}"}) as client:
             await first_answer(client, gateway, time.monotonic() + 120)
-        direct = f"http://127.0.0.1:{engine_port(process)}"
+        port, key = engine_address(process)
+        direct = f"http://127.0.0.1:{port}"
+        KEYS.update({direct: key, gateway: TOKEN})
         print(f"gateway {gateway} → llama-server {direct} (same engine for both paths)")
         await compare(direct, gateway, args.rounds, args.tokens, concurrency=1)
         await compare(direct, gateway, args.rounds, args.tokens, concurrency=4)

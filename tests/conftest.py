@@ -57,6 +57,13 @@ class RunningPlatform:
     log: Path
     config: Path
 
+    def engine_key(self, pid: int) -> dict[str, str]:
+        """What reaches an engine directly: its per-start secret, from its environment (root may
+        read it; nobody else on the machine)."""
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        (key,) = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"LLAMA_API_KEY=")]
+        return {"authorization": f"Bearer {key}"}
+
     def engine_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in children.read_text().split()] if children.exists() else []

@@ -119,8 +119,24 @@ def engine_url(platform: RunningPlatform) -> str:
     return f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
 
 
+def test_the_engine_answers_only_the_gateway(platform: RunningPlatform) -> None:
+    """Any local process can reach the engine's port; without the per-start secret it gets 401."""
+    (pid,) = platform.engine_pids()
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    refused = httpx.post(f"{engine_url(platform)}/v1/chat/completions", json=body, timeout=30)
+    assert refused.status_code == 401
+    assert str(platform.engine_key(pid)["authorization"]).removeprefix("Bearer ") not in (
+        Path(f"/proc/{pid}/cmdline").read_text()
+    )  # not on the command line, which `ps` shows every user
+    allowed = httpx.post(
+        f"{engine_url(platform)}/v1/chat/completions", json=body, headers=platform.engine_key(pid), timeout=60
+    )
+    assert allowed.status_code == 200
+
+
 def busy_slots(platform: RunningPlatform) -> int:
-    slots = httpx.get(f"{engine_url(platform)}/slots", timeout=5).json()
+    (pid,) = platform.engine_pids()
+    slots = httpx.get(f"{engine_url(platform)}/slots", headers=platform.engine_key(pid), timeout=5).json()
     return sum(1 for slot in slots if slot["is_processing"])
 
 
@@ -144,7 +160,10 @@ def test_a_client_that_hangs_up_stops_the_generation(platform: RunningPlatform) 
     while busy_slots(platform) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert busy_slots(platform) == 0, "the engine kept generating for a client that left"
-    engine_metrics = httpx.get(f"{engine_url(platform)}/metrics", timeout=5).text
+    (pid,) = platform.engine_pids()
+    engine_metrics = httpx.get(
+        f"{engine_url(platform)}/metrics", headers=platform.engine_key(pid), timeout=5
+    ).text
     assert "llamacpp:requests_processing 0" in engine_metrics
 
 

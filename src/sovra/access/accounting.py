@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -47,6 +48,9 @@ class Exchange:
     first_byte: float | None = None
     status: int = 0
     reserved: int = 0  # tokens reserved against the key's limits, settled when the request ends
+    prompt_estimate: int = 0  # ~4 bytes a token: what an abandoned stream is charged, lacking better
+    prompt_seen: int = 0  # prompt tokens the engine said it processed (llama-server's timings)
+    cache_seen: int = 0  # of which were read from its KV cache
     error_type: str = ""  # the error code Sovra answered with, or the engine's HTTP status
     tenant_label: str = ""  # the tenant as metrics label it (from a header, else the key)
     replica: Replica | None = None  # the replica serving it, until it is released
@@ -116,6 +120,8 @@ async def account_stream(
         async for chunk in chunks:
             if exchange.first_byte is None:
                 exchange.first_byte = time.perf_counter()
+            if not exchange.prompt_seen and b'"prompt_n"' in chunk:
+                _note_timings(chunk, exchange)
             if not pending and chunk.endswith(b"\n\n") and b'"usage"' not in chunk and _DONE not in chunk:
                 events_seen += 1
                 yield chunk  # the common case: one whole ordinary event, passed on untouched
@@ -140,10 +146,26 @@ async def account_stream(
         if pending:
             yield pending
     finally:
-        if not finished:  # the client went away (or the stream broke): still account for it
+        if not finished:  # the client went away (or the stream broke): charge what the engine did
             exchange.status = exchange.status or CLIENT_CLOSED
+            if not exchange.input_tokens:
+                exchange.input_tokens = exchange.prompt_seen or exchange.prompt_estimate
+                exchange.cached_tokens = exchange.cache_seen
             exchange.output_tokens = exchange.output_tokens or events_seen
             spawn(finish())
+
+
+_PROMPT_N = re.compile(rb'"prompt_n":\s*(\d+)')
+_CACHE_N = re.compile(rb'"cache_n":\s*(\d+)')
+
+
+def _note_timings(chunk: bytes, exchange: Exchange) -> None:
+    """llama-server's per-event timings: the prompt it evaluated (prompt_n) beside what its cache
+    held (cache_n). Read from the bytes, not parsed: this runs on the stream's hot path."""
+    prompt, cache = _PROMPT_N.search(chunk), _CACHE_N.search(chunk)
+    if prompt is not None:
+        cached = int(cache.group(1)) if cache is not None else 0
+        exchange.prompt_seen, exchange.cache_seen = int(prompt.group(1)) + cached, cached
 
 
 def _take_usage(event: bytes, exchange: Exchange, keep_usage: bool) -> bytes:

@@ -52,7 +52,10 @@ def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_
 
 
 # (payload, raw body, the client's model name, the upstream's model name) → the call to make
-CallBuilder = Callable[[dict[str, Any], bytes, str, str], UpstreamCall]
+CallBuilder = Callable[[dict[str, Any], bytes, str, str, Mapping[str, Any]], UpstreamCall]
+# llama-server reports the prompt's token count in every streamed event with this: a stream the
+# client abandons is still charged for the prompt the engine processed.
+_LLAMACPP_STREAM = {"timings_per_token": True}
 
 
 class UsageSink(Protocol):
@@ -131,16 +134,21 @@ class Gateway:
         """The OpenAI endpoints: chat/completions, completions, embeddings."""
         path = request.url.path
 
-        def build(payload: dict[str, Any], raw: bytes, model: str, upstream_model: str) -> UpstreamCall:
+        def build(
+            payload: dict[str, Any], raw: bytes, model: str, upstream_model: str, extra: Mapping[str, Any]
+        ) -> UpstreamCall:
             check_request(path, payload)
-            return UpstreamCall.for_request(path, payload, raw, model, upstream_model)
+            return UpstreamCall.for_request(path, payload, raw, model, upstream_model, extra)
 
         return await self._serve(request, build)
 
     async def messages(self, request: Request) -> Response:
         """The Anthropic Messages API, served by any engine through translation."""
         return await self._serve(
-            request, lambda payload, raw, model, upstream: UpstreamCall.for_messages(payload, model, upstream)
+            request,
+            lambda payload, raw, model, upstream, extra: UpstreamCall.for_messages(
+                payload, model, upstream, extra
+            ),
         )
 
     async def _serve(self, request: Request, build: CallBuilder) -> Response:
@@ -166,7 +174,14 @@ class Gateway:
             )
             if bounded is not None:
                 payload, raw = bounded, json.dumps(bounded).encode()
-            call = build(payload, raw, model, pool.upstream_model)
+            exchange.prompt_estimate = len(raw) // 4 + 1
+            call = build(
+                payload,
+                raw,
+                model,
+                pool.upstream_model,
+                _LLAMACPP_STREAM if pool.engine == "llama.cpp" else {},
+            )
             if not pool.images:
                 check_no_images(payload, model)
             if pool.api == "anthropic":
@@ -309,7 +324,7 @@ class Gateway:
         self._take(pool, replica, exchange)
         try:
             answer = await self._upstream.post(
-                replica.base_url + call.path, call.body, call.model, pool.headers
+                replica.base_url + call.path, call.body, call.model, replica.headers or pool.headers
             )
         except ApiError as error:
             unreachable = error.code == "upstream_unreachable"
@@ -321,7 +336,7 @@ class Gateway:
             self.metrics.retries.labels("another_replica").inc()
             self._take(pool, other, exchange)
             answer = await self._upstream.post(
-                other.base_url + call.path, call.body, call.model, pool.headers
+                other.base_url + call.path, call.body, call.model, other.headers or pool.headers
             )
         return await respond(
             answer,

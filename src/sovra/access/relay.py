@@ -7,7 +7,7 @@ cancelled, the upstream connection is dropped, and the engine stops generating.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,17 +39,28 @@ class UpstreamCall:
     to_anthropic: bool = False  # the upstream is an Anthropic provider: its answers become OpenAI's
 
     @classmethod
-    def for_messages(cls, payload: dict[str, Any], model: str, upstream_model: str) -> UpstreamCall:
+    def for_messages(
+        cls, payload: dict[str, Any], model: str, upstream_model: str, stream_fields: Mapping[str, Any]
+    ) -> UpstreamCall:
         """An Anthropic Messages request, sent to the engine as a chat completion."""
         chat = anthropic.chat_request(payload, upstream_model)
+        if chat.get("stream") is True:
+            chat.update(stream_fields)
         body = json.dumps(chat).encode()
         return cls("/v1/chat/completions", body, model, chat.get("stream") is True, anthropic=True)
 
     @classmethod
     def for_request(
-        cls, path: str, payload: dict[str, Any], raw: bytes, model: str, upstream_model: str
+        cls,
+        path: str,
+        payload: dict[str, Any],
+        raw: bytes,
+        model: str,
+        upstream_model: str,
+        stream_fields: Mapping[str, Any],
     ) -> UpstreamCall:
-        """`model` is the name the client used; `upstream_model` the one the engine knows."""
+        """`model` is the name the client used; `upstream_model` the one the engine knows;
+        `stream_fields` are added to a streamed request (what the engine needs for accounting)."""
         stream = payload.get("stream") is True
         options = payload.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -64,6 +75,8 @@ class UpstreamCall:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+        if stream:
+            changes.update(stream_fields)
         if changes:
             raw = json.dumps({**payload, **changes}).encode()
         return cls(path, raw, model, stream, client_wants_usage=wants_usage)

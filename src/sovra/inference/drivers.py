@@ -22,6 +22,9 @@ class Launch:
 
     argv: tuple[str, ...]
     health_path: str = "/health"
+    # The environment variable the engine reads its API key from: each start gets a fresh secret
+    # there (not on the command line, which `ps` shows anyone), known only to the gateway.
+    key_env: str = "LLAMA_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -99,4 +102,4 @@ def vllm_argv(service: InferenceService, weights: Path | None, port: int, host: 
     if model.tool_call_parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", model.tool_call_parser]
     argv += service.spec.engine_args
-    return Launch(tuple(argv))
+    return Launch(tuple(argv), key_env="VLLM_API_KEY")

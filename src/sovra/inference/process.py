@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import time
@@ -62,6 +63,8 @@ class Replica:
     state: ReplicaState = ReplicaState.STOPPED
     restarts: int = 0
     failure: str = ""  # why the last start failed, in words; kept while FAILED
+    # What the gateway sends to reach it: the engine's per-start secret, or nothing.
+    headers: dict[str, str] = field(default_factory=dict)
     url: str = ""  # a fixed address (an external provider); else the local engine's port
     # Kept by the gateway's balancing (see pool.py): requests in flight and passive health.
     outstanding: int = 0
@@ -219,9 +222,12 @@ class EngineProcess:
         launch = self._launch(self.replica.port)
         self.replica.state = ReplicaState.STARTING
         self._recent.clear()
+        secret = secrets.token_urlsafe(24)
+        self.replica.headers = {"authorization": f"Bearer {secret}"}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *launch.argv,
+                env={**os.environ, launch.key_env: secret},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -50,6 +51,7 @@ def prove_llama_server(binary: Path, model: Path, timeout: float = 180.0) -> Pro
     """Run `binary` on `model` until it has decoded a few tokens, then stop it."""
     started = time.monotonic()
     port = free_port()
+    secret = secrets.token_urlsafe(24)
     argv = [
         str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--ctx-size", "512", "--parallel", "1", "--no-webui",
@@ -58,6 +60,7 @@ def prove_llama_server(binary: Path, model: Path, timeout: float = 180.0) -> Pro
         try:
             process = subprocess.Popen(
                 argv,
+                env={**os.environ, "LLAMA_API_KEY": secret},  # nobody else may use it meanwhile
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -67,7 +70,7 @@ def prove_llama_server(binary: Path, model: Path, timeout: float = 180.0) -> Pro
         except OSError as exc:
             return Proof(False, 0.0, f"could not be started: {exc.strerror or exc}")
         try:
-            tokens, problem = _decode(process, f"http://127.0.0.1:{port}", timeout)
+            tokens, problem = _decode(process, f"http://127.0.0.1:{port}", secret, timeout)
         finally:
             _stop(process)
         output.seek(0)
@@ -80,7 +83,9 @@ def prove_llama_server(binary: Path, model: Path, timeout: float = 180.0) -> Pro
     return Proof(False, seconds, reason, caught, tail)
 
 
-def _decode(process: subprocess.Popen[bytes], base: str, timeout: float) -> tuple[int, str | None]:
+def _decode(
+    process: subprocess.Popen[bytes], base: str, secret: str, timeout: float
+) -> tuple[int, str | None]:
     """(tokens decoded, None) once the engine answered; (0, what went wrong) otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,7 +98,7 @@ def _decode(process: subprocess.Popen[bytes], base: str, timeout: float) -> tupl
         return 0, f"not healthy within {timeout:.0f} s"
     body = {"prompt": _PROMPT, "n_predict": _TOKENS, "temperature": 0, "cache_prompt": False}
     try:
-        answer = _post(f"{base}/completion", body, max(1.0, deadline - time.monotonic()))
+        answer = _post(f"{base}/completion", body, secret, max(1.0, deadline - time.monotonic()))
     except (OSError, ValueError) as exc:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)  # a crash mid-decode shows as a reset connection: find out why
@@ -116,10 +121,9 @@ def _get(url: str) -> int:
         return 0
 
 
-def _post(url: str, body: dict[str, object], timeout: float) -> dict[str, object]:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
+def _post(url: str, body: dict[str, object], secret: str, timeout: float) -> dict[str, object]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         answer = json.loads(response.read())
     if not isinstance(answer, dict):
