@@ -92,12 +92,17 @@ class Gateway(_Config):
     tenant_header: str = Field(default="x-tenant-id", pattern=r"^[A-Za-z0-9-]+$")  # labels metrics by tenant
     max_messages: Annotated[int, Field(ge=1)] = 1_000  # in one request; more is refused (400)
     max_response_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024  # a whole answer; more: 502
+    # While the database is unreachable, stored API keys keep working from the last read for at most
+    # this long (a revocation made meanwhile cannot be seen); then 503 until it is back.
+    stored_keys_max_stale_seconds: Annotated[float, Field(gt=0)] = 60.0
     balancing: BalancingSettings = BalancingSettings()
 
 
 class LimitSettings(_Config):
     # redis://… to share rate limits and budgets between gateway replicas; default: in this process.
     redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
+    # While Redis is unreachable: enforce limits in each gateway's memory, or refuse (503).
+    when_redis_is_down: Literal["local", "refuse"] = "local"
     # Reserved against token limits when a request does not set max_tokens.
     default_max_tokens: Annotated[int, Field(ge=1)] = 512
 

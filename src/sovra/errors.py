@@ -4,7 +4,8 @@ SovraError
  ├── ConfigError        a declaration or the platform config is invalid (file, field, reason)
  ├── StoreError         weights could not be fetched into the store
  │    └── IntegrityError   fetched bytes do not match their recorded hash
- └── EngineError        an engine could not be obtained or started
+ ├── EngineError        an engine could not be obtained or started
+ └── LimitsUnavailable  (access.limits) a key's limits cannot be checked now: 503, not 500
 """
 
 from __future__ import annotations

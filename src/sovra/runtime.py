@@ -180,7 +180,7 @@ def build_limits(config: PlatformConfig, database: Database) -> Limits:
         return await asyncio.to_thread(tokens_used, database, key.id, since)
 
     if config.limits.redis_url:
-        return RedisLimits(config.limits.redis_url, baseline)
+        return RedisLimits(config.limits.redis_url, baseline, when_down=config.limits.when_redis_is_down)
     return MemoryLimits(baseline)
 
 
@@ -274,6 +274,7 @@ async def run_platform(
         default_max_tokens=config.limits.default_max_tokens,
         max_messages=config.gateway.max_messages,
         max_response_bytes=config.gateway.max_response_bytes,
+        stored_keys_max_stale_seconds=config.gateway.stored_keys_max_stale_seconds,
         tenant_header=config.gateway.tenant_header.lower(),
     )
     database = Database(config.database_url)

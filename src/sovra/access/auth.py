@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Iterable, Mapping
 
 from sovra.access.keys import ApiKey
@@ -27,6 +28,7 @@ class TokenVerifier:
             d: ApiKey(id=f"config:{name}", tenant=name, name=name, digest=d) for name, d in static.items()
         }
         self._stored: dict[str, ApiKey] = {}
+        self._stored_at = time.monotonic()
         self.open_access = open_access
 
     @staticmethod
@@ -36,6 +38,15 @@ class TokenVerifier:
     def use_stored_keys(self, keys: Iterable[ApiKey]) -> None:
         """Swap in the current set of active keys from the database (done on refresh)."""
         self._stored = {key.digest: key for key in keys if key.revoked_at is None}
+        self._stored_at = time.monotonic()
+
+    def stored_keys_age(self) -> float:
+        """Seconds since the stored keys were last read: how late a revocation may be noticed."""
+        return time.monotonic() - self._stored_at
+
+    def is_stored(self, key: ApiKey) -> bool:
+        """A key from the database (not an operator token from the config)."""
+        return key.digest in self._stored
 
     def verify(self, headers: Mapping[str, str]) -> ApiKey | None:
         if self.open_access:

@@ -21,7 +21,7 @@ from sovra.access.bounds import Bounds, bound_request
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
-from sovra.access.limits import Limits
+from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
 from sovra.access.validation import check_no_images, check_request, parse_body
@@ -78,6 +78,8 @@ class GatewaySettings:
     tenant_header: str = "x-tenant-id"
     max_messages: int = 1_000  # in one request (bounds.py)
     max_response_bytes: int = 32 * 1024 * 1024  # a whole (non-streamed) answer, buffered
+    # Stored API keys are served from the last read of the database for at most this long.
+    stored_keys_max_stale_seconds: float = 60.0
 
 
 class Gateway:
@@ -208,23 +210,31 @@ class Gateway:
         if self._limits is None or not key.limited:
             return
         estimate = estimate_tokens(exchange.endpoint, payload, raw, self._settings.default_max_tokens)
-        admission = await self._limits.admit(key, estimate, time.time())
+        try:
+            admission = await self._limits.admit(key, estimate, time.time())
+        except LimitsUnavailable as exc:
+            raise ApiError(503, f"{exc}; retry shortly", "limits_unavailable", {"retry-after": "2"}) from exc
         if not admission.allowed:
             self.metrics.rate_limited.labels(admission.limit, exchange.tenant_label).inc()
             wait = max(1, math.ceil(admission.retry_after))
             code = "budget_exceeded" if admission.limit == "budget" else "rate_limit_exceeded"
             message = f"this key's {admission.limit} limit is reached; retry in {wait} s"
             raise ApiError(429, message, code, {"retry-after": str(wait)})
-        exchange.reserved = admission.reserved
+        exchange.reserved, exchange.reserved_locally = admission.reserved, admission.local
 
     async def _finish(self, exchange: Exchange) -> None:
         """The request is over: settle its reservation, commit its ledger row (bounded wait), and
         log it (no prompt text)."""
         if exchange.replica is not None:
             self._release(self._pools[exchange.served_model], exchange, ok=exchange.status < 500)
-        if self._limits is not None and exchange.reserved:
-            await self._limits.settle(exchange.key, exchange.reserved, exchange.tokens, time.time())
         record = exchange.record()
+        if self._limits is not None and exchange.reserved:
+            try:
+                await self._limits.settle(
+                    exchange.key, exchange.reserved, exchange.tokens, time.time(), exchange.reserved_locally
+                )
+            except Exception:  # never at the cost of the ledger row, nor of the answer's end
+                log.exception("settling a reservation failed", extra={"key": exchange.key.id})
         pool = self._pools.get(record.served_model)
         provider = pool.engine if pool is not None else "sovra"
         self.metrics.observe(record, provider, exchange.tenant_label, exchange.error_type)
@@ -252,6 +262,11 @@ class Gateway:
             raise ApiError(
                 401, "missing or invalid bearer token", "invalid_api_key", {"www-authenticate": "Bearer"}
             )
+        stale = self._settings.stored_keys_max_stale_seconds
+        if self._verifier.stored_keys_age() > stale and self._verifier.is_stored(key):
+            # The database has been unreachable for a while: this key may have been revoked since.
+            message = f"API keys could not be re-read from the database for over {stale:.0f} s"
+            raise ApiError(503, message, "keys_unavailable", {"retry-after": "2"})
         return key
 
     async def _read_json(self, request: Request) -> tuple[dict[str, Any], bytes]:

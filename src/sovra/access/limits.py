@@ -10,21 +10,38 @@ request's error.
 Minute limits are token buckets (capacity = the limit, refilled continuously over a minute).
 `MemoryLimits` serves one gateway; `RedisLimits` runs the same arithmetic in a Lua script so that
 several gateways share the counts.
+
+When Redis cannot be reached (0.5 s timeouts; then left alone for 2 s before it is tried again),
+`limits.whenRedisIsDown` decides: `local` (the default) enforces the same limits in this gateway's
+memory until Redis answers again — so with N gateways a key can get up to N times its minute limits
+during the outage, and budgets are counted from the ledger — while `refuse` answers 503
+`limits_unavailable` with `Retry-After`. Either way no request gets a 500. A budget whose ledger
+count cannot be read (the database is down) is refused the same way.
 """
 
 from __future__ import annotations
 
 import calendar
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sovra.access.keys import ApiKey, BudgetPeriod
+from sovra.errors import SovraError
 
-__all__ = ["Admission", "Limits", "MemoryLimits", "RedisLimits", "seconds_until_period_end"]
+__all__ = [
+    "Admission",
+    "Limits",
+    "LimitsUnavailable",
+    "MemoryLimits",
+    "RedisLimits",
+    "seconds_until_period_end",
+]
 
+log = logging.getLogger("sovra.limits")
 BudgetBaseline = Callable[[ApiKey, float], Awaitable[int]]  # tokens already used since a period start
 
 
@@ -34,12 +51,19 @@ class Admission:
     reserved: int = 0
     limit: str = ""  # which limit refused: rpm | tpm | budget
     retry_after: float = 0.0
+    local: bool = False  # reserved in this process's memory (Redis was down): settle it there
+
+
+class LimitsUnavailable(SovraError):
+    """The limits cannot be checked now (their store is down); the request must wait."""
 
 
 class Limits(Protocol):
     async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission: ...
 
-    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None: ...
+    async def settle(
+        self, key: ApiKey, reserved: int, actual: int, now: float, local: bool = False
+    ) -> None: ...
 
 
 def seconds_until_period_end(key: ApiKey, now: float) -> float:
@@ -86,7 +110,7 @@ class MemoryLimits:
         if state is None:
             state = self._states[key.id] = _KeyState(_Bucket(key.rpm or 0, now), _Bucket(key.tpm or 0, now))
         if key.budget_tokens is not None and state.period != key.period_start(now):
-            used = await self._baseline(key, key.period_start(now)) if self._baseline else 0
+            used = await _read_baseline(self._baseline, key, now)
             state.period, state.used = key.period_start(now), used  # no await between here and return
         return self._decide(key, state, tokens, now)
 
@@ -112,7 +136,7 @@ class MemoryLimits:
         state.used += tokens
         return Admission(True, reserved=tokens)
 
-    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None:
+    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float, local: bool = False) -> None:
         state = self._states.get(key.id)
         if state is None:
             return
@@ -120,6 +144,16 @@ class MemoryLimits:
             state.tokens.level = min(key.tpm, state.tokens.level + min(reserved, key.tpm) - actual)
         if key.budget_tokens is not None and state.period == key.period_start(now):
             state.used += actual - reserved
+
+
+async def _read_baseline(baseline: BudgetBaseline | None, key: ApiKey, now: float) -> int:
+    if baseline is None:
+        return 0
+    try:
+        return await baseline(key, key.period_start(now))
+    except Exception as exc:  # the ledger's database is down: the budget cannot be known
+        log.warning("budget baseline unavailable", extra={"key": key.id, "error": type(exc).__name__})
+        raise LimitsUnavailable("the usage ledger cannot be read to check this key's budget") from exc
 
 
 # The same arithmetic as MemoryLimits._decide and .settle, atomically in Redis.
@@ -171,28 +205,48 @@ class RedisLimits:
     """Limits shared by every gateway that points at the same Redis."""
 
     def __init__(
-        self, url: str, baseline: BudgetBaseline | None = None, prefix: str = "sovra:limits"
+        self,
+        url: str,
+        baseline: BudgetBaseline | None = None,
+        prefix: str = "sovra:limits",
+        when_down: Literal["local", "refuse"] = "local",
     ) -> None:
         import redis.asyncio as redis  # only needed when configured
 
-        self._redis: Any = redis.from_url(url)
+        self._redis: Any = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
         self._baseline = baseline
         self._prefix = prefix
+        self._when_down = when_down
+        self._local = MemoryLimits(baseline)
+        self._down_until = 0.0  # monotonic: Redis is not tried again before then
 
     def _keys(self, key: ApiKey, now: float) -> list[str]:
         period = int(key.period_start(now)) if key.budget_tokens is not None else 0
         return [f"{self._prefix}:{key.id}", f"{self._prefix}:{key.id}:budget:{period}"]
 
     async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission:
+        if time.monotonic() >= self._down_until:
+            try:
+                return await self._admit_shared(key, tokens, now)
+            except (OSError, self._errors()) as exc:
+                self._down(exc)
+        if self._when_down == "refuse":
+            raise LimitsUnavailable("the limits store (Redis) cannot be reached")
+        admission = await self._local.admit(key, tokens, now)
+        return Admission(
+            admission.allowed, admission.reserved, admission.limit, admission.retry_after, local=True
+        )
+
+    async def _admit_shared(self, key: ApiKey, tokens: int, now: float) -> Admission:
         keys = self._keys(key, now)
         budget, baseline, ttl = -1, 0, 1
         if key.budget_tokens is not None:
             budget = key.budget_tokens
             ttl = math.ceil(seconds_until_period_end(key, now)) + 3600
             if not await self._redis.exists(keys[1]):
-                baseline = await self._baseline(key, key.period_start(now)) if self._baseline else 0
+                baseline = await _read_baseline(self._baseline, key, now)
         args = [now, key.rpm or 0, key.tpm or 0, tokens, budget, baseline, ttl]
         allowed, limit, wait = await self._admit(keys=keys, args=args)
         if int(allowed):
@@ -201,9 +255,31 @@ class RedisLimits:
         retry = seconds_until_period_end(key, now) if name == "budget" else float(wait)
         return Admission(False, limit=name, retry_after=retry)
 
-    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float) -> None:
+    async def settle(self, key: ApiKey, reserved: int, actual: int, now: float, local: bool = False) -> None:
+        if local:
+            await self._local.settle(key, reserved, actual, now)
+            return
         refund = min(reserved, key.tpm) - actual if key.tpm else 0
-        await self._settle(keys=self._keys(key, now), args=[now, key.tpm or 0, refund, actual - reserved])
+        try:
+            await self._settle(keys=self._keys(key, now), args=[now, key.tpm or 0, refund, actual - reserved])
+        except (OSError, self._errors()) as exc:
+            # The reservation stands as made: the key is charged what it reserved, not what it used.
+            self._down(exc)
+            log.warning("a reservation could not be settled in Redis", extra={"key": key.id})
+
+    def _down(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning(
+                "Redis unreachable for limits",
+                extra={"error": type(exc).__name__, "when_down": self._when_down},
+            )
+        self._down_until = time.monotonic() + 2.0
+
+    @staticmethod
+    def _errors() -> type[Exception]:
+        import redis.exceptions
+
+        return redis.exceptions.RedisError
 
     async def aclose(self) -> None:
         await self._redis.aclose()
