@@ -95,6 +95,8 @@ class Gateway(_Config):
     # While the database is unreachable, stored API keys keep working from the last read for at most
     # this long (a revocation made meanwhile cannot be seen); then 503 until it is back.
     stored_keys_max_stale_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # /metrics lists tenants and models: with this, only operator tokens may read it.
+    metrics_auth: bool = False
     balancing: BalancingSettings = BalancingSettings()
 
 

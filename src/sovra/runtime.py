@@ -275,6 +275,7 @@ async def run_platform(
         max_messages=config.gateway.max_messages,
         max_response_bytes=config.gateway.max_response_bytes,
         stored_keys_max_stale_seconds=config.gateway.stored_keys_max_stale_seconds,
+        metrics_auth=config.gateway.metrics_auth,
         tenant_header=config.gateway.tenant_header.lower(),
     )
     database = Database(config.database_url)

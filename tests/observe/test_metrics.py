@@ -1,9 +1,12 @@
 """Gateway metrics: OpenTelemetry GenAI names, buckets and attributes, through the gateway."""
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.observe.metrics import MAX_TENANTS, GatewayMetrics
@@ -95,3 +98,35 @@ def test_tenant_labels_are_bounded() -> None:
         metrics.tenant_label(f"t{n}")
     assert metrics.tenant_label("one-too-many") == "other"
     assert metrics.tenant_label("team-a") == "team-a"  # known ones keep their label
+
+
+async def test_a_tenant_key_cannot_label_its_traffic_as_another_tenant() -> None:
+    tenant_key = ApiKey("k1", "team-b", "ci", TokenVerifier.digest("sk-team-b"))
+    async with client(
+        ScriptedUpstream(), {"m": ReplicaPool("m", [replica(1001)])}, keys=(tenant_key,)
+    ) as gateway:
+        own = {"authorization": "Bearer sk-team-b", "x-tenant-id": "someone-else"}
+        await gateway.post("/v1/chat/completions", json=CHAT, headers=own)
+        await gateway.post("/v1/chat/completions", json=CHAT, headers={**AUTH, "x-tenant-id": "front-a"})
+        text = (await gateway.get("/metrics")).text
+    tenants = {labels.get("tenant") for _, labels, _ in samples(text) if "tenant" in labels}
+    assert tenants == {"team-b", "front-a"}  # the operator token (a trusted front) may say; the key may not
+
+
+async def test_metrics_can_be_kept_to_operators() -> None:
+    tenant_key = ApiKey("k1", "team-b", "ci", TokenVerifier.digest("sk-team-b"))
+    verifier = TokenVerifier({"ops": TokenVerifier.digest("sk-ops")})
+    verifier.use_stored_keys([tenant_key])
+    app = create_app(
+        {"m": ReplicaPool("m", [replica(1001)])},
+        verifier,
+        GatewaySettings(metrics_auth=True),
+        upstream=ScriptedUpstream(),
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as gateway:
+        assert (await gateway.get("/metrics")).status_code == 401
+        assert (
+            await gateway.get("/metrics", headers={"authorization": "Bearer sk-team-b"})
+        ).status_code == 403
+        allowed = await gateway.get("/metrics", headers={"authorization": "Bearer sk-ops"})
+    assert allowed.status_code == 200 and "gen_ai" in allowed.text

@@ -80,6 +80,7 @@ class GatewaySettings:
     max_response_bytes: int = 32 * 1024 * 1024  # a whole (non-streamed) answer, buffered
     # Stored API keys are served from the last read of the database for at most this long.
     stored_keys_max_stale_seconds: float = 60.0
+    metrics_auth: bool = False  # /metrics only with an operator token
 
 
 class Gateway:
@@ -120,7 +121,13 @@ class Gateway:
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
 
     async def prometheus(self, request: Request) -> Response:
-        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        if self._settings.metrics_auth:
+            key = self._authenticate(request)
+            if self._verifier.is_stored(key):
+                raise ApiError(403, "/metrics needs an operator token", "operator_only")
+        # Rendering takes ~1 s per 100k series: never on the event loop that serves requests.
+        body = await asyncio.to_thread(self.metrics.exposition)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def models(self, request: Request) -> Response:
         key = self._authenticate(request)
@@ -156,7 +163,10 @@ class Gateway:
     async def _serve(self, request: Request, build: CallBuilder) -> Response:
         key = self._authenticate(request)
         exchange = Exchange(key, request.url.path)
-        labelled = request.headers.get(self._settings.tenant_header) or key.tenant
+        # Only an operator token (a trusted front such as Envoy) may say which tenant a request is
+        # for; a tenant's own key labels its traffic as its own.
+        trusted = not self._verifier.is_stored(key)
+        labelled = (trusted and request.headers.get(self._settings.tenant_header)) or key.tenant
         exchange.tenant_label = self.metrics.tenant_label(labelled)
         try:
             payload, raw = await self._read_json(request)
