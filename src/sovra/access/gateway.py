@@ -58,6 +58,31 @@ CallBuilder = Callable[[dict[str, Any], bytes, str, str, Mapping[str, Any]], Ups
 _LLAMACPP_STREAM = {"timings_per_token": True}
 
 
+class RefusalSampler:
+    """Requests refused before any engine work (400, 403, 404, 413, 429) cost nothing, and a client
+    can send thousands a second: the ledger keeps one row per key and status per second of them
+    (metrics count every one). Everything else — answers, engine errors, 499s, and requests the
+    router blocked (an audit trail) — gets its row."""
+
+    REFUSED = frozenset({400, 403, 404, 413, 429})
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._last: dict[tuple[str, int], int] = {}
+        self._limit = limit
+
+    def keep(self, record: UsageRecord, error_type: str) -> bool:
+        if record.status not in self.REFUSED or record.input_tokens or error_type == "content_policy":
+            return True
+        second = int(record.at)
+        slot = (record.key_id, record.status)
+        if self._last.get(slot) == second:
+            return False
+        if len(self._last) >= self._limit:
+            self._last.clear()
+        self._last[slot] = second
+        return True
+
+
 class UsageSink(Protocol):
     """Where finished requests go: the UsageLedger, or an in-memory list in tests."""
 
@@ -107,6 +132,7 @@ class Gateway:
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)
+        self._refusals = RefusalSampler()
         self._created = int(time.time())
 
     async def health(self, request: Request) -> Response:
@@ -248,7 +274,7 @@ class Gateway:
         pool = self._pools.get(record.served_model)
         provider = pool.engine if pool is not None else "sovra"
         self.metrics.observe(record, provider, exchange.tenant_label, exchange.error_type)
-        if self._usage is not None:
+        if self._usage is not None and self._refusals.keep(record, exchange.error_type):
             await self._usage.record(record)
         log.info(
             "request",
