@@ -1,5 +1,6 @@
 """`sovra up` with the real llama-server and SmolLM2, driven by the official OpenAI SDK."""
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -260,3 +261,32 @@ def test_the_anthropic_sdk_works_against_llama_server(platform: RunningPlatform)
         pytest.raises(anthropic.AuthenticationError),
     ):
         stranger.messages.create(**ask)  # type: ignore[arg-type]
+
+
+def test_concurrent_requests_cannot_spend_past_a_budget(platform: RunningPlatform) -> None:
+    """12 at once against a 400-token budget, engine parameters included: what the engine really
+    processed (the ledger's counts, from its usage) stays within the budget."""
+    created = sovra_cli(
+        platform, "keys", "create", "--tenant", "team-budget", "--budget", "400", "--period", "day"
+    )
+    token = created.strip().splitlines()[-1]
+    headers = {"authorization": f"Bearer {token}"}
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Write a poem about the sea."}],
+        "max_tokens": 1, "n_predict": 60, "ignore_eos": True,
+    }  # fmt: skip
+    assert eventually(
+        lambda: httpx.get(f"{platform.base_url}/v1/models", headers=headers, timeout=5).status_code == 200
+    )
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=platform.base_url, headers=headers, timeout=120) as http:
+            return await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(12)))
+
+    answers = asyncio.run(burst())
+    served = [a.json()["usage"] for a in answers if a.status_code == 200]
+    assert served and all(a.status_code in (200, 429) for a in answers)
+    assert all(usage["completion_tokens"] <= 1 for usage in served)  # n_predict did not get past max_tokens
+    spent = sum(usage["prompt_tokens"] + usage["completion_tokens"] for usage in served)
+    assert spent <= 400, f"{spent} tokens spent against a 400-token budget"

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from sovra.access.accounting import Exchange
 from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
-from sovra.access.bounds import Bounds, bound_request
+from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.ledger import UsageRecord
@@ -36,19 +36,6 @@ __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
 
 def _route_headers(decision: Decision) -> dict[str, str]:
     return {"x-sovra-routed-model": decision.model, "x-sovra-route-reason": decision.rule}
-
-
-def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_max_tokens: int) -> int:
-    """An upper-ish estimate of what a request will cost: ~4 bytes of JSON per prompt token, plus
-    what it may generate."""
-    prompt = len(raw) // 4 + 1
-    if endpoint == "/v1/embeddings":
-        return prompt
-    limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
-    choices = payload.get("n") or 1
-    if not isinstance(limit, int) or not isinstance(choices, int) or limit < 1 or choices < 1:
-        raise ApiError(400, "'max_tokens' and 'n' must be positive integers", "invalid_max_tokens")
-    return prompt + limit * choices
 
 
 # (payload, raw body, the client's model name, the upstream's model name) → the call to make
@@ -212,7 +199,7 @@ class Gateway:
             )
             if bounded is not None:
                 payload, raw = bounded, json.dumps(bounded).encode()
-            exchange.prompt_estimate = len(raw) // 4 + 1
+            exchange.prompt_estimate = estimate_prompt(payload, raw)
             call = build(
                 payload,
                 raw,

@@ -4,8 +4,11 @@ Admission reserves, atomically, what a request may cost (one request; its prompt
 `max_tokens`); when it ends, the reservation is settled against the real usage. So concurrent
 requests cannot all slip under a limit checked before any of them finished (LiteLLM's bug: 663
 tokens spent against a 100-token limit). A request that uses more than it reserved puts the key in
-debt, and nothing more is admitted until the debt is paid back: the overshoot is at most one
-request's error.
+debt, and nothing more is admitted until the debt is paid back. The bound, precisely: a limit is
+exceeded by at most the sum, over the requests in flight together, of what each used beyond its
+reservation. Output cannot exceed it (a limited key's requests always carry `max_tokens`), so only
+a prompt larger than its estimate can (`access/bounds.py`); with the default estimate and English,
+code or CJK text that is zero.
 
 Minute limits are token buckets (capacity = the limit, refilled continuously over a minute).
 `MemoryLimits` serves one gateway; `RedisLimits` runs the same arithmetic in a Lua script so that
