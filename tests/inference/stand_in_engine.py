@@ -3,13 +3,20 @@ llama-server does, so the build logic can be tested without a 6-minute build. Th
 is real: it starts this process, waits for /health and decodes through /completion."""
 
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HEALTHY_PROBES = int(os.environ.get("STAND_IN_HEALTHY_PROBES", "1000000"))  # then /health says 503
+probes = 0
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self._send(200 if self.path == "/health" else 404, {"status": "ok"})
+        global probes
+        probes += 1
+        healthy = self.path == "/health" and probes <= HEALTHY_PROBES
+        self._send(200 if healthy else 503, {"status": "ok" if healthy else "busy"})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

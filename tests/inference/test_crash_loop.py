@@ -1,8 +1,10 @@
 """The crash-loop breaker, with real processes that die by real signals."""
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaStat
 from sovra.inference.supervisor import ServicePlan, Supervisor
 
 pytestmark = pytest.mark.anyio
+STAND_IN = Path(__file__).parent / "stand_in_engine.py"
 
 
 async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
@@ -97,3 +100,26 @@ def test_exits_are_described_in_words() -> None:
     assert describe_exit(-7).startswith("SIGBUS:")
     assert describe_exit(3) == "exited with code 3"
     assert describe_exit(-200) == "killed by signal 200"
+
+
+async def test_failed_probes_do_not_mark_a_replica_that_answers_requests_unhealthy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy engine answers /health late or not at all; while it answers requests it is healthy."""
+    monkeypatch.setenv("STAND_IN_HEALTHY_PROBES", "3")  # the readiness probe and two more, then 503s
+    replica = Replica("busy", 0)
+    launch = lambda port: Launch((sys.executable, str(STAND_IN), "--port", str(port)))  # noqa: E731
+    engine = EngineProcess(replica, launch, check_interval=0.05, backoff=fast())
+    task = asyncio.create_task(engine.run())
+    try:
+        await asyncio.wait_for(engine.wait_ready(), 20)
+        states = set()
+        for _ in range(40):  # 2 s of failing probes while the gateway sees answers
+            replica.last_answer = time.monotonic()
+            states.add(replica.state)
+            await asyncio.sleep(0.05)
+        assert states == {ReplicaState.READY}
+        await until(lambda: replica.state is ReplicaState.UNHEALTHY, within=5)  # no answers: now it is
+    finally:
+        await engine.stop()
+        await task

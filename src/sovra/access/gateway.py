@@ -376,6 +376,8 @@ class Gateway:
             answer = await self._upstream.post(
                 other.base_url + call.path, call.body, call.model, other.headers or pool.headers
             )
+        if answer.status < 500:
+            (exchange.replica or replica).last_answer = time.monotonic()  # it answers: it is alive
         return await respond(
             answer,
             call,

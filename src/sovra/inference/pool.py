@@ -105,6 +105,7 @@ class ReplicaPool:
         """Passive health: what the last request to `replica` showed."""
         if ok:
             replica.consecutive_failures = 0
+            replica.last_answer = now
             return
         replica.consecutive_failures += 1
         if unreachable or replica.consecutive_failures >= self.balancing.eject_after:

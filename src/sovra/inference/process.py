@@ -41,6 +41,8 @@ from sovra.inference.exits import describe_exit
 __all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState", "die_with_parent", "free_port"]
 
 log = logging.getLogger("sovra.supervisor")
+PROBE_TIMEOUT = 5.0  # for /health once ready (llama-server answers it late when busy)
+UNHEALTHY_AFTER = 3  # failed probes in a row, with no good answer meanwhile
 engine_log = logging.getLogger("sovra.engine")
 
 
@@ -70,6 +72,7 @@ class Replica:
     outstanding: int = 0
     consecutive_failures: int = 0
     ejected_until: float = 0.0
+    last_answer: float = 0.0  # monotonic time of its last good answer: it is alive, whatever probes say
 
     @property
     def base_url(self) -> str:
@@ -283,16 +286,25 @@ class EngineProcess:
         return False
 
     async def _watch(self, http: aiohttp.ClientSession, path: str) -> None:
-        """Until the process exits or we stop: active health checks move READY ⇄ UNHEALTHY."""
+        """Until the process exits or we stop: active health checks move READY ⇄ UNHEALTHY.
+
+        An engine busy with requests answers /health slowly (its HTTP threads compete with its
+        compute threads), so a slow or failed probe is not proof of sickness: the replica turns
+        UNHEALTHY only after UNHEALTHY_AFTER failed probes in a row (each may take PROBE_TIMEOUT)
+        during which it also answered no request (`Replica.last_answer`, kept by the gateway)."""
         assert self._process is not None
         exited = asyncio.create_task(self._process.wait())
         stopping = asyncio.create_task(self._stopping.wait())
+        failed = 0
         try:
             while not exited.done() and not stopping.done():
                 await asyncio.wait({exited, stopping}, timeout=self._check_interval)
                 if exited.done() or stopping.done():
                     break
-                healthy = await self._healthy(http, path)
+                probed = time.monotonic()
+                failed = 0 if await self._healthy(http, path, PROBE_TIMEOUT) else failed + 1
+                answering = self.replica.last_answer >= probed - self._check_interval * UNHEALTHY_AFTER
+                healthy = failed < UNHEALTHY_AFTER or answering
                 new = ReplicaState.READY if healthy else ReplicaState.UNHEALTHY
                 if new is not self.replica.state:
                     log.warning("engine health changed", extra={**self._fields, "state": new.value})
@@ -300,9 +312,10 @@ class EngineProcess:
         finally:
             stopping.cancel()
 
-    async def _healthy(self, http: aiohttp.ClientSession, path: str) -> bool:
+    async def _healthy(self, http: aiohttp.ClientSession, path: str, within: float | None = None) -> bool:
         try:
-            async with http.get(f"{self.replica.base_url}{path}") as response:
+            limit = aiohttp.ClientTimeout(total=within) if within else None
+            async with http.get(f"{self.replica.base_url}{path}", timeout=limit) as response:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
