@@ -86,6 +86,16 @@ class BalancingSettings(_Config):
     eject_seconds: Annotated[float, Field(gt=0)] = 5.0
 
 
+class ConnectionSettings(_Config):
+    """Deadlines and caps for client connections (access/connections.py)."""
+
+    header_seconds: Annotated[float, Field(gt=0)] = 10.0  # to send a request's head
+    body_seconds: Annotated[float, Field(gt=0)] = 60.0  # to send its body, after the head
+    idle_seconds: Annotated[float, Field(gt=0)] = 5.0  # an idle keep-alive connection is closed
+    max_connections: Annotated[int, Field(ge=1)] = 4096  # open at once (lowered to fit the fd limit)
+    max_per_client: Annotated[int, Field(ge=1)] = 256  # open at once from one address
+
+
 class Gateway(_Config):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
@@ -98,6 +108,7 @@ class Gateway(_Config):
     # /metrics lists tenants and models: with this, only operator tokens may read it.
     metrics_auth: bool = False
     balancing: BalancingSettings = BalancingSettings()
+    connections: ConnectionSettings = ConnectionSettings()
 
 
 class LimitSettings(_Config):

@@ -20,6 +20,7 @@ import uvicorn
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.connections import ConnectionLimits, raise_open_file_limit, uvicorn_options
 from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
 from sovra.access.journal import journal_directory
@@ -293,7 +294,16 @@ async def run_platform(
         journal_dir=journal_directory(config.home, config.database_url),
         gate=gate,
     )
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    chosen_connections = config.gateway.connections
+    limits_for_connections = ConnectionLimits(
+        chosen_connections.header_seconds,
+        chosen_connections.body_seconds,
+        chosen_connections.idle_seconds,
+        min(chosen_connections.max_connections, raise_open_file_limit()),
+        chosen_connections.max_per_client,
+    )
+    options = uvicorn_options(limits_for_connections)
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

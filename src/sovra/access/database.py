@@ -7,6 +7,7 @@ are only ever used from worker threads, never on the event loop. SQLite runs in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -67,9 +68,7 @@ class Connection(Protocol):
 class _Sqlite:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Keys' digests and everyone's usage: private, like the journal and the token. SQLite gives
-        # its -wal and -shm files the database file's mode.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        _create_private(path)
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit survives the process being killed (the WAL is in the OS); only a power
@@ -87,6 +86,20 @@ class _Sqlite:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _create_private(path: Path) -> None:
+    """Keys' digests and everyone's usage are private, like the journal and the token: the file is
+    made 0600 (SQLite gives its -wal and -shm files the database's mode), and an older 0644 one is
+    narrowed. Never open and close an existing database file here: closing any descriptor of it
+    drops every POSIX lock this process holds on it, under SQLite's feet (a "disk I/O error")."""
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if each.exists() and each.stat().st_mode & 0o077:
+            each.chmod(0o600)
 
 
 class _Postgres:

@@ -11,10 +11,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from sovra.access.accounting import Exchange
+from sovra.access.accounting import CLIENT_CLOSED, Exchange
 from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
@@ -298,10 +298,15 @@ class Gateway:
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
         body = bytearray()  # appending to bytes would copy the whole body at every chunk
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
+        except ClientDisconnect as exc:  # it went away, or was cut off for sending too slowly
+            raise ApiError(
+                CLIENT_CLOSED, "the client closed the connection mid-request", "client_closed"
+            ) from exc
         raw = bytes(body)
         payload = parse_body(raw)
         return payload, raw

@@ -155,7 +155,9 @@ async def _read_baseline(baseline: BudgetBaseline | None, key: ApiKey, now: floa
     try:
         return await baseline(key, key.period_start(now))
     except Exception as exc:  # the ledger's database is down: the budget cannot be known
-        log.warning("budget baseline unavailable", extra={"key": key.id, "error": type(exc).__name__})
+        log.warning(
+            "budget baseline unavailable", extra={"key": key.id, "error": f"{type(exc).__name__}: {exc}"}
+        )
         raise LimitsUnavailable("the usage ledger cannot be read to check this key's budget") from exc
 
 
