@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,17 @@ async def send(
     return response
 
 
+async def many(count: int, workers: int, call: Callable[[int], Awaitable[object]]) -> None:
+    """`count` calls, `workers` at a time (thousands of tasks queued on one httpx pool spin in it)."""
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for n in numbers:
+            await call(n)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
 def chat(content: str, **extra: Any) -> dict[str, Any]:
     return {"model": "smollm2", "messages": [{"role": "user", "content": content}], **extra}
 
@@ -320,12 +332,8 @@ async def refusal_flood(p: Platform, tally: Tally) -> tuple[str, int]:
     async with httpx.AsyncClient(
         base_url=p.base, headers={"authorization": f"Bearer {token}"}, limits=httpx.Limits(max_connections=50)
     ) as http:
-        await asyncio.gather(
-            *(
-                send(http, tally, key_id, "POST", "/v1/chat/completions", json=chat("hi", max_tokens=1))
-                for _ in range(2000)
-            )
-        )
+        body = chat("hi", max_tokens=1)
+        await many(2000, 50, lambda n: send(http, tally, key_id, "POST", "/v1/chat/completions", json=body))
     return key_id, 2000
 
 
@@ -336,9 +344,8 @@ async def metrics_flood(p: Platform, tally: Tally) -> None:
         base_url=p.base, headers={"authorization": f"Bearer {token}"}, limits=httpx.Limits(max_connections=50)
     ) as http:
         bodies = [chat("hi") | {"model": "nope"}, {"model": "smollm2"}, {"model": "smollm2", "messages": []}]
-        await asyncio.gather(*(
-            send(http, tally, key_id, "POST", path, json=bodies[n % 3], headers={"x-tenant-id": f"t{n % 1000}"})
-            for n in range(1200) for path in ["/v1/chat/completions"]
+        await many(1200, 50, lambda n: send(
+            http, tally, key_id, "POST", "/v1/chat/completions", json=bodies[n % 3], headers={"x-tenant-id": f"t{n % 1000}"}
         ))  # fmt: skip
         started = time.monotonic()
         scrape = asyncio.create_task(http.get("/metrics", timeout=60))
@@ -429,16 +436,21 @@ def engine_faults(p: Platform, tally: Tally, auth: dict[str, str]) -> None:
     report("engine port, no key", f"{direct} (with the gateway's key: {slots})")
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
+    meanwhile: Counter[str] = Counter()  # the fault's own answers: 503 + Retry-After while it restarts
     while time.monotonic() - killed < 120:
         answer = httpx.post(
             f"{p.base}/v1/chat/completions", json=chat("hi", max_tokens=1), headers=auth, timeout=30
         )
-        tally.statuses[answer.status_code] += 1
         if answer.status_code == 200:
             tally.answered["config:env"] += 1
+            tally.statuses[200] += 1
             break
+        meanwhile[f"{answer.status_code} retry-after={answer.headers.get('retry-after')}"] += 1
         time.sleep(0.2)
-    report("engine SIGKILLed", f"answering again after {time.monotonic() - killed:.1f} s")
+    report(
+        "engine SIGKILLed",
+        f"answering again after {time.monotonic() - killed:.1f} s; meanwhile {dict(meanwhile)}",
+    )
 
 
 async def main() -> None:
@@ -479,7 +491,8 @@ async def main() -> None:
     charged = charged_in + charged_out
     report(
         "budget 400 + n_predict",
-        f"charged {charged}, engine processed {budget['engine']}, overshoot {max(0, charged - 400)} (bound 0)",
+        f"charged {charged}, engine evaluated {budget['engine']} (the rest from its prompt cache), "
+        f"overshoot {max(0, charged - 400)} (bound 0)",
     )
     tpm_in, tpm_out, _ = p.ledger(tpm["key"])
     report(
@@ -489,7 +502,7 @@ async def main() -> None:
     streams_in, _, stream_rows = p.ledger(streams_key)
     report(
         "4 abandoned streams",
-        f"prompt tokens charged {streams_in}, engine processed {engine_prompt}; rows {dict(stream_rows)}",
+        f"prompt tokens charged {streams_in}, engine evaluated {engine_prompt}; rows {dict(stream_rows)}",
     )
     _, _, flood_rows = p.ledger(flood_key)
     report(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sovra.cli import _parser, main
+from sovra.config import load_platform_config
 from tests.conftest import CATALOG
 
 
@@ -110,3 +111,13 @@ def test_help_works_in_a_real_process() -> None:
         [sys.executable, "-m", "sovra", "eval", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "--pass-rate" in result.stdout and result.stderr == ""
+
+
+def test_the_readmes_example_config_is_valid(tmp_path: Path) -> None:
+    """The README shows every setting with its default: it must stay a config Sovra accepts."""
+    text = (CATALOG.parent / "README.md").read_text()
+    block = text.split("## Platform config (optional)")[1].split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "sovra.yaml").write_text(block)
+    config = load_platform_config(tmp_path / "sovra.yaml", environ={"CI_SOVRA_TOKEN": "x"})
+    assert config.gateway.connections.header_seconds == 10 and config.limits.when_redis_is_down == "local"
+    assert config.gateway.max_messages == 1000 and not config.gateway.metrics_auth
