@@ -101,8 +101,14 @@ async def _refresh_keys(database: Database, verifier: TokenVerifier) -> None:
         await asyncio.sleep(KEY_REFRESH_SECONDS)
         try:
             await asyncio.to_thread(_load_keys, database, verifier)
-        except Exception:  # a database hiccup keeps the last known keys
-            log.warning("could not refresh API keys; keeping the previous set", exc_info=True)
+        except Exception as exc:  # a database hiccup keeps the last known keys (for a bounded time)
+            log.warning(
+                "could not refresh API keys; keeping the previous set",
+                extra={
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "age_s": round(verifier.stored_keys_age(), 1),
+                },
+            )
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
