@@ -38,11 +38,13 @@ class Cut:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 
     async def cut(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            return
         self._server.close()
         for writer in list(self._pipes):
             writer.transport.abort()
         await self._server.wait_closed()
+        self._server = None
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 5432)
@@ -60,6 +62,14 @@ class Cut:
 
 
 @pytest.fixture
+async def proxy() -> AsyncIterator[Cut]:
+    cut = Cut()
+    await cut.open()
+    yield cut
+    await cut.cut()
+
+
+@pytest.fixture
 async def schema() -> AsyncIterator[str]:
     name = f"sovra_outage_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
@@ -69,9 +79,7 @@ async def schema() -> AsyncIterator[str]:
         admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-async def test_a_database_outage_is_503s_then_recovery(schema: str) -> None:
-    proxy = Cut()
-    await proxy.open()
+async def test_a_database_outage_is_503s_then_recovery(schema: str, proxy: Cut) -> None:
     database = Database(
         f"postgresql://postgres@127.0.0.1:{proxy.port}/test?options=-csearch_path%3D{schema}&connect_timeout=1"
     )
