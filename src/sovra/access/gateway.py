@@ -38,7 +38,8 @@ def _route_headers(decision: Decision) -> dict[str, str]:
     return {"x-sovra-routed-model": decision.model, "x-sovra-route-reason": decision.rule}
 
 
-# (payload, raw body, the client's model name, the upstream's model name) → the call to make
+# (payload, raw body, the client's model name, the upstream's model name, fields to add to a
+# streamed request) → the call to make
 CallBuilder = Callable[[dict[str, Any], bytes, str, str, Mapping[str, Any]], UpstreamCall]
 # llama-server reports the prompt's token count in every streamed event with this: a stream the
 # client abandons is still charged for the prompt the engine processed.

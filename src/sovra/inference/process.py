@@ -249,6 +249,7 @@ class EngineProcess:
         try:
             if await self._wait_healthy(http, launch.health_path):
                 self.replica.state = ReplicaState.READY
+                self.replica.failure = ""
                 self._ready.set()
                 self._settled.set()
                 log.info("engine ready", extra={**self._fields, "port": self.replica.port})
