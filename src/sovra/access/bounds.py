@@ -118,7 +118,8 @@ def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context
 
 
 def _text_bytes(payload: dict[str, Any]) -> int:
-    """Bytes of prompt text (not images) in one sequence: messages' text, or a completion's prompt."""
+    """Characters of prompt text (not images) in one sequence — messages' text, or a completion's
+    prompt: at most its UTF-8 bytes, so the token count it implies stays a lower bound."""
     prompt = payload.get("prompt")  # a list is several prompts, each its own sequence
     total = max(map(_strings, prompt), default=0) if isinstance(prompt, list) else _strings(prompt)
     total += _strings(payload.get("suffix"))
@@ -126,7 +127,7 @@ def _text_bytes(payload: dict[str, Any]) -> int:
     for message in messages if isinstance(messages, list) else ():
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
-            total += len(content.encode())
+            total += len(content)
         elif isinstance(content, list):
             total += sum(
                 _strings(part.get("text"))
@@ -137,8 +138,9 @@ def _text_bytes(payload: dict[str, Any]) -> int:
 
 
 def _strings(value: Any) -> int:
+    """Characters: a lower bound on UTF-8 bytes, without encoding anything."""
     if isinstance(value, str):
-        return len(value.encode())
+        return len(value)
     if isinstance(value, list):
-        return sum(len(v.encode()) for v in value if isinstance(v, str))
+        return sum(len(v) for v in value if isinstance(v, str))
     return 0
