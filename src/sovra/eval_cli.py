@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
-from sovra.access.database import Database
 from sovra.config import PlatformConfig
+from sovra.database import Database
 from sovra.errors import ConfigError, Problem
 from sovra.evals import export, report, toolchain
 from sovra.evals.history import EvalHistory

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from sovra.access.database import Database
 from sovra.access.keys import ApiKey, BudgetPeriod, KeyStore
 from sovra.config import PlatformConfig
+from sovra.database import Database
 from sovra.errors import ConfigError, Problem
 from sovra.table import print_table
 

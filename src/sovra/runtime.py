@@ -21,7 +21,6 @@ import uvicorn
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.connections import ConnectionLimits, raise_open_file_limit, uvicorn_options
-from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
 from sovra.access.journal import journal_directory
 from sovra.access.keys import ApiKey
@@ -29,6 +28,7 @@ from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
 from sovra.access.providers import provider_pools
 from sovra.config import PlatformConfig
+from sovra.database import Database
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server

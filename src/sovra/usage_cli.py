@@ -7,10 +7,10 @@ import calendar
 import re
 import time
 
-from sovra.access.database import Database
 from sovra.access.journal import journal_directory
 from sovra.access.ledger import replay_orphans
 from sovra.config import PlatformConfig
+from sovra.database import Database
 from sovra.errors import ConfigError, Problem
 from sovra.table import print_table
 

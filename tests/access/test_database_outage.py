@@ -13,11 +13,11 @@ import pytest
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
-from sovra.access.database import Database
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import BudgetPeriod, KeyStore
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import MemoryLimits
+from sovra.database import Database
 from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import free_port
 from tests.access.test_gateway import CHAT, ScriptedUpstream, replica

@@ -16,12 +16,12 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
-from sovra.access.ledger import UsageRecord
 from sovra.access.limits import MemoryLimits
 from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 from sovra.routing.gate import RoutingGate
 from sovra.routing.router import Router, default_policy
+from sovra.usage import UsageRecord
 
 TOKEN = "sk-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from sovra.access.auth import TokenVerifier
-from sovra.access.database import Database
 from sovra.access.keys import ApiKey, BudgetPeriod, KeyStore
+from sovra.database import Database
 
 
 def test_keys_are_stored_hashed_listed_and_revoked(database: Database) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sovra.access.database import Database
 from sovra.access.journal import Journal, journal_directory
-from sovra.access.ledger import INSERT, UsageLedger, UsageRecord, replay_orphans
+from sovra.access.ledger import INSERT, UsageLedger, replay_orphans
+from sovra.database import Database
+from sovra.usage import UsageRecord
 from sovra.usage_cli import parse_since, usage_report
 
 pytestmark = pytest.mark.anyio

@@ -16,11 +16,11 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
+from sovra.config import RenderSettings
 from sovra.crossplane.composition import crossplane_objects
 from sovra.crossplane.function import SovraFunction, composed_name
 from sovra.crossplane.xrd import openapi_schema, xrd
 from sovra.deploy.render import service_objects
-from sovra.deploy.settings import RenderSettings
 from sovra.inference.process import free_port
 from sovra.spec import load_catalog
 from tests.deploy.schemas import problems

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sovra.config import RenderSettings
 from sovra.deploy.render import service_objects
-from sovra.deploy.settings import RenderSettings
 from sovra.errors import ConfigError
 from sovra.runtime import cluster_only_fields
 from sovra.spec import load_catalog

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from sovra.cli import main
+from sovra.config import RenderSettings
 from sovra.deploy.render import render, to_yaml
-from sovra.deploy.settings import RenderSettings
 from sovra.deploy.workloads import WEIGHTS_MOUNT
 from sovra.spec import MANAGED_FLAGS, InferenceService, load_catalog
 from tests.deploy.schemas import problems

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sovra.evals.assertions import Context, Grade, combine, grade
+from sovra.evals.assertions import combine, grade
+from sovra.evals.grades import Context, Grade
 from sovra.evals.suite import Assertion
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather",

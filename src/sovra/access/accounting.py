@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sovra.access.keys import ApiKey
-from sovra.access.ledger import UsageRecord
 from sovra.access.sse import data_event
 from sovra.inference.process import Replica
+from sovra.usage import UsageRecord
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
 

@@ -16,13 +16,13 @@ from starlette.routing import Route
 
 from sovra.access import anthropic
 from sovra.access.auth import TokenVerifier
-from sovra.access.database import Database
 from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
 from sovra.access.upstream import AiohttpUpstream, Upstream
+from sovra.database import Database
 from sovra.inference.pool import ReplicaPool
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate

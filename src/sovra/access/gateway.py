@@ -20,7 +20,6 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
-from sovra.access.ledger import UsageRecord
 from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import UpstreamCall, respond
 from sovra.access.upstream import Upstream
@@ -30,6 +29,7 @@ from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
 from sovra.routing.router import Decision
+from sovra.usage import UsageRecord
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
 

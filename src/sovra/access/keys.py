@@ -9,17 +9,15 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sovra.access.database import Connection
+from sovra.database import Connection
+from sovra.usage import TENANT
 
-__all__ = ["TENANT", "ApiKey", "BudgetPeriod", "KeyStore", "new_key"]
-
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # also bounds the metrics label
+__all__ = ["ApiKey", "BudgetPeriod", "KeyStore", "new_key"]
 
 
 class BudgetPeriod(StrEnum):

@@ -7,19 +7,35 @@ passive health — applies to them unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
 
 from sovra.access import anthropic_upstream
-from sovra.config import Provider
 from sovra.errors import ConfigError, Problem
 from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Replica, ReplicaState
 
-__all__ = ["provider_pools"]
+__all__ = ["Provider", "provider_pools"]
+
+
+class Provider(Protocol):
+    """What this module needs of a provider's settings (the platform config's `providers:` entries
+    satisfy it; the access layer does not import the config)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> Literal["openai", "anthropic"]: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key_env(self) -> str | None: ...
+    @property
+    def models(self) -> Mapping[str, str]: ...
 
 
 def provider_pools(
-    providers: tuple[Provider, ...],
+    providers: Sequence[Provider],
     environ: Mapping[str, str],
     taken: set[str],
     balancing: Balancing | None = None,

@@ -15,8 +15,8 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from pydantic import ValidationError
 
+from sovra.config import RenderSettings
 from sovra.deploy.render import service_objects
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import InferenceService, validation_problems
 
 __all__ = ["SovraFunction", "composed_name", "service_from_composite"]

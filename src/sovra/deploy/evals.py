@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
 from sovra.deploy.policies import GATEWAY
-from sovra.deploy.settings import RenderSettings
 
 __all__ = ["eval_objects"]
 

@@ -4,8 +4,8 @@ the Sovra gateway counts them)."""
 
 from __future__ import annotations
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import Manifest, metadata, selector
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import InferenceService
 
 __all__ = ["rules", "scrape"]

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
+from sovra.config import RenderSettings
 from sovra.deploy.monitoring import scrape
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
 from sovra.deploy.policies import GATEWAY, gateway_policy
 from sovra.deploy.routes import model_route
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import Catalog
 
 __all__ = ["platform_objects"]

@@ -4,8 +4,8 @@ by Envoy and the scraper."""
 
 from __future__ import annotations
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, metadata, selector
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import InferenceService
 
 __all__ = ["GATEWAY", "gateway_policy", "preload_policy", "serving_policy"]

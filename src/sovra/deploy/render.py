@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from sovra.config import RenderSettings
 from sovra.deploy import monitoring, policies, routes, scaling, workloads
 from sovra.deploy.objects import Manifest
 from sovra.deploy.platform import platform_objects
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import Catalog, InferenceService
 
 __all__ = ["render", "service_objects", "to_yaml", "write"]

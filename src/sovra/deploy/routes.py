@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, metadata
-from sovra.deploy.settings import RenderSettings
 from sovra.spec import InferenceService
 
 __all__ = ["model_route", "service_routes"]

@@ -8,8 +8,8 @@ has (`maxNumSeqs`), KV-cache use (vLLM only), requests waiting. Current metric n
 
 from __future__ import annotations
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import Manifest, metadata
-from sovra.deploy.settings import RenderSettings
 from sovra.deploy.workloads import engine_kind
 from sovra.spec import EngineKind, InferenceService
 

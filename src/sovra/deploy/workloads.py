@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
-from sovra.deploy.settings import RenderSettings
 from sovra.inference.drivers import llama_server_argv, vllm_argv
 from sovra.spec import EngineKind, InferenceService, LoraAdapter, Probe
 from sovra.storage.refs import HfRef

@@ -13,44 +13,19 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 
-__all__ = ["KNOWN", "Context", "Grade", "combine", "grade"]
+from sovra.evals.graders import model_graded
+from sovra.evals.grades import Context, Grade
+from sovra.evals.template import render
+from sovra.evals.transforms import apply_transform
+
+__all__ = ["KNOWN", "combine", "grade"]
 
 PYTHON_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Grade:
-    passed: bool
-    score: float
-    reason: str
-    assertion: str = ""
-    metric: str | None = None
-    weight: float = 1.0
-    children: tuple[Grade, ...] = ()
-
-
-@dataclass
-class Context:
-    """What an assertion may look at besides the output."""
-
-    output: str
-    vars: dict[str, Any]
-    prompt: str
-    latency_ms: float = 0.0
-    cost: float = 0.0
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    suite_dir: Path = Path()
-    # Model-graded checks: ask the grader model, or embed texts (set by the runner).
-    complete: Callable[[str], Awaitable[str]] | None = None
-    embed: Callable[[list[str]], Awaitable[list[list[float]]]] | None = None
 
 
 Check = Callable[[Any, Context, float | None], Grade]
@@ -312,9 +287,6 @@ KNOWN = frozenset(_CHECKS) | frozenset(MODEL_GRADED)
 
 async def grade(assertion: Any, ctx: Context) -> Grade:
     """One assertion (an `Assertion` from suite.py), negation and transform applied."""
-    from sovra.evals.graders import model_graded
-    from sovra.evals.transforms import apply_transform
-
     if assertion.type == "assert-set":
         children = [await grade(child, ctx) for child in assertion.children]
         combined = combine(children, assertion.threshold)
@@ -326,8 +298,6 @@ async def grade(assertion: Any, ctx: Context) -> Grade:
             local = Context(**{**ctx.__dict__, "output": _text(transformed)})
         value = assertion.value
         if isinstance(value, str) and "{{" in value:
-            from sovra.evals.template import render
-
             value = render(value, ctx.vars)
         if assertion.type in MODEL_GRADED:
             result = await model_graded(assertion.type, value, local, assertion.threshold)

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from sovra.evals.assertions import Context, Grade
+from sovra.evals.grades import Context, Grade
 
 __all__ = ["model_graded"]
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sovra.access.database import Database
+from sovra.database import Database
 from sovra.evals.report import Summary, summarise
 from sovra.evals.runner import Outcome
 from sovra.evals.suite import Suite

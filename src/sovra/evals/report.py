@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sovra.evals.assertions import Grade
+from sovra.evals.grades import Grade
 from sovra.evals.runner import Outcome
 from sovra.evals.suite import Suite
 

@@ -13,7 +13,8 @@ import aiohttp
 from tqdm import tqdm
 
 from sovra.evals import providers
-from sovra.evals.assertions import Context, Grade, combine, grade
+from sovra.evals.assertions import combine, grade
+from sovra.evals.grades import Context, Grade
 from sovra.evals.providers import ProviderResponse, TransportError
 from sovra.evals.suite import Prompt, ProviderSpec, Suite, TestCase
 from sovra.evals.template import chat_messages, render

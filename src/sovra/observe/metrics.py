@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from sovra.access.keys import TENANT
-from sovra.access.ledger import UsageRecord
+from sovra.usage import TENANT, UsageRecord
 
 __all__ = ["GatewayMetrics", "operation_name"]
 
