@@ -14,6 +14,8 @@ included) is an edge. The rules:
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src"
@@ -105,3 +107,12 @@ def test_dependencies_point_one_way() -> None:
             if target in COMMAND_LINE and layer not in COMMAND_LINE:
                 wrong.append(f"{module} → {dep} (nothing imports the command line)")
     assert wrong == []
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs() -> None:
+    """`sovra --help` (and argument errors) must stay quick: nothing at import does real work."""
+    heavy = {"numpy", "aiohttp", "uvicorn", "jinja2", "jsonschema", "pydantic", "starlette", "httpx", "yaml",
+             "prometheus_client", "redis", "psycopg", "huggingface_hub", "asyncio"}  # fmt: skip
+    probe = "import sys, sovra.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert set(loaded.split()) & heavy == set()

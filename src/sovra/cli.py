@@ -8,32 +8,21 @@ everything else); a traceback is a bug.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sovra.config import PlatformConfig, load_platform_config
-from sovra.crossplane.composition import crossplane_objects
-from sovra.deploy.evals import eval_objects
-from sovra.deploy.render import render, to_yaml, write
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.eval_cli import add_eval_command, run_eval_command
-from sovra.inference.drivers import HostFacts
 from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
-from sovra.runtime import (
-    build_gate,
-    build_store,
-    engine_binary,
-    plan_services,
-    preload,
-    resolve_verifier,
-    run_platform,
-)
-from sovra.spec import Catalog, load_catalog
 from sovra.usage_cli import add_usage_command, run_usage_command
+
+if TYPE_CHECKING:  # the commands import what they need when they run: `sovra --help` stays quick
+    from sovra.config import PlatformConfig
+    from sovra.spec import Catalog
 
 __all__ = ["main"]
 
@@ -128,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from sovra.config import load_platform_config
+    from sovra.runtime import build_gate, engine_binary
+    from sovra.spec import load_catalog
+
     if args.command == "engines":
         config = load_platform_config(args.config)
         binary = engine_binary(config, rebuild=args.rebuild)
@@ -168,11 +161,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _preload(catalog: Catalog, config: PlatformConfig) -> None:
+    from sovra.runtime import build_store, preload
+
     for name, path in preload(catalog, build_store(config), adapters=True).items():
         print(f"{name}: {path}")
 
 
 def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
+    from sovra.inference.drivers import HostFacts
+    from sovra.runtime import build_gate, build_store, plan_services, preload, resolve_verifier, run_platform
+
     auth = resolve_verifier(config, os.environ, open_access=args.no_auth)
     gate = build_gate(config, catalog)
     if config.engines.remote_url:  # the engines run elsewhere (Kubernetes): nothing to fetch or start
@@ -183,6 +181,10 @@ def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> i
 
 
 def _render(catalog: Catalog, config: PlatformConfig, output: str, crossplane_group: str | None) -> int:
+    from sovra.crossplane.composition import crossplane_objects
+    from sovra.deploy.evals import eval_objects
+    from sovra.deploy.render import render, to_yaml, write
+
     settings = config.render
     objects = render(catalog, settings, virtual_models=config.router.virtual_models)
     evals = config.evals
@@ -230,6 +232,8 @@ def _train_router(data: Path, out: Path | None) -> int:
 
 
 def _run(coroutine: object) -> int:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

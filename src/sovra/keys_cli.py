@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from sovra.access.keys import ApiKey, BudgetPeriod, KeyStore
-from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import ConfigError, Problem
 from sovra.table import print_table
+
+if TYPE_CHECKING:
+    from sovra.config import PlatformConfig
 
 __all__ = ["add_keys_commands", "run_keys_command"]
 

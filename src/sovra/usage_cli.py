@@ -6,13 +6,14 @@ import argparse
 import calendar
 import re
 import time
+from typing import TYPE_CHECKING
 
-from sovra.access.journal import journal_directory
-from sovra.access.ledger import replay_orphans
-from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import ConfigError, Problem
 from sovra.table import print_table
+
+if TYPE_CHECKING:
+    from sovra.config import PlatformConfig
 
 __all__ = ["add_usage_command", "parse_since", "run_usage_command", "usage_report"]
 
@@ -73,6 +74,9 @@ def _ms(value: object) -> str:
 def run_usage_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     database = Database(config.database_url)
     database.migrate()
+    from sovra.access.journal import journal_directory
+    from sovra.access.ledger import replay_orphans
+
     replay_orphans(database, journal_directory(config.home, config.database_url))  # rows of dead gateways
     rows = usage_report(database, args.by, parse_since(args.since, time.time()))
     print_table(rows)

@@ -1,5 +1,4 @@
-"""The gateway: one OpenAI-compatible endpoint in front of every replica pool."""
+"""The gateway: one OpenAI- and Anthropic-compatible endpoint in front of every replica pool.
 
-from sovra.access.app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here: importing `sovra.access.keys` must not load the whole gateway.
+"""
