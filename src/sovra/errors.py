@@ -5,7 +5,12 @@ SovraError
  ├── StoreError         weights could not be fetched into the store
  │    └── IntegrityError   fetched bytes do not match their recorded hash
  ├── EngineError        an engine could not be obtained or started
- └── LimitsUnavailable  (access.limits) a key's limits cannot be checked now: 503, not 500
+ ├── ApiError           (access.errors) an answer the gateway gives itself: status, message, code
+ ├── LimitsUnavailable  (access.limits) a key's limits cannot be checked now: 503, not 500
+ └── TransportError     (evals.providers) an evaluation request got no answer: worth retrying
+
+Foreign errors (sqlite3, psycopg, aiohttp, redis, OSError) are translated once, where they cross
+into Sovra: the ledger, the limits, the upstream client, the store.
 """
 
 from __future__ import annotations

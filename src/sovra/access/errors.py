@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 
+from sovra.errors import SovraError
+
 __all__ = ["ApiError", "error_response"]
 
 _TYPES = {
@@ -21,7 +23,9 @@ _TYPES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(SovraError):
+    """An answer the gateway gives itself: an HTTP status, a message and a stable code."""
+
     def __init__(
         self, status: int, message: str, code: str, headers: Mapping[str, str] | None = None
     ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from sovra.errors import SovraError
 from sovra.evals.suite import ProviderSpec
 
 __all__ = ["ProviderResponse", "TransportError", "call", "embed"]
@@ -30,7 +31,7 @@ _PASS_THROUGH = (
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
 
 
-class TransportError(Exception):
+class TransportError(SovraError):
     """The request did not get an answer (connection, timeout, 429/5xx): worth trying again."""
 
 
