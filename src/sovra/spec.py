@@ -334,6 +334,18 @@ class InferenceService(_Spec):
     def name(self) -> str:
         return self.metadata.name
 
+    def engine_for(self, gpu_engine_available: bool) -> EngineKind:
+        """The engine that runs this declaration, one rule for one machine and for a cluster: the
+        declared one; for `auto`, vLLM where a GPU engine is available (a cluster always has one),
+        unless the declaration asks for no GPU (`gpu.count: 0`) or its weights are one GGUF file."""
+        engine = self.spec.engine
+        if engine is not EngineKind.AUTO:
+            return engine
+        no_gpu = self.spec.gpu is not None and self.spec.gpu.count == 0
+        if no_gpu or self.spec.model.is_gguf or not gpu_engine_available:
+            return EngineKind.LLAMACPP
+        return EngineKind.VLLM
+
 
 class Catalog(BaseModel):
     """Every declared service."""

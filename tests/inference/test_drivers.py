@@ -74,3 +74,5 @@ def test_auto_picks_vllm_only_with_gpu_vllm_and_non_gguf_weights() -> None:
     assert choose_engine(safetensors, HostFacts(cuda_gpu=False, vllm_command=True)) is EngineKind.LLAMACPP
     assert choose_engine(safetensors, HostFacts(cuda_gpu=True, vllm_command=False)) is EngineKind.LLAMACPP
     assert choose_engine(claim(engine="vllm"), HostFacts(False, False)) is EngineKind.VLLM  # explicit wins
+    # One rule with the cluster's: a declaration that asks for no GPU is not put on one.
+    assert choose_engine(claim(file=None, gpu={"count": 0}), GPU_HOST) is EngineKind.LLAMACPP

@@ -37,12 +37,8 @@ CONFIG_MOUNT = PurePosixPath("/etc/sovra")
 
 
 def engine_kind(service: InferenceService) -> EngineKind:
-    """On a cluster, `auto` means vLLM on GPUs, llama.cpp where the declaration asks for no GPU."""
-    engine = service.spec.engine
-    if engine is EngineKind.AUTO:
-        no_gpu = service.spec.gpu is not None and service.spec.gpu.count == 0
-        return EngineKind.LLAMACPP if no_gpu or service.spec.model.is_gguf else EngineKind.VLLM
-    return engine
+    """On a cluster a GPU engine is always available (GPU nodes come with the pool)."""
+    return service.engine_for(gpu_engine_available=True)
 
 
 def gpu_count(service: InferenceService) -> int:

@@ -48,13 +48,8 @@ def _has_cuda_gpu() -> bool:
 
 
 def choose_engine(service: InferenceService, host: HostFacts) -> EngineKind:
-    """`auto` means vLLM when it can run (CUDA GPU, `vllm` installed, non-GGUF weights), else llama.cpp."""
-    wanted = service.spec.engine
-    if wanted is not EngineKind.AUTO:
-        return wanted
-    if host.cuda_gpu and host.vllm_command and not service.spec.model.is_gguf:
-        return EngineKind.VLLM
-    return EngineKind.LLAMACPP
+    """On this machine a GPU engine is available with a CUDA GPU and the `vllm` command."""
+    return service.engine_for(host.cuda_gpu and host.vllm_command)
 
 
 def llama_server_argv(
