@@ -92,7 +92,7 @@ class ConnectionSettings(_Config):
     body_seconds: Annotated[float, Field(gt=0)] = 60.0  # to send its body, after the head
     idle_seconds: Annotated[float, Field(gt=0)] = 5.0  # an idle keep-alive connection is closed
     max_connections: Annotated[int, Field(ge=1)] = 4096  # open at once (lowered to fit the fd limit)
-    max_per_client: Annotated[int, Field(ge=1)] = 256  # open at once from one address
+    max_per_client: Annotated[int, Field(ge=1)] = 1024  # open at once from one address (a proxy is one)
 
 
 class Gateway(_Config):

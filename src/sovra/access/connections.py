@@ -36,7 +36,7 @@ class ConnectionLimits:
     body_seconds: float = 60.0
     idle_seconds: float = 5.0
     max_connections: int = 4096
-    max_per_client: int = 256
+    max_per_client: int = 1024
 
 
 class _Census:
