@@ -49,7 +49,7 @@ class Exchange:
     status: int = 0
     reserved: int = 0  # tokens reserved against the key's limits, settled when the request ends
     reserved_locally: bool = False  # in this process's memory, Redis being down
-    prompt_estimate: int = 0  # ~4 bytes a token: what an abandoned stream is charged, lacking better
+    prompt_estimate: int = 0  # bounds.estimate_prompt: reserved for, and charged to a stream cut early
     prompt_seen: int = 0  # prompt tokens the engine said it processed (llama-server's timings)
     cache_seen: int = 0  # of which were read from its KV cache
     error_type: str = ""  # the error code Sovra answered with, or the engine's HTTP status

@@ -81,9 +81,9 @@ def estimate_prompt(payload: dict[str, Any], raw: bytes) -> int:
     return len(raw) // _BYTES_PER_TOKEN_AT_LEAST + _TEMPLATE_TOKENS + _MESSAGE_TOKENS * count
 
 
-def estimate_tokens(endpoint: str, payload: dict[str, Any], raw: bytes, default_max_tokens: int) -> int:
-    """What a request may cost at most (see the module's docstring): the reservation."""
-    prompt = estimate_prompt(payload, raw)
+def estimate_tokens(endpoint: str, payload: dict[str, Any], prompt: int, default_max_tokens: int) -> int:
+    """What a request may cost at most (see the module's docstring), `prompt` being its
+    `estimate_prompt`: the reservation."""
     if endpoint == "/v1/embeddings":
         return prompt
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
@@ -108,7 +108,7 @@ def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context
             "invalid_request",
         )
     if context_window is not None and endpoint != "/v1/embeddings":
-        at_least = _text_bytes(payload) // _BYTES_PER_TOKEN_AT_MOST
+        at_least = _text_chars(payload) // _BYTES_PER_TOKEN_AT_MOST
         if at_least > context_window:
             raise ApiError(
                 400,
@@ -117,7 +117,7 @@ def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context
             )
 
 
-def _text_bytes(payload: dict[str, Any]) -> int:
+def _text_chars(payload: dict[str, Any]) -> int:
     """Characters of prompt text (not images) in one sequence — messages' text, or a completion's
     prompt: at most its UTF-8 bytes, so the token count it implies stays a lower bound."""
     prompt = payload.get("prompt")  # a list is several prompts, each its own sequence

@@ -212,7 +212,7 @@ class Gateway:
                 check_no_images(payload, model)
             if pool.api == "anthropic":
                 call = call.for_anthropic_provider(pool.upstream_model)
-            await self._admit(key, payload, raw, exchange)
+            await self._admit(key, payload, exchange)
             response = await self._send(pool, call, exchange, prompt_prefix(payload))
             if decision is not None:
                 response.headers.update(_route_headers(decision))
@@ -229,11 +229,13 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _admit(self, key: ApiKey, payload: dict[str, Any], raw: bytes, exchange: Exchange) -> None:
+    async def _admit(self, key: ApiKey, payload: dict[str, Any], exchange: Exchange) -> None:
         """Reserve what the request may cost against the key's limits, or refuse it with 429."""
         if self._limits is None or not key.limited:
             return
-        estimate = estimate_tokens(exchange.endpoint, payload, raw, self._settings.default_max_tokens)
+        estimate = estimate_tokens(
+            exchange.endpoint, payload, exchange.prompt_estimate, self._settings.default_max_tokens
+        )
         try:
             admission = await self._limits.admit(key, estimate, time.time())
         except LimitsUnavailable as exc:
