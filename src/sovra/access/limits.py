@@ -25,6 +25,7 @@ count cannot be read (the database is down) is refused the same way.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import logging
 import math
 import time
@@ -217,6 +218,7 @@ class RedisLimits:
         when_down: Literal["local", "refuse"] = "local",
     ) -> None:
         import redis.asyncio as redis  # only needed when configured
+        from redis.exceptions import RedisError
 
         self._redis: Any = redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._admit = self._redis.register_script(_ADMIT)
@@ -226,6 +228,7 @@ class RedisLimits:
         self._when_down = when_down
         self._local = MemoryLimits(baseline)
         self._down_until = 0.0  # monotonic: Redis is not tried again before then
+        self._unreachable = (OSError, RedisError)
 
     def _keys(self, key: ApiKey, now: float) -> list[str]:
         period = int(key.period_start(now)) if key.budget_tokens is not None else 0
@@ -235,14 +238,11 @@ class RedisLimits:
         if time.monotonic() >= self._down_until:
             try:
                 return await self._admit_shared(key, tokens, now)
-            except (OSError, self._errors()) as exc:
+            except self._unreachable as exc:
                 self._down(exc)
         if self._when_down == "refuse":
             raise LimitsUnavailable("the limits store (Redis) cannot be reached")
-        admission = await self._local.admit(key, tokens, now)
-        return Admission(
-            admission.allowed, admission.reserved, admission.limit, admission.retry_after, local=True
-        )
+        return dataclasses.replace(await self._local.admit(key, tokens, now), local=True)
 
     async def _admit_shared(self, key: ApiKey, tokens: int, now: float) -> Admission:
         keys = self._keys(key, now)
@@ -267,7 +267,7 @@ class RedisLimits:
         refund = min(reserved, key.tpm) - actual if key.tpm else 0
         try:
             await self._settle(keys=self._keys(key, now), args=[now, key.tpm or 0, refund, actual - reserved])
-        except (OSError, self._errors()) as exc:
+        except self._unreachable as exc:
             # The reservation stands as made: the key is charged what it reserved, not what it used.
             self._down(exc)
             log.warning("a reservation could not be settled in Redis", extra={"key": key.id})
@@ -279,12 +279,6 @@ class RedisLimits:
                 extra={"error": type(exc).__name__, "when_down": self._when_down},
             )
         self._down_until = time.monotonic() + 2.0
-
-    @staticmethod
-    def _errors() -> type[Exception]:
-        import redis.exceptions
-
-        return redis.exceptions.RedisError
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -177,7 +177,7 @@ class EngineProcess:
 
     def retry(self) -> None:
         """Start a FAILED replica again, with a fresh count of failures."""
-        if self.replica.state is ReplicaState.FAILED:
+        if self.replica.failed:
             self._retry.set()
 
     async def run(self) -> None:

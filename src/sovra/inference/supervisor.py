@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sovra.inference.drivers import Launch
 from sovra.inference.pool import Balancing, ReplicaPool
-from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
+from sovra.inference.process import Backoff, EngineProcess, Replica
 
 __all__ = ["ServicePlan", "Supervisor"]
 
@@ -72,7 +72,7 @@ class Supervisor:
 
     def retry_failed(self) -> int:
         """Start again every replica that gave up; how many there were."""
-        failed = [p for p in self.processes if p.replica.state is ReplicaState.FAILED]
+        failed = [p for p in self.processes if p.replica.failed]
         for process in failed:
             process.retry()
         log.info("failed engines retried", extra={"count": len(failed)})
