@@ -89,14 +89,17 @@ class _Sqlite:
 
 
 def _create_private(path: Path) -> None:
-    """Keys' digests and everyone's usage are private, like the journal and the token: the file is
-    made 0600 (SQLite gives its -wal and -shm files the database's mode), and an older 0644 one is
-    narrowed. Never open and close an existing database file here: closing any descriptor of it
-    drops every POSIX lock this process holds on it, under SQLite's feet (a "disk I/O error")."""
+    """Keys' digests and everyone's usage are private, like the journal and the token: a new file is
+    made 0600 (SQLite gives its -wal and -shm files the database's mode). Never open and close an
+    existing database file here: closing any descriptor of it drops every POSIX lock this process
+    holds on it, under SQLite's feet (a "disk I/O error")."""
     if not path.exists():
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        return
+
+
+def _narrow(path: Path) -> None:
+    """A database an older Sovra made 0644 (and its -wal, -shm) becomes 0600; once, at migration."""
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if each.exists() and each.stat().st_mode & 0o077:
             each.chmod(0o600)
@@ -142,7 +145,11 @@ class Database:
     def connect(self) -> Connection:
         if self.is_postgres:
             return _Postgres(self.url)
-        return _Sqlite(Path(self.url.removeprefix("sqlite:///")).expanduser())
+        return _Sqlite(self._sqlite_path)
+
+    @property
+    def _sqlite_path(self) -> Path:
+        return Path(self.url.removeprefix("sqlite:///")).expanduser()
 
     @contextmanager
     def session(self) -> Iterator[Connection]:
@@ -155,6 +162,8 @@ class Database:
             connection.close()
 
     def migrate(self) -> None:
+        if not self.is_postgres:
+            _narrow(self._sqlite_path)
         serial = "BIGSERIAL PRIMARY KEY" if self.is_postgres else "INTEGER PRIMARY KEY"
         with self.session() as db:
             for statement in _SCHEMA:

@@ -178,3 +178,11 @@ def test_the_sqlite_ledger_is_private(tmp_path: Path) -> None:
     database.migrate()
     for path in tmp_path.glob("sovra.db*"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_an_older_world_readable_sqlite_ledger_is_narrowed_at_migration(tmp_path: Path) -> None:
+    path = tmp_path / "sovra.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    Database(f"sqlite:///{path}").migrate()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
