@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["TENANT", "UsageRecord"]
+__all__ = ["TENANT", "UNKNOWN_MODEL", "UsageRecord"]
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # also bounds the metrics label
+# The requested model of a record when the catalog does not know the name: the client's free text is
+# neither stored nor a metrics label (unbounded cardinality).
+UNKNOWN_MODEL = "unknown"
 
 
 @dataclass(frozen=True)

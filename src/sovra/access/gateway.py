@@ -29,7 +29,7 @@ from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
 from sovra.routing.router import Decision
-from sovra.usage import UsageRecord
+from sovra.usage import UNKNOWN_MODEL, UsageRecord
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
 
@@ -78,7 +78,6 @@ class UsageSink(Protocol):
 
 
 MODEL_HEADER = "x-ai-eg-model"  # Envoy AI Gateway's header; it wins over the body's `model`
-UNKNOWN_MODEL = "unknown"  # what the ledger stores for a model name the catalog does not know
 log = logging.getLogger("sovra.access")
 
 
@@ -116,7 +115,6 @@ class Gateway:
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
         self._models = frozenset({*pools, *(gate.virtual_models if gate else ())})
-        self.metrics.known_models = set(self._models)
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from sovra.usage import TENANT, UsageRecord
+from sovra.usage import TENANT, UNKNOWN_MODEL, UsageRecord
 
 __all__ = ["GatewayMetrics", "operation_name"]
 
@@ -91,7 +91,6 @@ class GatewayMetrics:
             "sovra_router_decision_seconds", "Time to read a request's signals and decide.",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1), registry=registry,
         )  # fmt: skip
-        self.known_models: set[str] = set()  # request-model label values; others are "unknown"
         self._tenants: set[str] = set()
         self._series: dict[tuple[tuple[str, ...], str], _Series] = {}
 
@@ -107,8 +106,8 @@ class GatewayMetrics:
 
     def observe(self, record: UsageRecord, provider: str, tenant: str, error_type: str) -> None:
         """Record one finished request."""
-        # A model name nobody serves is the client's free text: not a label (unbounded cardinality).
-        requested = record.requested_model if record.requested_model in self.known_models else "unknown"
+        # The gateway has already replaced a name nobody serves by UNKNOWN_MODEL; none given is too.
+        requested = record.requested_model or UNKNOWN_MODEL
         labels = (operation_name(record.endpoint), provider, requested, record.served_model, tenant)
         series = self._series.get((labels, error_type))
         if series is None:
