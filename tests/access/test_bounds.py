@@ -14,10 +14,9 @@ from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.inference.pool import ReplicaPool
-from tests.access.test_gateway import AUTH, Ledger, ScriptedUpstream, client, replica, upstream
+from tests.access.test_gateway import AUTH, Ledger, ScriptedUpstream, client, replica
 
 pytestmark = pytest.mark.anyio
-__all__ = ["upstream"]  # the fixture
 CHAT = "/v1/chat/completions"
 BUDGET = ApiKey(
     "kb", "team", "ci", TokenVerifier.digest("sk-budget"), budget_tokens=2_000, budget_period="day"

@@ -168,11 +168,6 @@ def client(
 
 
 @pytest.fixture
-def upstream() -> ScriptedUpstream:
-    return ScriptedUpstream()
-
-
-@pytest.fixture
 async def gateway(upstream: ScriptedUpstream) -> AsyncIterator[httpx.AsyncClient]:
     pools = {
         "m": ReplicaPool("m", [replica(1001), replica(1002)]),
