@@ -319,7 +319,7 @@ class CmakeBuilder:
 
     def __call__(self, isa: InstructionSet, work: Path) -> Path:
         print(f"sovra: building llama-server ({isa.name}: {isa.summary}) from llama-cpp-python "
-              f"{LLAMA_CPP_PYTHON_VERSION}; about 6 minutes on 2 cores",
+              f"{LLAMA_CPP_PYTHON_VERSION}; 6 to 12 minutes on 2 cores",
               file=sys.stderr, flush=True)  # fmt: skip
         source = self._sources(work)
         build = work / f"build-{isa.name}"
