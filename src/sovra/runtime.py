@@ -11,7 +11,6 @@ import secrets
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import uvicorn
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.balancer import Balancing, ReplicaPool
 from sovra.access.connections import ConnectionLimits, raise_open_file_limit, uvicorn_options
 from sovra.access.gateway import GatewaySettings
 from sovra.access.journal import journal_directory
@@ -27,13 +27,13 @@ from sovra.access.keys import ApiKey
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
 from sovra.access.providers import provider_pools
+from sovra.access.served import FixedEndpoint, ServedModel
 from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import ConfigError, EngineError, Problem
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
-from sovra.inference.pool import Balancing, ReplicaPool
-from sovra.inference.process import Replica, ReplicaState
+from sovra.inference.process import Replica
 from sovra.inference.supervisor import ServicePlan, Supervisor
 from sovra.routing.gate import RoutingGate
 from sovra.routing.policy import load_policy
@@ -217,19 +217,33 @@ def build_gate(config: PlatformConfig, catalog: Catalog) -> RoutingGate:
     )
 
 
-def remote_pools(catalog: Catalog | None, url: str | None, balancing: Balancing) -> dict[str, ReplicaPool]:
-    """A pool per service whose engine runs elsewhere: one always-ready replica at its URL (a
+def local_models(supervisor: Supervisor, balancing: Balancing) -> dict[str, ServedModel]:
+    """A served model per planned service, balanced over the supervisor's replicas."""
+    return {
+        plan.name: ServedModel(
+            plan.name,
+            ReplicaPool(plan.name, supervisor.replicas[plan.name], balancing),
+            plan.engine,
+            images=plan.images,
+            context_window=plan.context_window,
+        )
+        for plan in supervisor.plans
+    }
+
+
+def remote_models(catalog: Catalog | None, url: str | None, balancing: Balancing) -> dict[str, ServedModel]:
+    """A served model per service whose engine runs elsewhere: one fixed endpoint at its URL (a
     Kubernetes Service balances among the pods behind it)."""
     if catalog is None or url is None:
         return {}
-    pools = {}
+    served = {}
     for service in catalog.services:
         address = url.format(name=service.name, namespace=service.metadata.namespace)
         # LoRA adapters are model names of their own, served by the same pods.
         for model in (service.name, *(a.name for a in service.spec.lora_adapters)):
-            replica = Replica(service.name, 0, url=address, state=ReplicaState.READY)
-            pools[model] = ReplicaPool(model, [replica], "remote", balancing, upstream_model=model)
-    return pools
+            pool = ReplicaPool(model, [FixedEndpoint(address)], balancing)
+            served[model] = ServedModel(model, pool, "remote")
+    return served
 
 
 # What only a cluster honours, by the YAML path that declares it.
@@ -267,9 +281,13 @@ async def run_platform(
     sock = _bind(config.listen.host, config.listen.port)
     chosen = config.gateway.balancing
     balancing = Balancing(chosen.affinity, chosen.load_factor, chosen.eject_after, chosen.eject_seconds)
-    supervisor = Supervisor(
-        plans, startup_timeout=config.engines.startup_timeout_seconds, balancing=balancing
-    )
+    served: dict[str, ServedModel] = {}
+
+    def answered(replica: Replica) -> float:  # the balancer knows when a replica last answered
+        pool = served[replica.service].pool
+        return pool.last_answer(replica.index)
+
+    supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds, answered=answered)
     settings = GatewaySettings(
         max_body_bytes=config.gateway.max_body_bytes,
         default_max_tokens=config.limits.default_max_tokens,
@@ -282,10 +300,12 @@ async def run_platform(
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
     limits = build_limits(config, database)
-    local = dict(supervisor.pools) or remote_pools(catalog, config.engines.remote_url, balancing)
-    external = provider_pools(config.providers, os.environ, set(local), balancing)
+    served |= local_models(supervisor, balancing) or remote_models(
+        catalog, config.engines.remote_url, balancing
+    )
+    served |= provider_pools(config.providers, os.environ, set(served), balancing)
     app = create_app(
-        {**local, **external},
+        served,
         auth.verifier,
         settings,
         config.gateway.upstream_timeout_seconds,
@@ -330,10 +350,11 @@ async def run_platform(
 
 def _announce(config: PlatformConfig, supervisor: Supervisor, auth: AuthSetup, laggards: list[str]) -> None:
     base = f"http://{config.listen.host}:{config.listen.port}/v1"
-    lines = [f"sovra: serving {len(supervisor.pools)} model(s) at {base}"]
-    for name, pool in supervisor.pools.items():
-        lines.append(f"  {name:<24} {pool.ready_count(time.monotonic())}/{len(pool.replicas)} replicas ready")
-        lines += [f"    #{r.index} FAILED: {r.failure}" for r in pool.replicas if r.failed]
+    lines = [f"sovra: serving {len(supervisor.replicas)} model(s) at {base}"]
+    for name, replicas in supervisor.replicas.items():
+        ready = sum(r.routable for r in replicas)
+        lines.append(f"  {name:<24} {ready}/{len(replicas)} replicas ready")
+        lines += [f"    #{r.index} FAILED: {r.failure}" for r in replicas if r.failed]
     failed = {f"{p.replica.service}#{p.replica.index}" for p in supervisor.processes if p.replica.failed}
     if waiting := [name for name in laggards if name not in failed]:
         lines.append(f"  not ready yet (still retrying): {', '.join(waiting)}")

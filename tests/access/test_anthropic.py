@@ -11,8 +11,16 @@ import pytest
 
 from sovra.access.anthropic import chat_request, message_from_chat, message_stream
 from sovra.access.errors import ApiError
-from sovra.inference.pool import ReplicaPool
-from tests.access.test_gateway import TOKEN, FakeResponse, ScriptedUpstream, client, gateway_app, replica, sse
+from tests.access.test_gateway import (
+    TOKEN,
+    FakeResponse,
+    ScriptedUpstream,
+    client,
+    gateway_app,
+    replica,
+    served,
+    sse,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +173,7 @@ class ToolUpstream(ScriptedUpstream):
 
 def sdk(upstream: ScriptedUpstream, token: str = TOKEN) -> anthropic.AsyncAnthropic:
     """The real Anthropic SDK, talking to the real gateway app in memory."""
-    app = gateway_app(upstream, {"m": ReplicaPool("m", [replica(1001)])})
+    app = gateway_app(upstream, {"m": served("m", [replica(1001)])})
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gateway")
     return anthropic.AsyncAnthropic(base_url="http://gateway", api_key=token, http_client=http, max_retries=0)
 
@@ -206,7 +214,7 @@ async def test_errors_on_messages_use_the_anthropic_envelope() -> None:
         "type": "error",
         "error": {"type": "not_found_error", "message": "the model 'nope' does not exist"},
     }
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001)])}) as gateway:
         raw = await gateway.post(
             "/v1/messages", json={"model": "m", "messages": []}, headers={"x-api-key": TOKEN}
         )

@@ -13,8 +13,7 @@ from sovra.access.bounds import Bounds, bound_request
 from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
-from sovra.inference.pool import ReplicaPool
-from tests.access.test_gateway import AUTH, Ledger, ScriptedUpstream, client, replica
+from tests.access.test_gateway import AUTH, Ledger, ScriptedUpstream, client, replica, served
 
 pytestmark = pytest.mark.anyio
 CHAT = "/v1/chat/completions"
@@ -86,7 +85,7 @@ def test_the_context_check_is_a_lower_bound_images_and_separate_prompts_excluded
 
 
 async def test_engine_parameters_cannot_spend_past_a_budget(upstream: ScriptedUpstream) -> None:
-    pools = {"m": ReplicaPool("m", [replica(1001)], context_window=4096)}
+    pools = {"m": served("m", [replica(1001)], context_window=4096)}
     headers = {"authorization": "Bearer sk-budget"}
     async with client(upstream, pools, max_body=1 << 20, keys=(BUDGET,)) as gateway:
         answer = await gateway.post(
@@ -105,7 +104,7 @@ async def test_engine_parameters_cannot_spend_past_a_budget(upstream: ScriptedUp
 
 async def test_a_huge_body_is_not_sent_after_being_bounded(upstream: ScriptedUpstream) -> None:
     many = {"model": "m", "messages": [{"role": "user", "content": "x"}] * 20_000}
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     async with client(upstream, pools, max_body=1 << 20) as gateway:
         answer = await gateway.post(CHAT, content=json.dumps(many), headers=AUTH)
     assert answer.status_code == 400 and "messages: at most 1000" in answer.text
@@ -113,7 +112,7 @@ async def test_a_huge_body_is_not_sent_after_being_bounded(upstream: ScriptedUps
 
 
 async def test_an_answer_larger_than_the_buffer_bound_is_a_502_not_memory(upstream: ScriptedUpstream) -> None:
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     verifier = TokenVerifier({"test": TokenVerifier.digest("sk-test")})
     app = create_app(
         pools, verifier, GatewaySettings(max_response_bytes=64), upstream=upstream, usage=Ledger()

@@ -18,9 +18,8 @@ from sovra.access.keys import BudgetPeriod, KeyStore
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import MemoryLimits
 from sovra.database import Database
-from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import free_port
-from tests.access.test_gateway import CHAT, ScriptedUpstream, replica
+from tests.access.test_gateway import CHAT, ScriptedUpstream, replica, served
 from tests.conftest import POSTGRES
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +98,7 @@ async def test_a_database_outage_is_503s_then_recovery(schema: str, proxy: Cut) 
     verifier = TokenVerifier({})
     settings = GatewaySettings(stored_keys_max_stale_seconds=3.0)
     app = create_app(
-        {"m": ReplicaPool("m", [replica(1001)])}, verifier, settings, upstream=ScriptedUpstream(),
+        {"m": served("m", [replica(1001)])}, verifier, settings, upstream=ScriptedUpstream(),
         database=database, limits=MemoryLimits(baseline),
     )  # fmt: skip
 

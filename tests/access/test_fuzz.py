@@ -7,8 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sovra.inference.pool import ReplicaPool
-from tests.access.test_gateway import AUTH, ScriptedUpstream, client, replica
+from tests.access.test_gateway import AUTH, ScriptedUpstream, client, replica, served
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages")
 scalars = (
@@ -38,7 +37,7 @@ known_fields = st.fixed_dictionaries(
 
 
 async def post_all(path: str, content: bytes) -> int:
-    async with client(ScriptedUpstream(), {"m": ReplicaPool("m", [replica(1001)])}) as gateway:
+    async with client(ScriptedUpstream(), {"m": served("m", [replica(1001)])}) as gateway:
         headers = {**AUTH, "content-type": "application/json"}
         async with asyncio.timeout(5):  # a hang fails the test
             response = await gateway.post(path, content=content, headers=headers)

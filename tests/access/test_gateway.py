@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.balancer import Balancing, ReplicaPool
 from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.limits import MemoryLimits
-from sovra.inference.pool import Balancing, ReplicaPool
+from sovra.access.served import ServedModel
 from sovra.inference.process import Replica, ReplicaState
 from sovra.routing.gate import RoutingGate
 from sovra.routing.router import Router, default_policy
@@ -129,6 +130,13 @@ def replica(port: int, state: ReplicaState = ReplicaState.READY) -> Replica:
     return Replica("m", port, port=port, state=state)
 
 
+def served(
+    name: str, replicas: Sequence[Replica], balancing: Balancing | None = None, **how: Any
+) -> ServedModel:
+    """A model served by local replicas (`how`: ServedModel's other fields)."""
+    return ServedModel(name, ReplicaPool(name, replicas, balancing), **how)
+
+
 class Ledger:
     """An in-memory usage sink."""
 
@@ -142,7 +150,7 @@ class Ledger:
 
 def gateway_app(
     upstream: ScriptedUpstream,
-    pools: dict[str, ReplicaPool],
+    pools: Mapping[str, ServedModel],
     max_body: int = 4096,
     keys: tuple[ApiKey, ...] = (),
     ledger: Ledger | None = None,
@@ -158,7 +166,7 @@ def gateway_app(
 
 def client(
     upstream: ScriptedUpstream,
-    pools: dict[str, ReplicaPool],
+    pools: Mapping[str, ServedModel],
     max_body: int = 4096,
     keys: tuple[ApiKey, ...] = (),
     ledger: Ledger | None = None,
@@ -170,8 +178,8 @@ def client(
 @pytest.fixture
 async def gateway(upstream: ScriptedUpstream) -> AsyncIterator[httpx.AsyncClient]:
     pools = {
-        "m": ReplicaPool("m", [replica(1001), replica(1002)]),
-        "down": ReplicaPool("down", [replica(1003, ReplicaState.STARTING)]),
+        "m": served("m", [replica(1001), replica(1002)]),
+        "down": served("down", [replica(1003, ReplicaState.STARTING)]),
     }
     async with client(upstream, pools) as http:
         yield http
@@ -236,8 +244,8 @@ async def test_a_shared_prompt_prefix_sticks_to_one_replica(gateway: httpx.Async
 
 async def test_without_affinity_replicas_take_turns_and_none_ready_is_503(upstream: ScriptedUpstream) -> None:
     pools = {
-        "m": ReplicaPool("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False)),
-        "down": ReplicaPool("down", [replica(1003, ReplicaState.STARTING)]),
+        "m": served("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False)),
+        "down": served("down", [replica(1003, ReplicaState.STARTING)]),
     }
     async with client(upstream, pools) as gateway:
         ports = [
@@ -252,12 +260,12 @@ async def test_without_affinity_replicas_take_turns_and_none_ready_is_503(upstre
 
 async def test_an_unreachable_replica_is_retried_once_elsewhere(upstream: ScriptedUpstream) -> None:
     upstream.unreachable = {1001}
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001), replica(1002)])}) as gateway:
         for _ in range(2):
             response = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
             assert response.json()["port"] == 1002
     upstream.unreachable = {1001, 1002}
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001), replica(1002)])}) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001), replica(1002)])}) as gateway:
         response = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         assert_error(response, 502, "upstream_unreachable")
 
@@ -319,7 +327,7 @@ async def test_models_and_health_describe_the_catalog(gateway: httpx.AsyncClient
 
 async def test_health_says_why_a_service_gave_up(upstream: ScriptedUpstream) -> None:
     failed = Replica("broken", 0, state=ReplicaState.FAILED, failure="SIGILL: the engine binary uses …")
-    pools = {"m": ReplicaPool("m", [replica(1001)]), "broken": ReplicaPool("broken", [failed])}
+    pools = {"m": served("m", [replica(1001)]), "broken": served("broken", [failed])}
     async with client(upstream, pools) as http:
         health = await http.get("/health")
     assert health.status_code == 503
@@ -332,7 +340,7 @@ async def test_health_says_why_a_service_gave_up(upstream: ScriptedUpstream) -> 
 
 async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUpstream) -> None:
     limited = ApiKey("k1", "team-a", "ci", TokenVerifier.digest("sk-limited"), models=frozenset({"m"}))
-    pools = {"m": ReplicaPool("m", [replica(1001)]), "other": ReplicaPool("other", [replica(1002)])}
+    pools = {"m": served("m", [replica(1001)]), "other": served("other", [replica(1002)])}
     async with client(upstream, pools, keys=(limited,)) as gateway:
         headers = {"authorization": "Bearer sk-limited"}
         models = (await gateway.get("/v1/models", headers=headers)).json()
@@ -348,7 +356,7 @@ async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUps
 
 async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> None:
     ledger = Ledger()
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     async with client(upstream, pools, ledger=ledger) as gateway:
         await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
@@ -378,7 +386,7 @@ async def test_a_model_name_that_cannot_be_stored_is_refused_and_recorded_as_unk
     upstream: ScriptedUpstream,
 ) -> None:
     ledger = Ledger()
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     async with client(upstream, pools, ledger=ledger) as gateway:
         for model, status, code in (
             ('"\\ud800"', 400, "invalid_request"),  # not Unicode: refused before anything else
@@ -395,7 +403,7 @@ async def test_a_model_name_that_cannot_be_stored_is_refused_and_recorded_as_unk
 async def test_a_flood_of_refusals_cannot_grow_the_ledger(upstream: ScriptedUpstream) -> None:
     ledger = Ledger()
     limited = ApiKey("k9", "team-f", "ci", TokenVerifier.digest("sk-one"), rpm=1)
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     headers = {"authorization": "Bearer sk-one"}
     async with client(upstream, pools, keys=(limited,), ledger=ledger) as gateway:
         statuses = [
@@ -435,7 +443,7 @@ async def test_hostile_bodies_are_400s_decided_before_anything_is_reserved(
     upstream: ScriptedUpstream, path: str, body: str, field: str
 ) -> None:
     limits = MemoryLimits()
-    pools = {"m": ReplicaPool("m", [replica(1001)])}
+    pools = {"m": served("m", [replica(1001)])}
     verifier = TokenVerifier({})
     verifier.use_stored_keys([BUDGET])
     gate = RoutingGate(Router(default_policy({"m": None}), {"m": None}), frozenset({"MoM"}), frozenset())
@@ -464,7 +472,7 @@ async def test_a_utf16_body_is_refused_not_relayed(
 async def test_images_for_an_engine_without_a_projector_are_refused_naming_the_part(
     upstream: ScriptedUpstream,
 ) -> None:
-    pools = {"m": ReplicaPool("m", [replica(1001)], images=False)}
+    pools = {"m": served("m", [replica(1001)], images=False)}
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     chat = {
         "model": "m",
@@ -508,7 +516,7 @@ async def test_concurrent_requests_cannot_overshoot_a_token_limit(upstream: Scri
     headers = {"authorization": "Bearer sk-tpm"}
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
     async with client(
-        upstream, {"m": ReplicaPool("m", [replica(1001)])}, keys=(limited,), ledger=ledger
+        upstream, {"m": served("m", [replica(1001)])}, keys=(limited,), ledger=ledger
     ) as gateway:
         calls = [gateway.post("/v1/chat/completions", json=body, headers=headers) for _ in range(20)]
         answers = asyncio.gather(*calls)
@@ -540,7 +548,7 @@ async def test_an_engine_dying_mid_stream_ends_it_with_an_error_event(upstream: 
         return BrokenStream(200, "", "text/event-stream")
 
     upstream.post = broken  # type: ignore[method-assign]
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}, ledger=ledger) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001)])}, ledger=ledger) as gateway:
         response = await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
         anthropic_style = await gateway.post(
             "/v1/messages",

@@ -14,9 +14,8 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.limits import LimitsUnavailable, MemoryLimits, RedisLimits
-from sovra.inference.pool import ReplicaPool
 from sovra.inference.process import free_port
-from tests.access.test_gateway import CHAT, Ledger, ScriptedUpstream, replica
+from tests.access.test_gateway import CHAT, Ledger, ScriptedUpstream, replica, served
 
 pytestmark = pytest.mark.anyio
 KEY = ApiKey("k-rpm", "team", "ci", TokenVerifier.digest("sk-rpm"), rpm=3)
@@ -111,7 +110,7 @@ async def test_the_gateway_answers_200_or_503_never_500_and_keeps_every_row(
     verifier = TokenVerifier({})
     verifier.use_stored_keys([KEY])
     app = create_app(
-        {"m": ReplicaPool("m", [replica(1001)])}, verifier, upstream=upstream, usage=ledger, limits=limits
+        {"m": served("m", [replica(1001)])}, verifier, upstream=upstream, usage=ledger, limits=limits
     )
     headers = {"authorization": "Bearer sk-rpm"}
     try:
@@ -143,7 +142,7 @@ async def test_a_budget_whose_ledger_cannot_be_read_is_a_503_not_a_500() -> None
     verifier = TokenVerifier({})
     verifier.use_stored_keys([BUDGET])
     app = create_app(
-        {"m": ReplicaPool("m", [replica(1001)])}, verifier, upstream=ScriptedUpstream(), usage=Ledger(),
+        {"m": served("m", [replica(1001)])}, verifier, upstream=ScriptedUpstream(), usage=Ledger(),
         limits=MemoryLimits(database_down),
     )  # fmt: skip
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as gateway:
@@ -158,7 +157,7 @@ async def test_stored_keys_are_not_trusted_forever_while_the_database_is_away() 
     verifier.use_stored_keys([KEY])  # the last successful read; the database then goes away
     settings = GatewaySettings(stored_keys_max_stale_seconds=0.2)
     app = create_app(
-        {"m": ReplicaPool("m", [replica(1001)])},
+        {"m": served("m", [replica(1001)])},
         verifier,
         settings,
         upstream=ScriptedUpstream(),

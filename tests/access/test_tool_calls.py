@@ -7,9 +7,8 @@ import httpx2
 import openai
 import pytest
 
-from sovra.inference.pool import ReplicaPool
 from tests.access.test_anthropic import WEATHER, ToolUpstream
-from tests.access.test_gateway import TOKEN, gateway_app, replica
+from tests.access.test_gateway import TOKEN, gateway_app, replica, served
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.anyio
 async def test_the_openai_sdk_gets_tool_calls_relayed_intact() -> None:
     """OpenAI tool calls pass through untouched, streamed or not (the scripted upstream makes them)."""
     upstream = ToolUpstream()
-    app = gateway_app(upstream, {"m": ReplicaPool("m", [replica(1001)])})
+    app = gateway_app(upstream, {"m": served("m", [replica(1001)])})
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gateway")
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]}}]
     async with openai.AsyncOpenAI(

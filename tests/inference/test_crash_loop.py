@@ -109,13 +109,14 @@ async def test_failed_probes_do_not_mark_a_replica_that_answers_requests_unhealt
     monkeypatch.setenv("STAND_IN_HEALTHY_PROBES", "3")  # the readiness probe and two more, then 503s
     replica = Replica("busy", 0)
     launch = lambda port: Launch((sys.executable, str(STAND_IN), "--port", str(port)))  # noqa: E731
-    engine = EngineProcess(replica, launch, check_interval=0.05, backoff=fast())
+    answered = [0.0]
+    engine = EngineProcess(replica, launch, check_interval=0.05, backoff=fast(), answered=lambda: answered[0])
     task = asyncio.create_task(engine.run())
     try:
         await asyncio.wait_for(engine.wait_ready(), 20)
         states = set()
         for _ in range(40):  # 2 s of failing probes while the gateway sees answers
-            replica.last_answer = time.monotonic()
+            answered[0] = time.monotonic()
             states.add(replica.state)
             await asyncio.sleep(0.05)
         assert states == {ReplicaState.READY}

@@ -99,9 +99,9 @@ async def test_the_supervisor_runs_min_replicas_and_stops_them_all(llama_server:
     await supervisor.start()
     try:
         assert await supervisor.wait_ready() == []
-        pool = supervisor.pools["smollm2"]
-        assert pool.ready_count(time.monotonic()) == 2
-        assert len({r.port for r in pool.replicas}) == 2
+        replicas = supervisor.replicas["smollm2"]
+        assert all(r.routable for r in replicas)
+        assert len({r.port for r in replicas}) == 2
         pids = [p.pid for p in supervisor.processes]
     finally:
         await supervisor.stop()

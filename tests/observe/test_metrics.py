@@ -6,11 +6,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.balancer import Balancing
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
-from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.observe.metrics import MAX_TENANTS, GatewayMetrics
-from tests.access.test_gateway import AUTH, CHAT, ScriptedUpstream, client, replica
+from tests.access.test_gateway import AUTH, CHAT, ScriptedUpstream, client, replica, served
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def value(text: str, name: str, **labels: str) -> float:
 
 async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> None:
     upstream = ScriptedUpstream()
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)], engine="llama.cpp")}) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001)], provider="llama.cpp")}) as gateway:
         body = {**CHAT, "stream": True}
         await gateway.post("/v1/chat/completions", json=body, headers={**AUTH, "x-tenant-id": "team-a"})
         await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gone"}, headers=AUTH)
@@ -51,7 +51,7 @@ async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> 
         )
         == 1
     )
-    assert value(text, "sovra_gateway_replica_picks_total", model="m", replica="1001") == 1
+    assert value(text, "sovra_gateway_replica_picks_total", model="m", replica="0") == 1
     # A name nobody serves is the client's free text, never a label value (unbounded cardinality).
     assert "gone" not in text
     assert value(text, "gen_ai_server_request_duration_seconds_count", gen_ai_request_model="unknown") == 1
@@ -59,7 +59,7 @@ async def test_a_streamed_chat_is_measured_with_genai_names_and_attributes() -> 
 
 async def test_bucket_boundaries_are_the_semantic_conventions() -> None:
     upstream = ScriptedUpstream()
-    async with client(upstream, {"m": ReplicaPool("m", [replica(1001)])}) as gateway:
+    async with client(upstream, {"m": served("m", [replica(1001)])}) as gateway:
         await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
         text = (await gateway.get("/metrics")).text
 
@@ -78,7 +78,7 @@ async def test_rate_limits_and_failovers_are_counted() -> None:
     upstream = ScriptedUpstream()
     upstream.unreachable = {1001}
     limited = ApiKey("k3", "team-c", "ci", TokenVerifier.digest("sk-rpm"), rpm=1)
-    pools = {"m": ReplicaPool("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False))}
+    pools = {"m": served("m", [replica(1001), replica(1002)], balancing=Balancing(affinity=False))}
     headers = {"authorization": "Bearer sk-rpm"}
     async with client(upstream, pools, keys=(limited,)) as gateway:
         for _ in range(3):
@@ -102,9 +102,7 @@ def test_tenant_labels_are_bounded() -> None:
 
 async def test_a_tenant_key_cannot_label_its_traffic_as_another_tenant() -> None:
     tenant_key = ApiKey("k1", "team-b", "ci", TokenVerifier.digest("sk-team-b"))
-    async with client(
-        ScriptedUpstream(), {"m": ReplicaPool("m", [replica(1001)])}, keys=(tenant_key,)
-    ) as gateway:
+    async with client(ScriptedUpstream(), {"m": served("m", [replica(1001)])}, keys=(tenant_key,)) as gateway:
         own = {"authorization": "Bearer sk-team-b", "x-tenant-id": "someone-else"}
         await gateway.post("/v1/chat/completions", json=CHAT, headers=own)
         await gateway.post("/v1/chat/completions", json=CHAT, headers={**AUTH, "x-tenant-id": "front-a"})
@@ -118,7 +116,7 @@ async def test_metrics_can_be_kept_to_operators() -> None:
     verifier = TokenVerifier({"ops": TokenVerifier.digest("sk-ops")})
     verifier.use_stored_keys([tenant_key])
     app = create_app(
-        {"m": ReplicaPool("m", [replica(1001)])},
+        {"m": served("m", [replica(1001)])},
         verifier,
         GatewaySettings(metrics_auth=True),
         upstream=ScriptedUpstream(),

@@ -12,11 +12,10 @@ from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.keys import ApiKey
 from sovra.access.limits import MemoryLimits
-from sovra.inference.pool import ReplicaPool
 from sovra.routing.gate import RoutingGate
 from sovra.routing.router import Router, default_policy
 from sovra.spec import Routing, Specialty
-from tests.access.test_gateway import AUTH, TOKEN, Ledger, ScriptedUpstream, replica
+from tests.access.test_gateway import AUTH, TOKEN, Ledger, ScriptedUpstream, replica, served
 from tests.observe.test_metrics import value
 from tests.routing.test_router import CODE, GENERAL, JAILBREAK
 
@@ -30,8 +29,8 @@ GUARDED_AUTH = {"authorization": "Bearer sk-bank"}
 async def gateway() -> AsyncIterator[tuple[httpx.AsyncClient, ScriptedUpstream, Ledger]]:
     upstream, ledger = ScriptedUpstream(), Ledger()
     pools = {
-        "coder": ReplicaPool("coder", [replica(1001)]),
-        "generalist": ReplicaPool("generalist", [replica(1002)]),
+        "coder": served("coder", [replica(1001)]),
+        "generalist": served("generalist", [replica(1002)]),
     }
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
     verifier.use_stored_keys((GUARDED,))

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sovra.access.balancer import Lease
 from sovra.access.keys import ApiKey
 from sovra.access.sse import data_event
-from sovra.inference.process import Replica
 from sovra.usage import UsageRecord
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "account_stream", "usage_from_body"]
@@ -54,7 +54,7 @@ class Exchange:
     cache_seen: int = 0  # of which were read from its KV cache
     error_type: str = ""  # the error code Sovra answered with, or the engine's HTTP status
     tenant_label: str = ""  # the tenant as metrics label it (from a header, else the key)
-    replica: Replica | None = None  # the replica serving it, until it is released
+    lease: Lease | None = None  # its hold on the endpoint serving it, until the request ends
 
     @property
     def tokens(self) -> int:

@@ -21,9 +21,9 @@ from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
+from sovra.access.served import ServedModel
 from sovra.access.upstream import AiohttpUpstream, Upstream
 from sovra.database import Database
-from sovra.inference.pool import ReplicaPool
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate
 
@@ -33,7 +33,7 @@ log = logging.getLogger("sovra.access")
 
 
 def create_app(
-    pools: Mapping[str, ReplicaPool],
+    served: Mapping[str, ServedModel],
     verifier: TokenVerifier,
     settings: GatewaySettings | None = None,
     upstream_timeout: float = 600.0,
@@ -54,7 +54,7 @@ def create_app(
     ledger = (
         UsageLedger(database, journal_dir=journal_dir) if database is not None and usage is None else None
     )
-    gateway = Gateway(pools, verifier, engines, settings, usage or ledger, limits, metrics, gate)
+    gateway = Gateway(served, verifier, engines, settings, usage or ledger, limits, metrics, gate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

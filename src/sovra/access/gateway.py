@@ -17,15 +17,15 @@ from starlette.responses import JSONResponse, Response
 from sovra.access.accounting import CLIENT_CLOSED, Exchange
 from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
+from sovra.access.balancer import Lease, ReplicaPool
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import UpstreamCall, respond
+from sovra.access.served import ServedModel
 from sovra.access.upstream import Upstream
 from sovra.access.validation import check_no_images, check_request, parse_body
-from sovra.inference.pool import ReplicaPool
-from sovra.inference.process import Replica
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
 from sovra.routing.router import Decision
@@ -98,7 +98,7 @@ class GatewaySettings:
 class Gateway:
     def __init__(
         self,
-        pools: Mapping[str, ReplicaPool],
+        served: Mapping[str, ServedModel],
         verifier: TokenVerifier,
         upstream: Upstream,
         settings: GatewaySettings | None = None,
@@ -107,14 +107,14 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         gate: RoutingGate | None = None,
     ) -> None:
-        self._pools = pools
+        self._served = served
         self._gate = gate
         self._verifier = verifier
         self._upstream = upstream
         self._usage = usage
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
-        self._models = frozenset({*pools, *(gate.virtual_models if gate else ())})
+        self._models = frozenset({*served, *(gate.virtual_models if gate else ())})
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)
@@ -124,11 +124,12 @@ class Gateway:
     async def health(self, request: Request) -> Response:
         now = time.monotonic()
         services: dict[str, dict[str, Any]] = {}
-        for name, pool in self._pools.items():
-            services[name] = {"ready": pool.ready_count(now), "replicas": len(pool.replicas)}
-            if failed := [r for r in pool.replicas if r.failed]:
+        for name, model in self._served.items():
+            pool = model.pool
+            services[name] = {"ready": pool.ready_count(now), "replicas": len(pool.endpoints)}
+            if failures := pool.failures():
                 # Gave up after repeated failed starts: say why, so nobody has to dig in the logs.
-                services[name] |= {"failed": len(failed), "reason": failed[0].failure}
+                services[name] |= {"failed": len(failures), "reason": failures[0]}
         ok = all(s["ready"] > 0 or s["replicas"] == 0 for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
 
@@ -146,7 +147,7 @@ class Gateway:
         virtual = sorted(self._gate.virtual_models) if self._gate is not None else []
         data = [
             {"id": name, "object": "model", "created": self._created, "owned_by": "sovra"}
-            for name in [*self._pools, *virtual]
+            for name in [*self._served, *virtual]
             if key.may_use(name)
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -191,27 +192,23 @@ class Gateway:
                 if decision.redact:
                     payload = decision.apply(payload)
                     raw = json.dumps(payload).encode()
-            pool = self._pool(model, exchange)
+            served = self._serving(model, exchange)
             limited = self._limits is not None and key.limited
+            window = served.context_window
             bounded = bound_request(
-                exchange.endpoint, payload, self._bounds, limited=limited, context_window=pool.context_window
+                exchange.endpoint, payload, self._bounds, limited=limited, context_window=window
             )
             if bounded is not None:
                 payload, raw = bounded, json.dumps(bounded).encode()
             exchange.prompt_estimate = estimate_prompt(payload, raw)
-            call = build(
-                payload,
-                raw,
-                model,
-                pool.upstream_model,
-                _LLAMACPP_STREAM if pool.engine == "llama.cpp" else {},
-            )
-            if not pool.images:
+            stream_fields = _LLAMACPP_STREAM if served.provider == "llama.cpp" else {}
+            call = build(payload, raw, model, served.upstream_name, stream_fields)
+            if not served.images:
                 check_no_images(payload, model)
-            if pool.api == "anthropic":
-                call = call.for_anthropic_provider(pool.upstream_model)
+            if served.api == "anthropic":
+                call = call.for_anthropic_provider(served.upstream_name)
             await self._admit(key, payload, exchange)
-            response = await self._send(pool, call, exchange, prompt_prefix(payload))
+            response = await self._send(served.pool, call, exchange, prompt_prefix(payload))
             if decision is not None:
                 response.headers.update(_route_headers(decision))
             return response
@@ -249,8 +246,8 @@ class Gateway:
     async def _finish(self, exchange: Exchange) -> None:
         """The request is over: settle its reservation, commit its ledger row (bounded wait), and
         log it (no prompt text)."""
-        if exchange.replica is not None:
-            self._release(self._pools[exchange.served_model], exchange, ok=exchange.status < 500)
+        if exchange.lease is not None:
+            exchange.lease.release(exchange.status < 500, time.monotonic())
         record = exchange.record()
         if self._limits is not None and exchange.reserved:
             try:
@@ -259,8 +256,8 @@ class Gateway:
                 )
             except Exception:  # never at the cost of the ledger row, nor of the answer's end
                 log.exception("settling a reservation failed", extra={"key": exchange.key.id})
-        pool = self._pools.get(record.served_model)
-        provider = pool.engine if pool is not None else "sovra"
+        served = self._served.get(record.served_model)
+        provider = served.provider if served is not None else "sovra"
         self.metrics.observe(record, provider, exchange.tenant_label, exchange.error_type)
         if self._usage is not None and self._refusals.keep(record, exchange.error_type):
             await self._usage.record(record)
@@ -322,12 +319,12 @@ class Gateway:
         exchange.requested_model = model if model in self._models else UNKNOWN_MODEL
         return model
 
-    def _pool(self, model: str, exchange: Exchange) -> ReplicaPool:
-        pool = self._pools.get(model)
-        if pool is None:
+    def _serving(self, model: str, exchange: Exchange) -> ServedModel:
+        served = self._served.get(model)
+        if served is None:
             raise ApiError(404, f"the model {model!r} does not exist", "model_not_found")
         exchange.served_model = model
-        return pool
+        return served
 
     def _route(self, model: str, key: ApiKey, payload: dict[str, Any]) -> Decision | None:
         """The router's decision for this request (None when it has nothing to do with it); a
@@ -359,31 +356,26 @@ class Gateway:
     async def _send(
         self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange, affinity: bytes | None
     ) -> Response:
-        """Relay to the replica the balancer picks; if it cannot be reached, try one other."""
-        replica = pool.pick(time.monotonic(), affinity)
-        if replica is None:
-            raise ApiError(
-                503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
-            )
-        self._take(pool, replica, exchange)
+        """Relay to the endpoint the balancer picks; if it cannot be reached, try one other."""
+        lease = self._lease(pool, call, exchange, affinity)
         try:
             answer = await self._upstream.post(
-                replica.base_url + call.path, call.body, call.model, replica.headers or pool.headers
+                lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
             )
         except ApiError as error:
             unreachable = error.code == "upstream_unreachable"
-            self._release(pool, exchange, ok=False, unreachable=unreachable)
+            exchange.lease = None
+            lease.release(False, time.monotonic(), unreachable)
             self.metrics.upstream_errors.labels(pool.service, error.code).inc()
-            other = pool.pick(time.monotonic(), affinity, exclude=replica) if unreachable else None
-            if other is None:
+            if not unreachable or pool.pick(time.monotonic(), affinity, lease.index) is None:
                 raise
             self.metrics.retries.labels("another_replica").inc()
-            self._take(pool, other, exchange)
+            lease = self._lease(pool, call, exchange, affinity, exclude=lease)
             answer = await self._upstream.post(
-                other.base_url + call.path, call.body, call.model, other.headers or pool.headers
+                lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
             )
         if answer.status < 500:
-            (exchange.replica or replica).last_answer = time.monotonic()  # it answers: it is alive
+            lease.answered(time.monotonic())
         return await respond(
             answer,
             call,
@@ -393,14 +385,20 @@ class Gateway:
             self._settings.max_response_bytes,
         )
 
-    def _take(self, pool: ReplicaPool, replica: Replica, exchange: Exchange) -> None:
-        replica.outstanding += 1
-        exchange.replica = replica
-        self.metrics.replica_picks.labels(pool.service, str(replica.index)).inc()
-
-    def _release(self, pool: ReplicaPool, exchange: Exchange, ok: bool, unreachable: bool = False) -> None:
-        """The replica is done with this request: one fewer outstanding, and its health noted."""
-        replica, exchange.replica = exchange.replica, None
-        if replica is not None:
-            replica.outstanding -= 1
-            pool.report(replica, ok, time.monotonic(), unreachable)
+    def _lease(
+        self,
+        pool: ReplicaPool,
+        call: UpstreamCall,
+        exchange: Exchange,
+        affinity: bytes | None,
+        exclude: Lease | None = None,
+    ) -> Lease:
+        """Borrow an endpoint for this request; the lease is released when the request ends."""
+        lease = pool.lease(time.monotonic(), affinity, exclude)
+        if lease is None:
+            raise ApiError(
+                503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
+            )
+        exchange.lease = lease
+        self.metrics.replica_picks.labels(pool.service, str(lease.index)).inc()
+        return lease

@@ -1,5 +1,5 @@
-"""External providers (OpenAI-compatible or Anthropic) as replica pools: one always-ready
-"replica" at the provider's address.
+"""External providers (OpenAI-compatible or Anthropic) as served models: one fixed endpoint at
+the provider's address, with its API key.
 
 So everything the gateway does for local engines — keys, allow-lists, limits, the ledger, metrics,
 passive health — applies to them unchanged.
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 from sovra.access import anthropic_upstream
+from sovra.access.balancer import Balancing, ReplicaPool
+from sovra.access.served import FixedEndpoint, ServedModel
 from sovra.errors import ConfigError, Problem
-from sovra.inference.pool import Balancing, ReplicaPool
-from sovra.inference.process import Replica, ReplicaState
 
 __all__ = ["Provider", "provider_pools"]
 
@@ -39,9 +39,9 @@ def provider_pools(
     environ: Mapping[str, str],
     taken: set[str],
     balancing: Balancing | None = None,
-) -> dict[str, ReplicaPool]:
-    """A pool per provider model alias; `taken` holds the names the catalog already uses."""
-    pools: dict[str, ReplicaPool] = {}
+) -> dict[str, ServedModel]:
+    """A served model per provider model alias; `taken` holds the names the catalog already uses."""
+    pools: dict[str, ServedModel] = {}
     problems = []
     for index, provider in enumerate(providers):
         headers: dict[str, str] = {}
@@ -64,10 +64,8 @@ def provider_pools(
                     )
                 )
                 continue
-            replica = Replica(alias, 0, url=root, state=ReplicaState.READY)
-            pools[alias] = ReplicaPool(
-                alias, [replica], provider.name, balancing, upstream_model, headers, provider.kind
-            )
+            pool = ReplicaPool(alias, [FixedEndpoint(root, headers)], balancing)
+            pools[alias] = ServedModel(alias, pool, provider.name, upstream_model, provider.kind)
     if problems:
         raise ConfigError(problems)
     return pools

@@ -57,7 +57,8 @@ class ReplicaState(StrEnum):
 
 @dataclass
 class Replica:
-    """What the gateway sees of a replica: where it listens and whether to send it traffic."""
+    """One local engine replica as the supervisor keeps it: where it listens, its state, why it
+    failed. The gateway only reads it (as an `access.balancer.Endpoint`)."""
 
     service: str
     index: int
@@ -67,16 +68,10 @@ class Replica:
     failure: str = ""  # why the last start failed, in words; kept while FAILED
     # What the gateway sends to reach it: the engine's per-start secret, or nothing.
     headers: dict[str, str] = field(default_factory=dict)
-    url: str = ""  # a fixed address (an external provider); else the local engine's port
-    # Kept by the gateway's balancing (see pool.py): requests in flight and passive health.
-    outstanding: int = 0
-    consecutive_failures: int = 0
-    ejected_until: float = 0.0
-    last_answer: float = 0.0  # monotonic time of its last good answer: it is alive, whatever probes say
 
     @property
     def base_url(self) -> str:
-        return self.url or f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def failed(self) -> bool:
@@ -145,8 +140,11 @@ class EngineProcess:
         startup_timeout: float = 180.0,
         check_interval: float = 5.0,
         backoff: Backoff | None = None,
+        answered: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """`answered` tells when the gateway last had a good answer from this replica (monotonic)."""
         self.replica = replica
+        self._answered = answered
         self._launch = launch
         self._startup_timeout = startup_timeout
         self._check_interval = check_interval
@@ -292,7 +290,7 @@ class EngineProcess:
         An engine busy with requests answers /health slowly (its HTTP threads compete with its
         compute threads), so a slow or failed probe is not proof of sickness: the replica turns
         UNHEALTHY only after UNHEALTHY_AFTER failed probes in a row (each may take PROBE_TIMEOUT)
-        during which it also answered no request (`Replica.last_answer`, kept by the gateway)."""
+        during which it also answered no request (`answered`, from the gateway's balancer)."""
         assert self._process is not None
         exited = asyncio.create_task(self._process.wait())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -304,7 +302,7 @@ class EngineProcess:
                     break
                 probed = time.monotonic()
                 failed = 0 if await self._healthy(http, path, PROBE_TIMEOUT) else failed + 1
-                answering = self.replica.last_answer >= probed - self._check_interval * UNHEALTHY_AFTER
+                answering = self._answered() >= probed - self._check_interval * UNHEALTHY_AFTER
                 healthy = failed < UNHEALTHY_AFTER or answering
                 new = ReplicaState.READY if healthy else ReplicaState.UNHEALTHY
                 if new is not self.replica.state:

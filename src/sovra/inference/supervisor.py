@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sovra.inference.drivers import Launch
-from sovra.inference.pool import Balancing, ReplicaPool
 from sovra.inference.process import Backoff, EngineProcess, Replica
 
 __all__ = ["ServicePlan", "Supervisor"]
@@ -35,24 +35,25 @@ class Supervisor:
         plans: Sequence[ServicePlan],
         *,
         startup_timeout: float = 180.0,
-        balancing: Balancing | None = None,
         backoff: Callable[[], Backoff] = Backoff,
+        answered: Callable[[Replica], float] = lambda replica: 0.0,
     ) -> None:
+        """`answered` tells when the gateway last had a good answer from a replica (its balancer
+        knows; the supervisor does not import the gateway)."""
         self._startup_timeout = startup_timeout
+        self.plans = tuple(plans)
         self.processes: list[EngineProcess] = []
-        self.pools: dict[str, ReplicaPool] = {}
+        self.replicas: dict[str, list[Replica]] = {}
         for plan in plans:
-            replicas = [Replica(plan.name, i) for i in range(plan.replicas)]
-            self.pools[plan.name] = ReplicaPool(
-                plan.name,
-                replicas,
-                plan.engine,
-                balancing,
-                images=plan.images,
-                context_window=plan.context_window,
-            )
+            replicas = self.replicas[plan.name] = [Replica(plan.name, i) for i in range(plan.replicas)]
             self.processes += [
-                EngineProcess(r, plan.launch, startup_timeout=startup_timeout, backoff=backoff())
+                EngineProcess(
+                    r,
+                    plan.launch,
+                    startup_timeout=startup_timeout,
+                    backoff=backoff(),
+                    answered=functools.partial(answered, r),
+                )
                 for r in replicas
             ]
         self._tasks: list[asyncio.Task[None]] = []
