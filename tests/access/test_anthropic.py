@@ -9,7 +9,7 @@ import anthropic
 import httpx2
 import pytest
 
-from sovra.access.anthropic import chat_request, message_from_chat, message_stream
+from sovra.access.dialects.anthropic import chat_request, message_from_chat, message_stream
 from sovra.access.errors import ApiError
 from tests.access.test_gateway import (
     TOKEN,

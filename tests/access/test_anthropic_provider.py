@@ -13,9 +13,9 @@ import openai
 import pytest
 from aiohttp import web
 
-from sovra.access.anthropic_upstream import messages_request
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
+from sovra.access.dialects.anthropic_provider import messages_request
 from sovra.access.errors import ApiError
 from sovra.access.providers import provider_pools
 from sovra.access.upstream import AiohttpUpstream

@@ -11,11 +11,12 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from sovra.access import anthropic
 from sovra.access.auth import TokenVerifier
+from sovra.access.dialects.anthropic import ANTHROPIC_CLIENT
+from sovra.access.dialects.openai import OPENAI_CLIENT
 from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
@@ -71,11 +72,12 @@ def create_app(
         if ledger is not None:
             await asyncio.to_thread(ledger.close)
 
+    openai, messages = gateway.endpoint(OPENAI_CLIENT), gateway.endpoint(ANTHROPIC_CLIENT)
     routes = [  # matched in order: the busiest first
-        Route("/v1/chat/completions", gateway.relay, methods=["POST"]),
-        Route("/v1/completions", gateway.relay, methods=["POST"]),
-        Route("/v1/messages", gateway.messages, methods=["POST"]),
-        Route("/v1/embeddings", gateway.relay, methods=["POST"]),
+        Route("/v1/chat/completions", openai, methods=["POST"]),
+        Route("/v1/completions", openai, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/embeddings", openai, methods=["POST"]),
         Route("/v1/route", gateway.explain_route, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/health", gateway.health, methods=["GET"]),
@@ -112,9 +114,7 @@ async def _refresh_keys(database: Database, verifier: TokenVerifier) -> None:
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    if request.url.path.startswith("/v1/messages"):  # Anthropic clients expect Anthropic's envelope
-        return JSONResponse(anthropic.error_body(exc.status, exc.message), exc.status, exc.headers)
+    assert isinstance(exc, ApiError)  # the model endpoints answer in their own dialect's envelope
     return error_response(exc)
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,13 +19,15 @@ from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import Lease, ReplicaPool
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
+from sovra.access.dialects.base import Call, ClientDialect, UpstreamDialect
+from sovra.access.dialects.compose import upstream_dialect
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.limits import Limits, LimitsUnavailable
-from sovra.access.relay import UpstreamCall, respond
+from sovra.access.relay import respond
 from sovra.access.served import ServedModel
 from sovra.access.upstream import Upstream
-from sovra.access.validation import check_no_images, check_request, parse_body
+from sovra.access.validation import check_no_images, parse_body
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
 from sovra.routing.router import Decision
@@ -38,9 +40,6 @@ def _route_headers(decision: Decision) -> dict[str, str]:
     return {"x-sovra-routed-model": decision.model, "x-sovra-route-reason": decision.rule}
 
 
-# (payload, raw body, the client's model name, the upstream's model name, fields to add to a
-# streamed request) → the call to make
-CallBuilder = Callable[[dict[str, Any], bytes, str, str, Mapping[str, Any]], UpstreamCall]
 # llama-server reports the prompt's token count in every streamed event with this: a stream the
 # client abandons is still charged for the prompt the engine processed.
 _LLAMACPP_STREAM = {"timings_per_token": True}
@@ -152,28 +151,18 @@ class Gateway:
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    async def relay(self, request: Request) -> Response:
-        """The OpenAI endpoints: chat/completions, completions, embeddings."""
-        path = request.url.path
+    def endpoint(self, dialect: ClientDialect) -> Callable[[Request], Awaitable[Response]]:
+        """The handler for an API that clients speak in `dialect` (its errors in its envelope)."""
 
-        def build(
-            payload: dict[str, Any], raw: bytes, model: str, upstream_model: str, extra: Mapping[str, Any]
-        ) -> UpstreamCall:
-            check_request(path, payload)
-            return UpstreamCall.for_request(path, payload, raw, model, upstream_model, extra)
+        async def serve(request: Request) -> Response:
+            try:
+                return await self._serve(request, dialect)
+            except ApiError as error:
+                return dialect.error(error)
 
-        return await self._serve(request, build)
+        return serve
 
-    async def messages(self, request: Request) -> Response:
-        """The Anthropic Messages API, served by any engine through translation."""
-        return await self._serve(
-            request,
-            lambda payload, raw, model, upstream, extra: UpstreamCall.for_messages(
-                payload, model, upstream, extra
-            ),
-        )
-
-    async def _serve(self, request: Request, build: CallBuilder) -> Response:
+    async def _serve(self, request: Request, client: ClientDialect) -> Response:
         key = self._authenticate(request)
         exchange = Exchange(key, request.url.path)
         # Only an operator token (a trusted front such as Envoy) may say which tenant a request is
@@ -202,13 +191,14 @@ class Gateway:
                 payload, raw = bounded, json.dumps(bounded).encode()
             exchange.prompt_estimate = estimate_prompt(payload, raw)
             stream_fields = _LLAMACPP_STREAM if served.provider == "llama.cpp" else {}
-            call = build(payload, raw, model, served.upstream_name, stream_fields)
+            call = client.request(exchange.endpoint, payload, raw, model, served.upstream_name, stream_fields)
             if not served.images:
                 check_no_images(payload, model)
-            if served.api == "anthropic":
-                call = call.for_anthropic_provider(served.upstream_name)
+            translate = upstream_dialect(served.api, call)
+            call = translate.request(call, served.upstream_name)
             await self._admit(key, payload, exchange)
-            response = await self._send(served.pool, call, exchange, prompt_prefix(payload))
+            dialects = (client, translate)
+            response = await self._send(served.pool, call, dialects, exchange, prompt_prefix(payload))
             if decision is not None:
                 response.headers.update(_route_headers(decision))
             return response
@@ -354,7 +344,12 @@ class Gateway:
         return JSONResponse(explain(self._gate.router.decide(payload, explicit_model=explicit)))
 
     async def _send(
-        self, pool: ReplicaPool, call: UpstreamCall, exchange: Exchange, affinity: bytes | None
+        self,
+        pool: ReplicaPool,
+        call: Call,
+        dialects: tuple[ClientDialect, UpstreamDialect],
+        exchange: Exchange,
+        affinity: bytes | None,
     ) -> Response:
         """Relay to the endpoint the balancer picks; if it cannot be reached, try one other."""
         lease = self._lease(pool, call, exchange, affinity)
@@ -379,6 +374,7 @@ class Gateway:
         return await respond(
             answer,
             call,
+            dialects,
             exchange,
             lambda: self._finish(exchange),
             self._spawn,
@@ -388,7 +384,7 @@ class Gateway:
     def _lease(
         self,
         pool: ReplicaPool,
-        call: UpstreamCall,
+        call: Call,
         exchange: Exchange,
         affinity: bytes | None,
         exclude: Lease | None = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
-from sovra.access import anthropic_upstream
 from sovra.access.balancer import Balancing, ReplicaPool
+from sovra.access.dialects import anthropic_provider
 from sovra.access.served import FixedEndpoint, ServedModel
 from sovra.errors import ConfigError, Problem
 
@@ -73,5 +73,5 @@ def provider_pools(
 
 def _auth_headers(provider: Provider, key: str) -> dict[str, str]:
     if provider.kind == "anthropic":
-        return {"x-api-key": key, "anthropic-version": anthropic_upstream.API_VERSION}
+        return {"x-api-key": key, "anthropic-version": anthropic_provider.API_VERSION}
     return {"authorization": f"Bearer {key}"}

@@ -9,24 +9,33 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
+from sovra.access.dialects.base import Call
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_event, data_payloads
 
-__all__ = ["infill_request", "infill_response", "infill_stream", "wants_infill"]
+__all__ = [
+    "INFILL_UPSTREAM",
+    "InfillUpstream",
+    "infill_request",
+    "infill_response",
+    "infill_stream",
+    "wants_infill",
+]
 
 # OpenAI sampling fields that /infill understands under a name of its own or the same name.
 _RENAMED = {"max_tokens": "n_predict"}
 _PASSED = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "input_extra")
 
 
-def wants_infill(payload: dict[str, Any]) -> bool:
+def wants_infill(payload: Mapping[str, Any]) -> bool:
     return isinstance(payload.get("suffix"), str) and payload["suffix"] != ""
 
 
-def infill_request(payload: dict[str, Any]) -> dict[str, Any]:
+def infill_request(payload: Mapping[str, Any]) -> dict[str, Any]:
     prompt = payload.get("prompt", "")
     if not isinstance(prompt, str):
         raise ApiError(400, "'suffix' needs 'prompt' to be a single string", "invalid_prompt")
@@ -98,3 +107,22 @@ async def infill_stream(
                 yield data_event({**_envelope(model, completion_id, []), "usage": _usage(result)})
             break
     yield b"data: [DONE]\n\n"
+
+
+class InfillUpstream:
+    """llama-server's /infill, for an OpenAI completion with a `suffix`."""
+
+    def request(self, call: Call, upstream_model: str) -> Call:
+        body = infill_request(call.payload)
+        return replace(call, path="/infill", payload=body, body=json.dumps(body).encode())
+
+    def answer(self, body: bytes, status: int, model: str) -> bytes:
+        if status != 200:
+            return body
+        return json.dumps(infill_response(json.loads(body), model)).encode()
+
+    def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        return infill_stream(chunks, model, include_usage=True)  # accounting strips it if unasked
+
+
+INFILL_UPSTREAM = InfillUpstream()

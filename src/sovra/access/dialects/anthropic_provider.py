@@ -11,12 +11,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
+from sovra.access.dialects.base import Call
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_event, data_payloads
 
-__all__ = ["API_VERSION", "chat_from_message", "chat_stream", "error_from_anthropic", "messages_request"]
+__all__ = [
+    "ANTHROPIC_UPSTREAM",
+    "API_VERSION",
+    "AnthropicUpstream",
+    "chat_from_message",
+    "chat_stream",
+    "error_from_anthropic",
+    "messages_request",
+]
 
 API_VERSION = "2023-06-01"  # the anthropic-version header every request must carry
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out
@@ -278,3 +288,28 @@ def _delta(delta: Mapping[str, Any], tool_index: int) -> dict[str, Any] | None:
             "tool_calls": [{"index": tool_index, "function": {"arguments": delta.get("partial_json", "")}}]
         }
     return None  # signature deltas and future kinds carry nothing the OpenAI shape can hold
+
+
+class AnthropicUpstream:
+    """An Anthropic provider: OpenAI chat calls become Messages calls, its answers OpenAI's."""
+
+    def request(self, call: Call, upstream_model: str) -> Call:
+        if call.path != "/v1/chat/completions":
+            raise ApiError(
+                400,
+                f"the model {call.model!r} (an Anthropic provider) serves only chat",
+                "unsupported_endpoint",
+            )
+        body = messages_request(call.payload, upstream_model)
+        return replace(call, path="/v1/messages", payload=body, body=json.dumps(body).encode())
+
+    def answer(self, body: bytes, status: int, model: str) -> bytes:
+        if status != 200:
+            return error_from_anthropic(body, status)
+        return json.dumps(chat_from_message(json.loads(body), model)).encode()
+
+    def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        return chat_stream(chunks, model)
+
+
+ANTHROPIC_UPSTREAM = AnthropicUpstream()

@@ -13,10 +13,21 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from starlette.responses import JSONResponse, Response
+
+from sovra.access.dialects.base import Call
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_payloads
 
-__all__ = ["ERROR_TYPES", "chat_request", "error_body", "message_from_chat", "message_stream"]
+__all__ = [
+    "ANTHROPIC_CLIENT",
+    "ERROR_TYPES",
+    "AnthropicClient",
+    "chat_request",
+    "error_body",
+    "message_from_chat",
+    "message_stream",
+]
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -326,3 +337,48 @@ def _choice_events(choice: Mapping[str, Any], state: _StreamState) -> tuple[list
             piece = {"type": "input_json_delta", "partial_json": function["arguments"]}
             events.append(_event("content_block_delta", {"index": state.index, "delta": piece}))
     return events, choice.get("finish_reason")
+
+
+def _as_message(body: bytes, status: int, model: str) -> Response:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    if status == 200:
+        return JSONResponse(message_from_chat(answer, model))
+    error = answer.get("error") if isinstance(answer, dict) else None
+    message = str(error.get("message")) if isinstance(error, dict) else f"the engine answered {status}"
+    return JSONResponse(error_body(status, message), status_code=status)
+
+
+class AnthropicClient:
+    """Anthropic Messages clients (Claude Code and the like), served by any upstream."""
+
+    reports_usage = True  # message_delta carries the usage: the stream needs it whatever was asked
+
+    def request(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        raw: bytes,
+        model: str,
+        upstream_model: str,
+        stream_fields: Mapping[str, Any],
+    ) -> Call:
+        chat = chat_request(payload, upstream_model)
+        stream = chat.get("stream") is True
+        if stream:
+            chat.update(stream_fields)
+        return Call("/v1/chat/completions", chat, json.dumps(chat).encode(), model, stream)
+
+    def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
+        return _as_message(body, status, model)
+
+    def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        return message_stream(chunks, model)
+
+    def error(self, error: ApiError) -> Response:
+        return JSONResponse(error_body(error.status, error.message), error.status, error.headers)
+
+
+ANTHROPIC_CLIENT = AnthropicClient()

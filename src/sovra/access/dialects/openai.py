@@ -1,0 +1,77 @@
+"""OpenAI's own shapes: chat/completions, completions and embeddings, for clients and upstreams.
+
+As a client dialect it checks the body (`validation.check_request`) and changes it only where the
+gateway must: the engine's own model name, and the usage event a stream needs for accounting
+(stripped again on the way out when the client did not ask for it). Unchanged requests are sent
+byte for byte. As an upstream dialect (every engine, OpenAI-compatible providers) it is the identity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.responses import Response
+
+from sovra.access.dialects.base import Call
+from sovra.access.errors import ApiError, error_response
+from sovra.access.validation import check_request
+
+__all__ = ["OPENAI_CLIENT", "OPENAI_UPSTREAM", "OpenAIClient", "OpenAIUpstream"]
+
+
+class OpenAIClient:
+    reports_usage = False
+
+    def request(
+        self,
+        path: str,
+        payload: dict[str, Any],
+        raw: bytes,
+        model: str,
+        upstream_model: str,
+        stream_fields: Mapping[str, Any],
+    ) -> Call:
+        check_request(path, payload)
+        stream = payload.get("stream") is True
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        changes: dict[str, Any] = {}
+        if payload.get("model") != upstream_model:  # routed by header, or an alias: the engine's own name
+            changes["model"] = upstream_model
+        if stream and not wants_usage:  # accounting needs the usage event; stripped again on the way out
+            changes["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        if stream:
+            changes.update(stream_fields)
+        if changes:
+            payload = {**payload, **changes}
+            raw = json.dumps(payload).encode()
+        return Call(path, payload, raw, model, stream, wants_usage)
+
+    def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
+        return Response(body, status_code=status, media_type=content_type)
+
+    def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        return chunks
+
+    def error(self, error: ApiError) -> Response:
+        return error_response(error)
+
+
+class OpenAIUpstream:
+    def request(self, call: Call, upstream_model: str) -> Call:
+        return call
+
+    def answer(self, body: bytes, status: int, model: str) -> bytes:
+        return body
+
+    def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        return chunks
+
+
+OPENAI_CLIENT = OpenAIClient()
+OPENAI_UPSTREAM = OpenAIUpstream()
