@@ -22,7 +22,7 @@ import yaml
 
 from sovra.evals.runner import RunOptions, run_suite
 from sovra.evals.suite import load_suite
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 
 TOKEN = "sk-bench-evals-0000000000000000"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 
 TOKEN = "sk-sovra-bench-" + "0" * 16
 LITELLM_KEY = "sk-litellm-bench-0000"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 from tests.conftest import TOKEN, start_platform, stop_platform
 
 pytestmark = pytest.mark.engine

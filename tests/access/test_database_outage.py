@@ -18,7 +18,7 @@ from sovra.access.keys import BudgetPeriod, KeyStore
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import MemoryLimits
 from sovra.database import Database
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 from tests.access.test_gateway import CHAT, ScriptedUpstream, replica, served
 from tests.conftest import POSTGRES
 

@@ -14,7 +14,7 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.limits import LimitsUnavailable, MemoryLimits, RedisLimits
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 from tests.access.test_gateway import CHAT, Ledger, ScriptedUpstream, replica, served
 
 pytestmark = pytest.mark.anyio

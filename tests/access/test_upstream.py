@@ -8,7 +8,7 @@ import pytest
 
 from sovra.access.errors import ApiError
 from sovra.access.upstream import AiohttpUpstream
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 
 pytestmark = pytest.mark.anyio
 Script = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

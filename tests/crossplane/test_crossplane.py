@@ -21,7 +21,7 @@ from sovra.crossplane.composition import crossplane_objects
 from sovra.crossplane.function import SovraFunction, composed_name
 from sovra.crossplane.xrd import openapi_schema, xrd
 from sovra.deploy.render import service_objects
-from sovra.inference.process import free_port
+from sovra.inference.launcher import free_port
 from sovra.spec import load_catalog
 from tests.deploy.schemas import problems
 

@@ -1,20 +1,21 @@
 """One engine replica as a state machine: start, health-check, restart with back-off, give up, stop.
 
-    STOPPED ──start──▶ STARTING ──/health 200──▶ READY ◀──▶ UNHEALTHY (active checks fail)
-       ▲                  │  exit / deadline        │ exit
-       │                  ▼                         ▼
-       └──stop── BACKOFF (1 s, 2 s, 4 s … 30 s) ◀───┘
-                          │ 5 failed starts in a row
-                          ▼
-                       FAILED ──retry()──▶ STARTING
+    STOPPED ──run──▶ STARTING ──healthy──▶ READY ◀──probes──▶ UNHEALTHY
+                      │  ▲  exit / deadline  │ exit                │ exit
+                      │  │                   ▼                     │
+                      │  └──── delay ──── BACKOFF (1, 2, 4 … 30 s) ◀┘
+                      │                      │ `give_up_after` failed starts in a row
+                      └──────────────────────┴──▶ FAILED ──retry()──▶ STARTING
+    any state ──stop()──▶ STOPPING ──the engine has ended──▶ STOPPED
 
-A start has failed when the engine exits, or misses its health deadline, before it has run for
+Every change of state goes through `_enter`, which refuses a transition not drawn here. A start has
+failed when the engine exits, or misses its health deadline, before it has run for
 `Backoff.stable_after` (60 s); a stable run forgives the failures before it. After
 `Backoff.give_up_after` failed starts in a row the replica stops retrying and says why
 (`Replica.failure`, in words: `exits.py`) until `retry()` — a crash loop is diagnosed, not repeated.
 
-The engine runs in its own process group (so a stop reaches everything it spawned) and is told by
-the kernel to die with us (PR_SET_PDEATHSIG), so no engine outlives the gateway, even on SIGKILL.
+Processes and probes go through `Launcher` and `Prober` (`launcher.py`): the real ones start
+`llama-server` or vLLM and GET its health path; tests drive every transition with fakes.
 """
 
 from __future__ import annotations
@@ -22,28 +23,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import logging
-import os
 import secrets
-import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import aiohttp
-
 from sovra.inference.drivers import Launch
 from sovra.inference.exits import describe_exit
+from sovra.inference.launcher import HttpProber, Launcher, Prober, Running, SubprocessLauncher, free_port
 
-__all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState", "die_with_parent", "free_port"]
+__all__ = ["Backoff", "EngineProcess", "Replica", "ReplicaState"]
 
 log = logging.getLogger("sovra.supervisor")
+engine_log = logging.getLogger("sovra.engine")
+STARTUP_PROBE_TIMEOUT = 2.0  # for /health while starting: it answers at once or not at all
 PROBE_TIMEOUT = 5.0  # for /health once ready (llama-server answers it late when busy)
 UNHEALTHY_AFTER = 3  # failed probes in a row, with no good answer meanwhile
-engine_log = logging.getLogger("sovra.engine")
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 
 
 class ReplicaState(StrEnum):
@@ -53,6 +51,20 @@ class ReplicaState(StrEnum):
     UNHEALTHY = "unhealthy"
     BACKOFF = "backoff"
     FAILED = "failed"  # gave up after repeated failed starts; see Replica.failure
+    STOPPING = "stopping"
+
+
+_S = ReplicaState
+_ENDED = {_S.BACKOFF, _S.FAILED, _S.STOPPING}  # where a start that ended can go
+TRANSITIONS: dict[ReplicaState, frozenset[ReplicaState]] = {
+    _S.STOPPED: frozenset({_S.STARTING, _S.STOPPING}),
+    _S.STARTING: frozenset({_S.READY, *_ENDED}),
+    _S.READY: frozenset({_S.UNHEALTHY, *_ENDED}),
+    _S.UNHEALTHY: frozenset({_S.READY, *_ENDED}),
+    _S.BACKOFF: frozenset({_S.STARTING, _S.STOPPING}),
+    _S.FAILED: frozenset({_S.STARTING, _S.STOPPING}),
+    _S.STOPPING: frozenset({_S.STOPPED}),
+}
 
 
 @dataclass
@@ -110,25 +122,6 @@ class Backoff:
         self._next, self._failures = 0.0, 0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent(parent: int, signum: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
-    """A preexec_fn: the kernel sends the child `signum` when the parent dies, however it dies."""
-
-    def preexec() -> None:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signum)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 class EngineProcess:
     """Runs one replica until `stop()`; `replica.state` tells the gateway whether to use it."""
 
@@ -141,15 +134,19 @@ class EngineProcess:
         check_interval: float = 5.0,
         backoff: Backoff | None = None,
         answered: Callable[[], float] = lambda: 0.0,
+        launcher: Launcher | None = None,
+        prober: Prober | None = None,
     ) -> None:
         """`answered` tells when the gateway last had a good answer from this replica (monotonic)."""
         self.replica = replica
-        self._answered = answered
         self._launch = launch
         self._startup_timeout = startup_timeout
         self._check_interval = check_interval
         self._backoff = backoff or Backoff()
-        self._process: asyncio.subprocess.Process | None = None
+        self._answered = answered
+        self._launcher = launcher or SubprocessLauncher()
+        self._prober = prober or HttpProber()
+        self._running: Running | None = None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         self._settled = asyncio.Event()  # READY, or FAILED: nothing more to wait for
@@ -159,7 +156,7 @@ class EngineProcess:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._running.pid if self._running else None
 
     @property
     def last_output(self) -> str:
@@ -178,11 +175,26 @@ class EngineProcess:
         if self.replica.failed:
             self._retry.set()
 
+    def _enter(self, new: ReplicaState) -> None:
+        """The one place a replica's state changes."""
+        old = self.replica.state
+        if new is old:
+            return
+        if new not in TRANSITIONS[old]:
+            raise RuntimeError(f"{self.replica.service}#{self.replica.index}: no transition {old} → {new}")
+        self.replica.state = new
+        if new in (_S.READY, _S.FAILED):
+            self._settled.set()
+        if new is _S.READY:
+            self._ready.set()
+        elif new is _S.STARTING:
+            self._settled.clear()
+
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as http:
+        try:
             while not self._stopping.is_set():
                 started = time.monotonic()
-                reason = await self._run_once(http)
+                reason = await self._run_once()
                 if self._stopping.is_set():
                     break
                 self.replica.failure = reason
@@ -190,17 +202,19 @@ class EngineProcess:
                 if delay is None:
                     await self._give_up(reason)
                     continue
-                self.replica.state = ReplicaState.BACKOFF
+                self._enter(_S.BACKOFF)
                 self.replica.restarts += 1
                 log.warning("engine stopped unexpectedly; restarting", extra={**self._fields, "in_s": delay})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
-        self.replica.state = ReplicaState.STOPPED
+        finally:
+            await self._prober.aclose()
+        self._enter(_S.STOPPING)
+        self._enter(_S.STOPPED)
 
     async def _give_up(self, reason: str) -> None:
         """FAILED until retry() or stop(): the same crash again and again helps nobody."""
-        self.replica.state = ReplicaState.FAILED
-        self._settled.set()
+        self._enter(_S.FAILED)
         log.error(
             "engine keeps failing to start; not restarting it (send SIGHUP to `sovra up` to retry)",
             extra={**self._fields, "failed_starts": self._backoff.give_up_after, "reason": reason},
@@ -212,68 +226,59 @@ class EngineProcess:
         stopping.cancel()
         if self._retry.is_set() and not self._stopping.is_set():
             self._retry.clear()
-            self._settled.clear()
             self._backoff.reset()
             self.replica.failure = ""
             log.info("engine retried", extra=self._fields)
 
-    async def _run_once(self, http: aiohttp.ClientSession) -> str:
+    async def _run_once(self) -> str:
         """One start of the engine, until it ends; returns why it ended, in words."""
         self.replica.port = free_port()
         launch = self._launch(self.replica.port)
-        self.replica.state = ReplicaState.STARTING
+        self._enter(_S.STARTING)
         self._recent.clear()
         secret = secrets.token_urlsafe(24)
         self.replica.headers = {"authorization": f"Bearer {secret}"}
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                env={**os.environ, launch.key_env: secret},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(os.getpid()),
-            )
+            running = self._running = await self._launcher.start(launch.argv, {launch.key_env: secret})
         except OSError as exc:
             reason = f"could not be started: {launch.argv[0]}: {exc.strerror or exc}"
             log.error("engine could not be started", extra={**self._fields, "reason": reason})
             return reason
-        log.info(
-            "engine starting", extra={**self._fields, "pid": self._process.pid, "port": self.replica.port}
-        )
-        forward = asyncio.create_task(self._forward_output(self._process))
+        log.info("engine starting", extra={**self._fields, "pid": running.pid, "port": self.replica.port})
+        forward = asyncio.create_task(self._forward_output(running))
         reason = ""
         try:
-            if await self._wait_healthy(http, launch.health_path):
-                self.replica.state = ReplicaState.READY
+            if await self._wait_healthy(running, launch.health_path) and not self._stopping.is_set():
+                self._enter(_S.READY)
                 self.replica.failure = ""
-                self._ready.set()
-                self._settled.set()
                 log.info("engine ready", extra={**self._fields, "port": self.replica.port})
-                await self._watch(http, launch.health_path)
-            elif self._process.returncode is None and not self._stopping.is_set():
+                await self._watch(running, launch.health_path)
+            elif running.returncode is None and not self._stopping.is_set():
                 reason = f"not healthy within its {self._startup_timeout:.0f} s startup deadline"
         finally:
-            await self._terminate()
+            await running.terminate(STOP_GRACE)
             await forward
         if self._stopping.is_set():
             return ""
-        reason = reason or describe_exit(self._process.returncode)
+        reason = reason or describe_exit(running.returncode)
         log.error(
             "engine exited",
-            extra={**self._fields, "code": self._process.returncode, "reason": reason,
-                   "last_output": self.last_output},
-        )  # fmt: skip
+            extra={
+                **self._fields,
+                "code": running.returncode,
+                "reason": reason,
+                "last_output": self.last_output,
+            },
+        )
         return reason
 
-    async def _wait_healthy(self, http: aiohttp.ClientSession, path: str) -> bool:
-        assert self._process is not None
+    async def _wait_healthy(self, running: Running, path: str) -> bool:
         deadline = time.monotonic() + self._startup_timeout
+        url = f"{self.replica.base_url}{path}"
         while time.monotonic() < deadline and not self._stopping.is_set():
-            if self._process.returncode is not None:
+            if running.returncode is not None:
                 return False
-            if await self._healthy(http, path):
+            if await self._prober.healthy(url, STARTUP_PROBE_TIMEOUT):
                 return True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
@@ -284,64 +289,44 @@ class EngineProcess:
             )
         return False
 
-    async def _watch(self, http: aiohttp.ClientSession, path: str) -> None:
+    async def _watch(self, running: Running, path: str) -> None:
         """Until the process exits or we stop: active health checks move READY ⇄ UNHEALTHY.
 
         An engine busy with requests answers /health slowly (its HTTP threads compete with its
         compute threads), so a slow or failed probe is not proof of sickness: the replica turns
         UNHEALTHY only after UNHEALTHY_AFTER failed probes in a row (each may take PROBE_TIMEOUT)
         during which it also answered no request (`answered`, from the gateway's balancer)."""
-        assert self._process is not None
-        exited = asyncio.create_task(self._process.wait())
+        exited = asyncio.create_task(running.wait())
         stopping = asyncio.create_task(self._stopping.wait())
+        url = f"{self.replica.base_url}{path}"
         failed = 0
         try:
-            while not exited.done() and not stopping.done():
+            while not exited.done() and not self._stopping.is_set():
                 await asyncio.wait({exited, stopping}, timeout=self._check_interval)
-                if exited.done() or stopping.done():
+                if exited.done() or self._stopping.is_set():
                     break
                 probed = time.monotonic()
-                failed = 0 if await self._healthy(http, path, PROBE_TIMEOUT) else failed + 1
+                failed = 0 if await self._prober.healthy(url, PROBE_TIMEOUT) else failed + 1
                 answering = self._answered() >= probed - self._check_interval * UNHEALTHY_AFTER
                 healthy = failed < UNHEALTHY_AFTER or answering
-                new = ReplicaState.READY if healthy else ReplicaState.UNHEALTHY
-                if new is not self.replica.state:
+                new = _S.READY if healthy else _S.UNHEALTHY
+                if new is not self.replica.state and not exited.done() and not self._stopping.is_set():
                     log.warning("engine health changed", extra={**self._fields, "state": new.value})
-                    self.replica.state = new
+                    self._enter(new)
         finally:
             stopping.cancel()
+            if not exited.done():
+                exited.cancel()
 
-    async def _healthy(self, http: aiohttp.ClientSession, path: str, within: float | None = None) -> bool:
-        try:
-            limit = aiohttp.ClientTimeout(total=within) if within else None
-            async with http.get(f"{self.replica.base_url}{path}", timeout=limit) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    async def _forward_output(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
+    async def _forward_output(self, running: Running) -> None:
+        async for line in running.lines():
             if line:
                 self._recent.append(line)
                 engine_log.info(line, extra=self._fields)
 
     async def stop(self) -> None:
         self._stopping.set()
-        await self._terminate()
-
-    async def _terminate(self, grace: float = 10.0) -> None:
-        """SIGTERM the engine's process group, then SIGKILL it if it lingers."""
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        self.replica.state = ReplicaState.STOPPED if self._stopping.is_set() else ReplicaState.BACKOFF
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        if self.replica.state is not _S.STOPPED:
+            self._enter(_S.STOPPING)
+        if self._running is not None:
+            await self._running.terminate(STOP_GRACE)

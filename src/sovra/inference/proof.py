@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sovra.inference.exits import describe_exit, died_by_signal
-from sovra.inference.process import die_with_parent, free_port
+from sovra.inference.launcher import die_with_parent, free_port
 
 __all__ = ["Proof", "prove_llama_server"]
 
