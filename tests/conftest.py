@@ -23,7 +23,7 @@ import pytest
 from sovra.config import load_platform_config
 from sovra.database import Database
 from sovra.inference.launcher import die_with_parent, free_port
-from sovra.runtime import build_store, engine_binary, preload
+from sovra.runtime.engines import build_store, engine_binary, preload
 from sovra.spec import load_catalog
 
 REPO = Path(__file__).parents[1]

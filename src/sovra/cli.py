@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from sovra.config import load_platform_config
-    from sovra.runtime import build_gate, engine_binary
+    from sovra.runtime.engines import engine_binary
+    from sovra.runtime.serve import build_gate
     from sovra.spec import load_catalog
 
     if args.command == "engines":
@@ -161,7 +162,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _preload(catalog: Catalog, config: PlatformConfig) -> None:
-    from sovra.runtime import build_store, preload
+    from sovra.runtime.engines import build_store, preload
 
     for name, path in preload(catalog, build_store(config), adapters=True).items():
         print(f"{name}: {path}")
@@ -169,7 +170,9 @@ def _preload(catalog: Catalog, config: PlatformConfig) -> None:
 
 def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> int:
     from sovra.inference.drivers import HostFacts
-    from sovra.runtime import build_gate, build_store, plan_services, preload, resolve_verifier, run_platform
+    from sovra.runtime.auth import resolve_verifier
+    from sovra.runtime.engines import build_store, plan_services, preload
+    from sovra.runtime.serve import build_gate, run_platform
 
     auth = resolve_verifier(config, os.environ, open_access=args.no_auth)
     gate = build_gate(config, catalog)

@@ -7,7 +7,8 @@ SovraError
  ├── EngineError        an engine could not be obtained or started
  ├── ApiError           (access.errors) an answer the gateway gives itself: status, message, code
  ├── LimitsUnavailable  (access.limits) a key's limits cannot be checked now: 503, not 500
- └── TransportError     (evals.providers) an evaluation request got no answer: worth retrying
+ └── EvalError          (evals.errors) a test cannot run as written: template, transform, grader
+      └── TransportError  an evaluation request got no answer: worth retrying
 
 Foreign errors (sqlite3, psycopg, aiohttp, redis, OSError) are translated once, where they cross
 into Sovra: the ledger, the limits, the upstream client, the store.

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from sovra.errors import ConfigError, Problem
 from sovra.storage.refs import HfRef, WeightRef, parse_ref
@@ -293,6 +293,18 @@ class ServiceSpec(_Spec):
     security_context: dict[str, Any] = {}  # merged over the restricted defaults
     observability: Observability = Observability()
 
+    # What only a cluster honours (`sovra render` does; `sovra up` names them and goes on), by the
+    # YAML path that declares it. Declared: switched on (`enabled`), or different from its default.
+    CLUSTER_ONLY: ClassVar[tuple[str, ...]] = (
+        "loraAdapters", "gateway.canaries", "route", "externalSecrets", "envFromSecrets", "networkPolicies",
+        "resources", "healthProbes", "securityContext", "observability", "gpu.minVRAM", "cache.kvOffload",
+        "model.streaming",
+    )  # fmt: skip
+
+    def cluster_only_fields(self) -> list[str]:
+        """The declared fields one machine cannot honour."""
+        return [path for path in self.CLUSTER_ONLY if _declared(self, path.split("."))]
+
     @model_validator(mode="after")
     def _canaries_name_adapters(self) -> ServiceSpec:
         adapters = {a.name for a in self.lora_adapters}
@@ -315,6 +327,18 @@ class ServiceSpec(_Spec):
             if flag in MANAGED_FLAGS:
                 raise ValueError(f"{flag} is managed by Sovra and cannot be set in engineArgs")
         return args
+
+
+def _declared(spec: BaseModel | None, path: list[str]) -> bool:
+    if spec is None:
+        return False
+    name = to_snake(path[0])
+    value = getattr(spec, name)
+    if len(path) > 1:
+        return _declared(value, path[1:])
+    if isinstance(value, Toggle | KvOffload | Streaming | Route):
+        return bool(value.enabled)
+    return bool(value != type(spec).model_fields[name].get_default(call_default_factory=True))
 
 
 class Metadata(_Spec):

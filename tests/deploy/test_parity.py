@@ -10,7 +10,6 @@ import yaml
 from sovra.config import RenderSettings
 from sovra.deploy.render import service_objects
 from sovra.errors import ConfigError
-from sovra.runtime import cluster_only_fields
 from sovra.spec import load_catalog
 from tests.deploy.schemas import problems
 
@@ -116,11 +115,13 @@ def test_canaries_split_the_base_model_and_adapters_keep_their_names(
 
 def test_one_machine_says_which_fields_it_ignores() -> None:
     (service,) = load_catalog(CLAIM).services
-    assert cluster_only_fields(service) == [
+    assert service.spec.cluster_only_fields() == [
         "loraAdapters", "gateway.canaries", "route", "externalSecrets", "envFromSecrets", "networkPolicies",
         "resources", "healthProbes", "securityContext", "observability", "gpu.minVRAM", "cache.kvOffload",
         "model.streaming",
     ]  # fmt: skip
+    (default,) = load_catalog(Path(__file__).parents[2] / "catalog" / "smollm2.yaml").services
+    assert default.spec.cluster_only_fields() == []  # what one machine serves as declared
 
 
 @pytest.mark.parametrize(

