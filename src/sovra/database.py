@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from sovra.errors import ConfigError, Problem
+
 __all__ = ["Connection", "Database"]
 
 _SCHEMA = (
@@ -135,7 +137,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError(f"{url!r}: expected sqlite:///path or postgresql://…")
+            reason = f"{url!r}: expected sqlite:///path or postgresql://…"
+            raise ConfigError([Problem("sovra.yaml", "database.url", reason)])
         self.url = url
 
     @property

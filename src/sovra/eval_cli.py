@@ -53,5 +53,7 @@ def add_eval_command(command: argparse.ArgumentParser) -> None:
 
 def run_eval_command(args: argparse.Namespace, config: PlatformConfig) -> int:
     from sovra.evals.command import run
+    from sovra.runtime.auth import client_token
 
+    args.api_key = args.api_key or client_token(config, os.environ)
     return run(args, config)

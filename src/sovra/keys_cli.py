@@ -51,13 +51,10 @@ def run_keys_command(args: argparse.Namespace, config: PlatformConfig) -> int:
 
 def _create(store: KeyStore, args: argparse.Namespace) -> int:
     models = frozenset(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
-    try:
-        key, token = store.create(
-            args.tenant, args.name, models, args.rpm, args.tpm, args.budget,
-            BudgetPeriod(args.period) if args.period else None,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise ConfigError([Problem("command line", "keys create", str(exc))]) from exc
+    key, token = store.create(
+        args.tenant, args.name, models, args.rpm, args.tpm, args.budget,
+        BudgetPeriod(args.period) if args.period else None,
+    )  # fmt: skip
     print(f"created key {key.id} for tenant {key.tenant}; this is the only time it is shown:\n{token}")
     return 0
 

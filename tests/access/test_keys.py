@@ -7,6 +7,7 @@ import pytest
 from sovra.access.auth import TokenVerifier
 from sovra.access.keys import ApiKey, BudgetPeriod, KeyStore
 from sovra.database import Database
+from sovra.errors import ConfigError
 
 
 def test_keys_are_stored_hashed_listed_and_revoked(database: Database) -> None:
@@ -49,11 +50,11 @@ def test_keys_are_stored_hashed_listed_and_revoked(database: Database) -> None:
     [
         ("team a", {}, "use letters, digits"),
         ("t", {"budget_tokens": 10}, "needs both a token count and a period"),
-        ("t", {"rpm": 0}, "rpm must be at least 1"),
+        ("t", {"rpm": 0}, "keys create: rpm: must be at least 1"),
     ],
 )
 def test_bad_keys_are_refused(database: Database, tenant: str, options: dict[str, int], reason: str) -> None:
-    with database.session() as db, pytest.raises(ValueError, match=reason):
+    with database.session() as db, pytest.raises(ConfigError, match=reason):
         KeyStore(db).create(tenant, **options)  # type: ignore[arg-type]
 
 

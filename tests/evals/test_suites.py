@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from sovra.errors import ConfigError
+from sovra.evals.errors import EvalError
 from sovra.evals.suite import load_suite
 from sovra.evals.template import chat_messages, render
 from sovra.evals.transforms import apply_transform
@@ -92,5 +93,8 @@ def test_transforms_python_javascript_idioms_and_files(tmp_path: Path) -> None:
     assert apply_transform("output + context['vars']['x']", "a", {"x": "b"}, tmp_path) == "ab"
     (tmp_path / "t.py").write_text("def shout(output, context):\n    return output.upper() + '!'\n")
     assert apply_transform("file://t.py:shout", "hey", {}, tmp_path) == "HEY!"
-    with pytest.raises(ValueError, match="transform"):
+    with pytest.raises(EvalError, match="transform"):
         apply_transform("output.nope()", "x", {}, tmp_path)
+    (tmp_path / "broken.py").write_text("def get_transform(output, context):\n    return 1 / 0\n")
+    with pytest.raises(EvalError, match="division by zero"):  # the suite's code failed, not Sovra
+        apply_transform("file://broken.py", "x", {}, tmp_path)

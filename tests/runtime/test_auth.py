@@ -7,7 +7,7 @@ import pytest
 
 from sovra.config import load_platform_config
 from sovra.errors import ConfigError
-from sovra.runtime.auth import resolve_verifier
+from sovra.runtime.auth import client_token, resolve_verifier
 
 BEARER = "authorization"
 
@@ -47,3 +47,20 @@ def test_configured_tokens_by_digest_and_by_environment(tmp_path: Path) -> None:
 def test_sovra_api_key_is_accepted(tmp_path: Path) -> None:
     verifier = resolve_verifier(config(tmp_path), {"SOVRA_API_KEY": "k"}, open_access=False).verifier
     assert verifier.verify({BEARER: "Bearer k"}) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "environ"),
+    [
+        ("", {}),  # the generated token
+        ("", {"SOVRA_API_KEY": "sk-from-env"}),
+        ("auth:\n  tokens:\n    - {name: b, env: B_TOKEN}\n", {"B_TOKEN": "sk-b"}),
+    ],
+)
+def test_the_client_token_is_one_the_gateway_accepts(
+    tmp_path: Path, text: str, environ: dict[str, str]
+) -> None:
+    settings = config(tmp_path, text)
+    verifier = resolve_verifier(settings, environ, open_access=False).verifier  # may generate one
+    token = client_token(settings, environ)
+    assert token is not None and verifier.verify({BEARER: f"Bearer {token}"}) is not None

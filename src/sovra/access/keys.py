@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sovra.database import Connection
+from sovra.errors import ConfigError, Problem
 from sovra.usage import TENANT
 
 __all__ = ["ApiKey", "BudgetPeriod", "KeyStore", "new_key"]
@@ -101,13 +102,19 @@ class KeyStore:
         budget_period: BudgetPeriod | None = None,
     ) -> tuple[ApiKey, str]:
         """Store a new key; return it with its token (the only time the token exists in clear)."""
+        problems = []
         if not TENANT.match(tenant):
-            raise ValueError(f"tenant {tenant!r}: use letters, digits, '.', '_' or '-' (at most 63)")
+            reason = f"{tenant!r}: use letters, digits, '.', '_' or '-' (at most 63)"
+            problems.append(Problem("keys create", "tenant", reason))
         if (budget_tokens is None) != (budget_period is None):
-            raise ValueError("a budget needs both a token count and a period")
+            problems.append(
+                Problem("keys create", "budget", "a budget needs both a token count and a period")
+            )
         for label, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget_tokens)):
             if value is not None and value < 1:
-                raise ValueError(f"{label} must be at least 1")
+                problems.append(Problem("keys create", label, "must be at least 1"))
+        if problems:
+            raise ConfigError(problems)
         key_id, token = new_key()
         key = ApiKey(
             key_id, tenant, name or tenant, digest(token),

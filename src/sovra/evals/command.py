@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,21 +27,9 @@ __all__ = ["FAILED", "run"]
 FAILED = 100  # promptfoo's exit code when tests fail
 
 
-def _api_key(args: argparse.Namespace, config: PlatformConfig) -> str | None:
-    if args.api_key:
-        return str(args.api_key)
-    if os.environ.get("SOVRA_API_KEY"):
-        return os.environ["SOVRA_API_KEY"]
-    for entry in config.auth.tokens:  # a token kept in a variable (the file holds digests only)
-        if entry.env and os.environ.get(entry.env):
-            return os.environ[entry.env]
-    token = config.home / "api-token"
-    return token.read_text().strip() if token.exists() else None
-
-
 def _suite(args: argparse.Namespace, config: PlatformConfig) -> Suite:
     base_url = args.base_url or f"http://{config.listen.host}:{config.listen.port}/v1"
-    suite = load_suite(args.suite, base_url, _api_key(args, config))
+    suite = load_suite(args.suite, base_url, args.api_key)
     if args.compare:
         models = [m.strip() for m in args.compare.split(",") if m.strip()]
         if not models:
@@ -79,7 +66,7 @@ def _tool_chain(args: argparse.Namespace, config: PlatformConfig) -> int:
     if not models:
         raise ConfigError([Problem("--compare", "", "name the models to stress, e.g. --compare qwen-coder")])
     base_url = args.base_url or f"http://{config.listen.host}:{config.listen.port}/v1"
-    key = _api_key(args, config)
+    key = args.api_key
     rows = [["model", "longest chain", "first break"]]
 
     async def stress() -> None:

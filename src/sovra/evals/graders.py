@@ -12,6 +12,7 @@ import math
 import re
 from typing import Any
 
+from sovra.evals.errors import EvalError, TransportError
 from sovra.evals.grades import Context, Grade
 
 __all__ = ["model_graded"]
@@ -51,7 +52,7 @@ _QUESTIONS = """Write three questions that the following text answers, one per l
 
 async def _ask(ctx: Context, prompt: str) -> str:
     if ctx.complete is None:
-        raise ValueError("no grader model (give --grader or defaultTest.options.provider)")
+        raise EvalError("no grader model (give --grader or defaultTest.options.provider)")
     return await ctx.complete(prompt)
 
 
@@ -109,7 +110,7 @@ async def _geval(value: Any, ctx: Context, threshold: float | None) -> Grade:
 
 async def _similar(value: Any, ctx: Context, threshold: float | None) -> Grade:
     if ctx.embed is None:
-        raise ValueError("no embedding model for `similar`")
+        raise EvalError("no embedding model for `similar`")
     expected = value if isinstance(value, list) else [value]
     vectors = await ctx.embed([ctx.output, *map(str, expected)])
     score = max(_cosine(vectors[0], v) for v in vectors[1:])
@@ -119,7 +120,7 @@ async def _similar(value: Any, ctx: Context, threshold: float | None) -> Grade:
 
 async def _relevance(value: Any, ctx: Context, threshold: float | None) -> Grade:
     if ctx.embed is None:
-        raise ValueError("no embedding model for `answer-relevance`")
+        raise EvalError("no embedding model for `answer-relevance`")
     questions = [
         q.strip() for q in (await _ask(ctx, _QUESTIONS.format(output=ctx.output))).splitlines() if q.strip()
     ][:3]
@@ -144,5 +145,7 @@ _GRADERS = {
 async def model_graded(kind: str, value: Any, ctx: Context, threshold: float | None) -> Grade:
     try:
         return await _GRADERS[kind](value, ctx, threshold)
-    except ValueError as exc:
+    except TransportError:
+        raise  # the grader did not answer: the test is an error, not a failure
+    except EvalError as exc:
         return Grade(False, 0.0, str(exc))

@@ -10,10 +10,10 @@ from typing import Any
 
 import aiohttp
 
-from sovra.errors import SovraError
+from sovra.evals.errors import EvalError, TransportError
 from sovra.evals.suite import ProviderSpec
 
-__all__ = ["ProviderResponse", "TransportError", "call", "embed"]
+__all__ = ["ProviderResponse", "call", "embed"]
 
 # Options that go to the API as they are (promptfoo's config names are the API's).
 _PASS_THROUGH = (
@@ -29,10 +29,6 @@ _PASS_THROUGH = (
     "frequency_penalty",
 )
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
-
-
-class TransportError(SovraError):
-    """The request did not get an answer (connection, timeout, 429/5xx): worth trying again."""
 
 
 @dataclass
@@ -109,5 +105,5 @@ async def embed(
 ) -> list[list[float]]:
     status, answer = await _post(session, provider, "/embeddings", {"model": provider.model, "input": texts})
     if status >= 400:
-        raise ValueError(f"embeddings: HTTP {status} from {provider.model}")
+        raise EvalError(f"embeddings: HTTP {status} from {provider.model}")
     return [item["embedding"] for item in sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))]

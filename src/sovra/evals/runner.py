@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from sovra.evals import providers
 from sovra.evals.assertions import combine, grade
+from sovra.evals.errors import EvalError, TransportError
 from sovra.evals.grades import Context, Grade
-from sovra.evals.providers import ProviderResponse, TransportError
+from sovra.evals.providers import ProviderResponse
 from sovra.evals.suite import Prompt, ProviderSpec, Suite, TestCase
 from sovra.evals.template import chat_messages, render
 from sovra.evals.transforms import apply_transform
@@ -114,7 +115,7 @@ async def _run_one(
             outcome,
             lambda: providers.call(session, outcome.provider, messages, outcome.rendered_prompt),
         )
-    except (TransportError, ValueError) as exc:
+    except EvalError as exc:
         outcome.error = str(exc)
         return
     outcome.response = response
@@ -125,7 +126,7 @@ async def _run_one(
     if outcome.test.transform:
         try:
             output = apply_transform(outcome.test.transform, output, outcome.vars, suite.path.parent)
-        except ValueError as exc:
+        except EvalError as exc:
             outcome.error = str(exc)
             return
     context = Context(
@@ -140,7 +141,11 @@ async def _run_one(
         complete=_grader_call(session, options, outcome),
         embed=_embedder(session, options, outcome),
     )
-    grades = [await grade(assertion, context) for assertion in outcome.test.asserts]
+    try:
+        grades = [await grade(assertion, context) for assertion in outcome.test.asserts]
+    except TransportError as exc:  # a grader or embedding model that did not answer
+        outcome.error = str(exc)
+        return
     outcome.grade = _test_grade(grades, outcome.test.threshold)
     outcome.named_scores = _named_scores(grades)
 
@@ -181,7 +186,7 @@ def _grader_call(
             options, outcome, lambda: providers.call(session, chat, messages, prompt)
         )
         if answer.error:
-            raise ValueError(f"grader: {answer.error}")
+            raise EvalError(f"grader: {answer.error}")
         return str(answer.output)
 
     return complete

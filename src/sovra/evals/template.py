@@ -8,6 +8,8 @@ from typing import Any
 
 import jinja2
 
+from sovra.evals.errors import EvalError
+
 __all__ = ["chat_messages", "render"]
 
 _ENVIRONMENT = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
@@ -18,7 +20,7 @@ def render(template: str, variables: dict[str, Any]) -> str:
     try:
         return _ENVIRONMENT.from_string(template).render(**variables)
     except jinja2.TemplateError as exc:
-        raise ValueError(f"template error: {exc}") from exc
+        raise EvalError(f"template error: {exc}") from exc
 
 
 def chat_messages(template: str, variables: dict[str, Any], is_chat: bool) -> list[dict[str, Any]]:
@@ -26,6 +28,9 @@ def chat_messages(template: str, variables: dict[str, Any], is_chat: bool) -> li
     prompt is one user message."""
     text = render(template, variables)
     if is_chat:
-        messages = json.loads(text)
+        try:
+            messages = json.loads(text)
+        except ValueError as exc:
+            raise EvalError(f"a chat prompt must render to JSON: {exc}") from exc
         return messages if isinstance(messages, list) else [{"role": "user", "content": text}]
     return [{"role": "user", "content": text}]

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sovra.evals.errors import EvalError
+
 __all__ = ["apply_transform"]
 
 _JS_IDIOMS = (
@@ -32,14 +34,17 @@ def apply_transform(transform: str, output: Any, variables: dict[str, Any], suit
         path, _, function = transform.removeprefix("file://").partition(":")
         spec = importlib.util.spec_from_file_location("sovra_transform", suite_dir / path)
         if spec is None or spec.loader is None:
-            raise ValueError(f"cannot load {path}")
+            raise EvalError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return getattr(module, function or "get_transform")(output, context)
+        try:
+            spec.loader.exec_module(module)
+            return getattr(module, function or "get_transform")(output, context)
+        except Exception as exc:  # the suite's own code: its failure is the test's, not Sovra's
+            raise EvalError(f"transform {transform!r} failed: {exc}") from exc
     expression = transform
     for pattern, replacement in _JS_IDIOMS:
         expression = pattern.sub(replacement, expression)
     try:
         return eval(expression, {"json": json, "re": re}, {"output": output, "context": context})
     except Exception as exc:
-        raise ValueError(f"transform {transform!r} failed: {exc}") from exc
+        raise EvalError(f"transform {transform!r} failed: {exc}") from exc

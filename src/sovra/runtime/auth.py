@@ -12,7 +12,7 @@ from sovra.access.auth import TokenVerifier
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, Problem
 
-__all__ = ["AuthSetup", "resolve_verifier"]
+__all__ = ["AuthSetup", "client_token", "resolve_verifier"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,19 @@ def resolve_verifier(config: PlatformConfig, environ: Mapping[str, str], open_ac
     made = "generated a token, kept" if created else "token"
     notice = f"auth: {made} in {path} (mode 0600); use it with TOKEN=$(cat {path})"
     return AuthSetup(TokenVerifier({"generated": TokenVerifier.digest(token)}), notice)
+
+
+def client_token(config: PlatformConfig, environ: Mapping[str, str]) -> str | None:
+    """The token a client on this machine (`sovra eval`) presents: one that `resolve_verifier`
+    accepts — SOVRA_API_KEY, a configured token kept in a variable (the config holds digests
+    only), or the generated one."""
+    if environ.get("SOVRA_API_KEY"):
+        return environ["SOVRA_API_KEY"]
+    for entry in config.auth.tokens:
+        if entry.env and environ.get(entry.env):
+            return environ[entry.env]
+    path = config.home / "api-token"
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
 
 
 def _generated_token(path: Path) -> tuple[str, bool]:
