@@ -292,7 +292,9 @@ async def test_suffix_goes_to_infill_and_comes_back_as_a_completion(
     assert completion["object"] == "text_completion" and completion["model"] == "m"
     assert completion["choices"][0]["text"] == "+ b"
     assert completion["choices"][0]["finish_reason"] == "stop"
-    assert completion["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    assert completion["usage"] == {
+        "prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11, "prompt_tokens_details": {"cached_tokens": 0}
+    }  # fmt: skip
 
 
 async def test_streamed_infill_becomes_completion_chunks(gateway: httpx.AsyncClient) -> None:

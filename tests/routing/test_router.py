@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from sovra.errors import ConfigError
+from sovra.routing.content import leading_text
 from sovra.routing.policy import Policy, load_policy
 from sovra.routing.router import Router, default_policy
 from sovra.spec import Routing, Specialty, Tier
@@ -196,3 +197,18 @@ def test_a_target_nothing_in_the_catalog_matches_is_refused() -> None:
         ConfigError, match=r"rules\.r\.target: no model in the catalog matches \{'specialty': 'math'\}"
     ):
         router([{"name": "r", "action": "route", "target": {"specialty": "math"}}])
+
+
+def test_the_leading_text_is_read_in_order_and_only_as_far_as_needed() -> None:
+    payload = {
+        "system": [{"type": "text", "text": "be brief. "}],
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:…"}},
+                                         {"type": "text", "text": "what is this?"}]},
+            {"role": "assistant", "content": "a cat"},
+        ],
+    }  # fmt: skip
+    assert leading_text(payload, 1000) == "be brief. what is this?a cat"  # no image bytes in the key
+    assert leading_text(payload, 5) == "be brief. "  # enough after the first piece
+    assert leading_text({"prompt": "def f("}, 10) == "def f("
+    assert leading_text({"messages": "not a list"}, 10) == ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sovra.access.balancer import Lease
+from sovra.access.dialects.usage import TokenUsage
 from sovra.access.keys import ApiKey
 from sovra.access.sse import data_event
 from sovra.usage import UsageRecord
@@ -61,10 +62,9 @@ class Exchange:
         return self.input_tokens + self.output_tokens
 
     def note_usage(self, usage: Mapping[str, Any]) -> None:
-        self.input_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-        self.output_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-        details = usage.get("prompt_tokens_details") or {}
-        self.cached_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+        """An OpenAI-shaped usage object, as every answer is by the time accounting reads it."""
+        tokens = TokenUsage.from_openai(usage)
+        self.input_tokens, self.output_tokens, self.cached_tokens = tokens.input, tokens.output, tokens.cached
 
     def record(self) -> UsageRecord:
         now = time.perf_counter()

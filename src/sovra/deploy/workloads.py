@@ -20,7 +20,7 @@ from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
 from sovra.inference.drivers import llama_server_argv, vllm_argv
 from sovra.spec import EngineKind, InferenceService, LoraAdapter, Probe
-from sovra.storage.refs import HfRef
+from sovra.storage.refs import HfRef, in_store
 
 __all__ = [
     "declaration",
@@ -49,9 +49,7 @@ def gpu_count(service: InferenceService) -> int:
 
 def weights_path(service: InferenceService) -> PurePosixPath:
     """Where `sovra preload` puts this model's weights on the shared volume."""
-    ref = service.spec.model.weights
-    path = WEIGHTS_MOUNT / ref.store_key
-    return path / ref.filename if ref.filename else path
+    return WEIGHTS_MOUNT / in_store(service.spec.model.weights)
 
 
 def revision_label(service: InferenceService) -> str:

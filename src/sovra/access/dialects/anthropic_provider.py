@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from sovra.access.dialects.base import Call
+from sovra.access.dialects.usage import TokenUsage
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_event, data_payloads
 
@@ -173,16 +174,7 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
 
 
 def _usage(usage: Mapping[str, Any]) -> dict[str, Any]:
-    """Anthropic counts cached prompt tokens apart from input_tokens; OpenAI counts them within."""
-    cached = int(usage.get("cache_read_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + cached + int(usage.get("cache_creation_input_tokens") or 0)
-    completion = int(usage.get("output_tokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+    return TokenUsage.from_anthropic(usage).openai()
 
 
 def chat_from_message(message: Mapping[str, Any], model: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from sovra.access.dialects.base import Call
+from sovra.access.dialects.usage import TokenUsage
 from sovra.access.errors import ApiError
 from sovra.access.sse import data_event, data_payloads
 
@@ -57,9 +58,8 @@ def _finish_reason(result: dict[str, Any]) -> str:
     return "length" if result.get("stop_type") == "limit" else "stop"
 
 
-def _usage(result: dict[str, Any]) -> dict[str, int]:
-    prompt, completion = int(result.get("tokens_evaluated", 0)), int(result.get("tokens_predicted", 0))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(result: dict[str, Any]) -> dict[str, Any]:
+    return TokenUsage.from_infill(result).openai()
 
 
 def _envelope(model: str, completion_id: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
