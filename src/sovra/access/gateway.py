@@ -164,7 +164,7 @@ class Gateway:
 
     async def _serve(self, request: Request, client: ClientDialect) -> Response:
         key = self._authenticate(request)
-        exchange = Exchange(key, request.url.path)
+        exchange = Exchange(key, request.scope["path"])  # not request.url: it builds a whole URL
         # Only an operator token (a trusted front such as Envoy) may say which tenant a request is
         # for; a tenant's own key labels its traffic as its own.
         trusted = not self._verifier.is_stored(key)
