@@ -43,12 +43,15 @@ train-router: install
 	$(BIN)/sovra router train --data $(ROUTER_DATA)
 
 # The gateway against nginx directly and LiteLLM proxy: needs nginx and wrk (Debian) and LiteLLM in a
-# virtualenv of its own; installed here if missing (apt-get needs root).
+# virtualenv of its own; installed here if missing (apt-get needs root). BEFORE=<commit> also measures
+# the gateway at that commit in the same run (e.g. `make bench-gateway BEFORE=655474a`).
+BEFORE ?=
 bench-gateway: install
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx-light)
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	test -x .bench/litellm/bin/litellm || ($(PYTHON) -m venv .bench/litellm && .bench/litellm/bin/pip install 'litellm[proxy]==1.108.0')
-	$(BIN)/python bench/gateway.py
+	$(if $(BEFORE),rm -rf .bench/before && mkdir -p .bench/before && git archive $(BEFORE) src | tar -x -C .bench/before)
+	$(BIN)/python bench/gateway.py $(if $(BEFORE),--before .bench/before/src) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

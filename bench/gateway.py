@@ -12,6 +12,7 @@ Then: 1,000 concurrent streaming connections through Sovra (all must succeed), a
 Needs nginx, wrk and a LiteLLM virtualenv: `make bench-gateway` installs them and runs this.
 
     python bench/gateway.py [--seconds 10] [--soak 600] [--litellm .bench/litellm/bin/litellm]
+                            [--before CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -149,8 +150,12 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def start_sovra(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_sovra(
+    directory: Path, upstream: str, src: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`sovra up` from this checkout, or from another one's `src` (an earlier commit, to compare)."""
     port = free_port()
+    directory.mkdir(exist_ok=True)
     (directory / "catalog").mkdir(exist_ok=True)
     config = directory / "sovra.yaml"
     config.write_text(
@@ -161,7 +166,10 @@ def start_sovra(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes]
     )
     command = [sys.executable, "-m", "sovra", "--log-level", "warning", "up", "-f", str(directory / "catalog"),
                "-c", str(config), "--port", str(port)]  # fmt: skip
-    process = start(command, {**os.environ, "SOVRA_API_KEY": TOKEN}, directory / "sovra.log")
+    env = {**os.environ, "SOVRA_API_KEY": TOKEN, "SOVRA_HOME": str(directory / "home")}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    process = start(command, env, directory / "sovra.log")
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -194,26 +202,28 @@ def measure(
 
 
 def report(results: dict[tuple[str, str, int], Run]) -> None:
+    names = [n for n in ("direct", "before", "sovra", "litellm") if any(k[0] == n for k in results)]
     print("\nside by side (per gateway core)")
-    print(f"  {'':<20}{'direct':>10}{'sovra':>10}{'litellm':>10}{'sovra/litellm':>15}")
+    print(f"  {'':<20}" + "".join(f"{n:>10}" for n in names) + f"{'sovra/litellm':>15}{'sovra/before':>14}")
     for kind in ("plain", "stream"):
         for connections in (1, 64):
-            row = [results.get((n, kind, connections)) for n in ("direct", "sovra", "litellm")]
-            rps = [f"{r.requests_per_s:>10.0f}" if r else f"{'-':>10}" for r in row]
-            ratio = (
-                row[1].requests_per_s / row[2].requests_per_s
-                if row[1] and row[2] and row[2].requests_per_s
-                else 0
+            runs = {n: results.get((n, kind, connections)) for n in names}
+            rps = "".join(f"{r.requests_per_s:>10.0f}" if r else f"{'-':>10}" for r in runs.values())
+            ratios = [_ratio(runs.get("sovra"), runs.get(other)) for other in ("litellm", "before")]
+            print(
+                f"  {kind + ' c=' + str(connections) + ' req/s':<20}{rps}{ratios[0]:>14.1f}x{ratios[1]:>13.2f}x"
             )
-            print(f"  {kind + ' c=' + str(connections) + ' req/s':<20}{''.join(rps)}{ratio:>14.1f}x")
         for connections in (1, 64):
-            direct, sovra = (
-                results.get(("direct", kind, connections)),
-                results.get(("sovra", kind, connections)),
-            )
-            if direct and sovra:
-                print(f"  {kind + ' c=' + str(connections) + ' added':<20} p50 +{sovra.p50_ms - direct.p50_ms:.2f} ms, "
-                      f"p99 +{sovra.p99_ms - direct.p99_ms:.2f} ms over direct")  # fmt: skip
+            direct = results.get(("direct", kind, connections))
+            for name in ("before", "sovra"):
+                run = results.get((name, kind, connections))
+                if direct and run:
+                    print(f"  {kind + ' c=' + str(connections) + ' added':<20} {name:<7} p50 +{run.p50_ms - direct.p50_ms:.2f} ms, "
+                          f"p99 +{run.p99_ms - direct.p99_ms:.2f} ms over direct")  # fmt: skip
+
+
+def _ratio(run: Run | None, other: Run | None) -> float:
+    return run.requests_per_s / other.requests_per_s if run and other and other.requests_per_s else 0.0
 
 
 def soak(url: str, pid: int, seconds: int) -> None:
@@ -238,6 +248,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
     parser.add_argument("--soak", type=int, default=600, help="memory soak duration (0 to skip)")
     parser.add_argument("--litellm", default=".bench/litellm/bin/litellm")
+    parser.add_argument(
+        "--before", type=Path, help="another checkout's src/ (an earlier commit): measured in the same run"
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -257,8 +270,17 @@ def main() -> None:
             wait_http(f"{upstream}/plain/v1/chat/completions", {})
             print(f"wrk and nginx on core 0, the gateway on core 1; {args.seconds} s per run")
             measure("direct", f"{upstream}/v1/chat/completions", {}, args.seconds, results)
-            sovra, sovra_url = start_sovra(directory, upstream)
             sovra_headers = {"authorization": f"Bearer {TOKEN}"}
+            if args.before:  # the same gateway at an earlier commit, measured in the same run
+                before, before_url = start_sovra(directory / "before", upstream, args.before)
+                try:
+                    wait_http(f"{before_url}/v1/chat/completions", sovra_headers)
+                    measure(
+                        "before", f"{before_url}/v1/chat/completions", sovra_headers, args.seconds, results
+                    )
+                finally:
+                    stop(before)
+            sovra, sovra_url = start_sovra(directory / "sovra", upstream)
             try:
                 wait_http(f"{sovra_url}/v1/chat/completions", sovra_headers)
                 measure("sovra", f"{sovra_url}/v1/chat/completions", sovra_headers, args.seconds, results)
