@@ -9,7 +9,7 @@ up: setup
 	$(BIN)/sovra up
 
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 # Everything both commands need: the environment, the engine, the default model.
 setup: install
