@@ -9,7 +9,7 @@ included) is an edge. The rules:
 - `inference`, `routing`, `observe`, `evals`, `deploy`, `crossplane` and `config` never import
   `access` (the request path), `access` never imports `config` (its settings are passed in), and
   `config` imports no feature package at all;
-- only the command line (`cli`, `*_cli`, `__main__`) imports `runtime`, and nothing imports the
+- only the command line (`cli/`, `__main__`) imports `runtime`, and nothing imports the
   command line.
 """
 
@@ -22,7 +22,7 @@ SRC = Path(__file__).parents[1] / "src"
 BOTTOM = {"errors", "usage", "database", "spec", "storage"}
 NOT_ACCESS = {"inference", "routing", "observe", "evals", "deploy", "crossplane", "config"}
 FEATURES = {"access", "inference", "routing", "observe", "evals", "deploy", "crossplane", "runtime"}
-COMMAND_LINE = {"cli", "__main__", "keys_cli", "usage_cli", "eval_cli"}
+COMMAND_LINE = {"cli", "__main__"}
 
 
 def modules() -> dict[str, set[str]]:

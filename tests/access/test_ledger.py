@@ -10,9 +10,9 @@ import pytest
 
 from sovra.access.journal import Journal, journal_directory
 from sovra.access.ledger import INSERT, UsageLedger, replay_orphans
+from sovra.cli.usage import parse_since, usage_report
 from sovra.database import Database
 from sovra.usage import UsageRecord
-from sovra.usage_cli import parse_since, usage_report
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Running `sovra eval` (the arguments are in `sovra/eval_cli.py`, which imports this only when
+"""Running `sovra eval` (the arguments are in `sovra/cli/evaluate.py`, which imports this only when
 the command runs, so `sovra --help` loads none of it)."""
 
 from __future__ import annotations

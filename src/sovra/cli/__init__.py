@@ -2,7 +2,8 @@
 eval, router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
-everything else); a traceback is a bug.
+everything else); a traceback is a bug. Each command imports what it needs when it runs (`keys.py`,
+`usage.py`, `evaluate.py` hold the arguments of theirs), so `sovra --help` loads no heavy library.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sovra.cli.evaluate import add_eval_command, run_eval_command
+from sovra.cli.keys import add_keys_commands, run_keys_command
+from sovra.cli.usage import add_usage_command, run_usage_command
 from sovra.errors import ConfigError, Problem, SovraError
-from sovra.eval_cli import add_eval_command, run_eval_command
-from sovra.keys_cli import add_keys_commands, run_keys_command
 from sovra.logs import configure_logging
-from sovra.usage_cli import add_usage_command, run_usage_command
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `sovra --help` stays quick
     from sovra.config import PlatformConfig
