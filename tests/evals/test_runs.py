@@ -18,7 +18,7 @@ from aiohttp import web
 from sovra.cli import main
 from sovra.evals import export
 from sovra.evals.runner import RunOptions, run_suite
-from sovra.evals.suite import load_suite
+from sovra.evals.suite import ProviderSpec, load_suite
 
 SUITE = """
 description: capitals
@@ -79,6 +79,8 @@ class Scripted:
         body = await request.json()
         self.calls.append(body)
         question = body["messages"][-1]["content"]
+        if body["model"] == "down":  # a grader that never answers
+            return web.json_response({"error": {"message": "down"}}, status=503)
         if "Flakyland" in question and self.flaky:
             self.flaky -= 1
             return web.json_response({"error": {"message": "busy"}}, status=503)
@@ -190,6 +192,20 @@ def test_transport_errors_are_retried_answers_never(tmp_path: Path, api: tuple[s
     italy = next(o for o in outcomes if o.test.description == "italy")
     assert italy.attempts == 1 and italy.error is None and not italy.passed  # a wrong answer: no retry
     assert len([c for c in scripted.calls if "Italy" in c["messages"][-1]["content"]]) == 1
+
+
+def test_a_grader_that_never_answers_makes_the_test_an_error_not_a_failure(
+    tmp_path: Path, api: tuple[str, Scripted]
+) -> None:
+    base, _ = api
+    path = tmp_path / "promptfooconfig.yaml"
+    path.write_text(SUITE.replace("[{type: icontains, value: paris, metric: accuracy}]",
+                                  "[{type: llm-rubric, value: names the capital}]"))  # fmt: skip
+    suite = load_suite(path, f"{base}/v1", "sk")
+    grader = ProviderSpec("openai:chat:down", "down", {"apiBaseUrl": f"{base}/v1", "apiKey": "sk"})
+    outcomes = asyncio.run(run_suite(suite, RunOptions(retries=1, grader=grader, progress=False)))
+    france = next(o for o in outcomes if o.test.description == "france")
+    assert france.error is not None and "503" in france.error and not france.passed
 
 
 def test_compare_runs_the_suite_against_each_model(
