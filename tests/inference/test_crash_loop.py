@@ -3,7 +3,6 @@
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,10 @@ from sovra.inference.drivers import Launch
 from sovra.inference.exits import describe_exit
 from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
 from sovra.inference.supervisor import ServicePlan, Supervisor
+from tests.inference.fakes import until
 
 pytestmark = pytest.mark.anyio
 STAND_IN = Path(__file__).parent / "stand_in_engine.py"
-
-
-async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 class DiesBy:

@@ -5,17 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from sovra.config import load_platform_config
 from sovra.errors import ConfigError
 from sovra.runtime.auth import client_token, resolve_verifier
+from tests.runtime.configs import config
 
 BEARER = "authorization"
-
-
-def config(tmp_path: Path, text: str = "") -> object:
-    file = tmp_path / "sovra.yaml"
-    file.write_text(text)
-    return load_platform_config(file, environ={"SOVRA_HOME": str(tmp_path / "home")})
 
 
 def test_a_token_is_generated_once_kept_private_and_reused(tmp_path: Path) -> None:

@@ -13,12 +13,6 @@ from sovra.spec import load_catalog
 BEARER = "authorization"
 
 
-def config(tmp_path: Path, text: str = "") -> object:
-    file = tmp_path / "sovra.yaml"
-    file.write_text(text)
-    return load_platform_config(file, environ={"SOVRA_HOME": str(tmp_path / "home")})
-
-
 def test_plans_map_each_service_to_its_engine_and_replica_count(tmp_path: Path) -> None:
     catalog = load_catalog(Path(__file__).parents[1] / "fixtures" / "article-claim.yaml")
     fake_binary = tmp_path / "llama-server"

@@ -9,14 +9,8 @@ import pytest
 from sovra.access.balancer import Balancing
 from sovra.access.connections import ConnectionLimits
 from sovra.access.gateway import GatewaySettings
-from sovra.config import PlatformConfig, load_platform_config
 from sovra.runtime import settings
-
-
-def config(tmp_path: Path, text: str = "") -> PlatformConfig:
-    file = tmp_path / "sovra.yaml"
-    file.write_text(text)
-    return load_platform_config(file, environ={"SOVRA_HOME": str(tmp_path / "home")})
+from tests.runtime.configs import config
 
 
 def defaults(cls: type[Any]) -> dict[str, Any]:
