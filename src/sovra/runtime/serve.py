@@ -77,11 +77,9 @@ def build_gate(config: PlatformConfig, catalog: Catalog) -> RoutingGate:
     aliases without (a policy reaches those by name). Policy errors surface here, before engines start."""
     models: dict[str, Routing | None] = {s.name: s.spec.routing for s in catalog.services}
     models |= {alias: None for provider in config.providers for alias in provider.models}
-    settings = config.router
-    policy = load_policy(settings.policy) if settings.policy else default_policy(models)
-    return RoutingGate(
-        Router(policy, models), frozenset(settings.virtual_models), frozenset(settings.guardrails)
-    )
+    chosen = config.router  # not `settings`: that is the module of each part's settings
+    policy = load_policy(chosen.policy) if chosen.policy else default_policy(models)
+    return RoutingGate(Router(policy, models), frozenset(chosen.virtual_models), frozenset(chosen.guardrails))
 
 
 def local_models(supervisor: Supervisor, balancing: Balancing) -> dict[str, ServedModel]:
