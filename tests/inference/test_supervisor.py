@@ -5,7 +5,6 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaStat
 from sovra.inference.supervisor import ServicePlan, Supervisor
 from sovra.spec import load_catalog
 from tests.conftest import CATALOG, start_platform, stop_platform
+from tests.inference.fakes import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.engine]
 
@@ -26,13 +26,6 @@ def alive(pid: int) -> bool:
         return False
     # A zombie is dead for our purposes.
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def smollm2_launch(llama_server: Path, smollm2: Path) -> functools.partial[Launch]:
@@ -49,7 +42,7 @@ async def test_a_killed_engine_is_restarted(llama_server: Path, smollm2: Path) -
         first_pid = engine.pid
         assert first_pid is not None and replica.state is ReplicaState.READY
         os.kill(first_pid, signal.SIGKILL)
-        await until(lambda: replica.state is not ReplicaState.READY)
+        await until(lambda: replica.state is not ReplicaState.READY, within=60)
         await until(lambda: replica.state is ReplicaState.READY and engine.pid != first_pid, within=120)
         assert replica.restarts == 1
         assert not alive(first_pid)

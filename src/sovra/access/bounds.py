@@ -59,7 +59,7 @@ def bound_request(
     if endpoint == "/v1/embeddings":
         return None
     changes: dict[str, Any] = {}
-    limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    limit = _output_limit(payload)
     engine_limit = payload.get("n_predict")
     if isinstance(engine_limit, int) and not isinstance(engine_limit, bool) and engine_limit >= 1:
         limit = min(limit, engine_limit) if isinstance(limit, int) else engine_limit
@@ -86,11 +86,16 @@ def estimate_tokens(endpoint: str, payload: dict[str, Any], prompt: int, default
     `estimate_prompt`: the reservation."""
     if endpoint == "/v1/embeddings":
         return prompt
-    limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
+    limit = _output_limit(payload) or default_max_tokens
     choices = payload.get("n") or 1
     if not isinstance(limit, int) or not isinstance(choices, int) or limit < 1 or choices < 1:
         raise ApiError(400, "'max_tokens' and 'n' must be positive integers", "invalid_max_tokens")
     return prompt + limit * choices
+
+
+def _output_limit(payload: dict[str, Any]) -> Any:
+    """What the client said the answer may take (the newer name wins), not yet checked."""
+    return payload.get("max_completion_tokens") or payload.get("max_tokens")
 
 
 def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context_window: int | None) -> None:
