@@ -1,6 +1,6 @@
 """An Anthropic provider behind the gateway: OpenAI (and Anthropic) clients reach it through the
 translation. The provider is scripted (aiohttp.web on loopback, speaking the Messages API as
-documented); the gateway, its real AiohttpUpstream and the official SDKs are real."""
+documented); the gateway, its real HttpUpstream and the official SDKs are real."""
 
 import asyncio
 import json
@@ -18,7 +18,7 @@ from sovra.access.auth import TokenVerifier
 from sovra.access.dialects.anthropic_provider import messages_request
 from sovra.access.errors import ApiError
 from sovra.access.providers import provider_pools
-from sovra.access.upstream import AiohttpUpstream
+from sovra.access.upstream import HttpUpstream
 from sovra.config import Provider
 from tests.access.loopback import serving
 from tests.access.test_gateway import TOKEN, Ledger
@@ -90,7 +90,7 @@ async def gateway(
                       models={"claude": "claude-sonnet-4-5"})  # fmt: skip
     pools = provider_pools((config,), {"ANT_KEY": "sk-ant"}, taken=set())
     ledger = Ledger()
-    upstream = AiohttpUpstream(timeout=10)
+    upstream = HttpUpstream(timeout=10)
     app = create_app(
         pools, TokenVerifier({"test": TokenVerifier.digest(TOKEN)}), usage=ledger, upstream=upstream
     )
@@ -188,7 +188,7 @@ async def test_a_provider_error_comes_back_in_the_openai_shape(
         name="anthropic", kind="anthropic", base_url=provider[0], api_key_env="K", models={"c": "x"}
     )
     pools = provider_pools((config,), {"K": "sk-wrong"}, taken=set())
-    upstream = AiohttpUpstream(timeout=10)
+    upstream = HttpUpstream(timeout=10)
     app = create_app(pools, TokenVerifier({"test": TokenVerifier.digest(TOKEN)}), upstream=upstream)
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://gateway") as http:
         with pytest.raises(openai.AuthenticationError) as caught:

@@ -1,5 +1,5 @@
 """External OpenAI-compatible providers, against a scripted provider on loopback (aiohttp.web) and the
-real AiohttpUpstream: the key goes with each request, aliases become the provider's model names."""
+real HttpUpstream: the key goes with each request, aliases become the provider's model names."""
 
 from collections.abc import AsyncIterator
 
@@ -10,7 +10,7 @@ from aiohttp import web
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.providers import provider_pools
-from sovra.access.upstream import AiohttpUpstream
+from sovra.access.upstream import HttpUpstream
 from sovra.config import Provider
 from sovra.errors import ConfigError
 from tests.access.loopback import serving
@@ -46,7 +46,7 @@ async def test_an_alias_is_served_by_the_provider_with_its_key(
     config = Provider(name="acme", base_url=base_url, api_key_env="ACME_KEY", models={"fast": "acme-large-2"})
     pools = provider_pools((config,), {"ACME_KEY": "sk-provider"}, taken={"smollm2"})
     ledger = Ledger()
-    upstream = AiohttpUpstream(timeout=10)  # the real one; closed below (ASGITransport runs no lifespan)
+    upstream = HttpUpstream(timeout=10)  # the real one; closed below (ASGITransport runs no lifespan)
     app = create_app(
         pools, TokenVerifier({"test": TokenVerifier.digest(TOKEN)}), usage=ledger, upstream=upstream
     )

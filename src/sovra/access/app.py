@@ -23,7 +23,7 @@ from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
 from sovra.access.served import ServedModel
-from sovra.access.upstream import AiohttpUpstream, Upstream
+from sovra.access.upstream import HttpUpstream, Upstream
 from sovra.database import Database
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate
@@ -51,7 +51,7 @@ def create_app(
     journal in `journal_dir` if given."""
     metrics = GatewayMetrics()
     stale_retries = metrics.retries.labels("stale_connection")
-    engines = upstream or AiohttpUpstream(upstream_timeout, on_retry=stale_retries.inc)
+    engines = upstream or HttpUpstream(upstream_timeout, on_retry=stale_retries.inc)
     ledger = (
         UsageLedger(database, journal_dir=journal_dir) if database is not None and usage is None else None
     )
