@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +110,7 @@ async def account_stream(
     keep_usage: bool,
     finish: Callable[[], Coroutine[Any, Any, None]],
     spawn: Callable[[Coroutine[Any, Any, None]], object],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """Relay an SSE stream while noting its usage; `finish` (the ledger commit) runs before [DONE].
     If the stream ends early, `finish` is handed to `spawn`: nothing may be awaited once cancelled."""
     pending = b""
