@@ -108,7 +108,7 @@ async def test_a_database_outage_is_503s_then_recovery(schema: str, proxy: Cut) 
         )
 
     async with (
-        app.router.lifespan_context(app),
+        app.lifespan(),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw") as http,
     ):
         assert (await ask(http, plain)).status_code == 200

@@ -1,6 +1,7 @@
 """The gateway's own logic against a scripted upstream (an in-memory Upstream), not a real engine."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -9,9 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
-from sovra.access.app import create_app
+from sovra.access.app import GatewayApp, create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import Balancing, ReplicaPool
 from sovra.access.errors import ApiError
@@ -154,7 +154,7 @@ def gateway_app(
     max_body: int = 4096,
     keys: tuple[ApiKey, ...] = (),
     ledger: Ledger | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """The real gateway app, with a scripted upstream, in-memory ledger and in-memory limits."""
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
     verifier.use_stored_keys(keys)
@@ -216,6 +216,70 @@ async def test_unknown_models_and_routes_are_404(gateway: httpx.AsyncClient) -> 
     assert_error(response, 404, "model_not_found")
     assert "gpt-9" in response.json()["error"]["message"]
     assert_error(await gateway.get("/v1/nothing", headers=AUTH), 404, "not_found")
+
+
+async def test_a_wrong_method_is_405_with_the_allowed_ones(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/v1/chat/completions", headers=AUTH)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    assert (await gateway.head("/v1/models", headers=AUTH)).status_code == 200
+    assert (await gateway.delete("/v1/models", headers=AUTH)).headers["allow"] == "GET, HEAD"
+
+
+async def test_a_bug_in_a_handler_is_a_500_in_the_openai_envelope(
+    upstream: ScriptedUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def buggy(url: str, body: bytes, model: str, headers: object = None) -> FakeResponse:
+        raise KeyError("a bug")
+
+    upstream.post = buggy  # type: ignore[method-assign]
+    async with client(upstream, {"m": served("m", [replica(1001)])}) as gateway:
+        response = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+    assert_error(response, 500, "internal_error")
+    assert "a bug" not in response.text  # the details are in the log, not in the answer
+    assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
+
+
+async def test_the_lifespan_starts_and_stops_what_requests_share() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        events.append("started")
+        yield
+        events.append("stopped")
+
+    app = GatewayApp({}, lifespan)
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return next(messages)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert events == ["started", "stopped"]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_a_gateway_that_cannot_start_says_why() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        raise OSError("no database")
+        yield
+
+    sent: list[dict[str, str]] = []
+
+    async def receive() -> dict[str, str]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message)
+
+    await GatewayApp({}, lifespan)({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert sent == [{"type": "lifespan.startup.failed", "message": "OSError: no database"}]
 
 
 async def test_oversized_bodies_are_413(gateway: httpx.AsyncClient) -> None:

@@ -145,7 +145,10 @@ async def run_platform(
         gate=gate,
     )
     options = uvicorn_options(settings.connection_limits(config))
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options))
+    # No proxy headers: nothing reads a client's address, so no header need be trusted to rewrite it.
+    server = _Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", proxy_headers=False, **options)
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
