@@ -6,6 +6,7 @@ Fields come from `extra=`; callers never put secrets or prompt text there.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 
@@ -19,18 +20,30 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+_NEEDS_QUOTES = re.compile(r'[ ="\n\t]')
+
+
 def _quote(value: object) -> str:
+    if type(value) is int or type(value) is float:  # the common case in a request's line: numbers
+        return str(value)
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
 
 class LogfmtFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # one strftime a second, not one a line (a line per request)
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         parts = [
-            f"ts={stamp}.{int(record.msecs):03d}Z",
+            f"ts={self._stamp}.{int(record.msecs):03d}Z",
             f"level={record.levelname.lower()}",
             f"logger={record.name}",
             f"msg={_quote(record.getMessage())}",
