@@ -3,16 +3,19 @@
 The upstream is nginx answering instantly with a fixed chat completion, or a fixed 20-chunk SSE stream
 (not Python, so it is never the bottleneck). The load generator is wrk. nginx and wrk are pinned to
 core 0 and the gateway under test to core 1 (`taskset`), so the figures are per gateway core. Sovra
-runs as `sovra up` in gateway-only mode (the upstream declared as an external provider), with its
-usage ledger on SQLite and a bearer key; LiteLLM proxy runs with one worker and no database.
+runs as a newcomer's `sovra up` in gateway-only mode (the upstream declared as an external
+provider): a bearer key, the usage ledger on SQLite, metrics, the default log level (a line per
+request); LiteLLM proxy runs with one worker and no database. With `--before`, the gateway of an
+earlier checkout runs beside this one and each scenario is run on each in turn, `--rounds` times
+(the median is reported), so a noisy machine's drift does not land on one side of the comparison.
 
 Then: 1,000 concurrent streaming connections through Sovra (all must succeed), and a memory soak
 (the gateway's resident memory sampled under steady load; flat means within ±10 %).
 
 Needs nginx, wrk and a LiteLLM virtualenv: `make bench-gateway` installs them and runs this.
 
-    python bench/gateway.py [--seconds 10] [--soak 600] [--litellm .bench/litellm/bin/litellm]
-                            [--before CHECKOUT/src]
+    python bench/gateway.py [--seconds 5] [--rounds 3] [--soak 600] [--before CHECKOUT/src]
+                            [--litellm .bench/litellm/bin/litellm]
 """
 
 from __future__ import annotations
@@ -164,8 +167,9 @@ def start_sovra(
         f"  - {{name: nginx, baseUrl: '{upstream}/plain/v1', models: {{fixed: fixed}}}}\n"
         f"  - {{name: nginx-sse, baseUrl: '{upstream}/stream/v1', models: {{fixed-stream: fixed}}}}\n"
     )
-    command = [sys.executable, "-m", "sovra", "--log-level", "warning", "up", "-f", str(directory / "catalog"),
-               "-c", str(config), "--port", str(port)]  # fmt: skip
+    # A newcomer's `sovra up`: default log level (a line per request), auth, SQLite ledger, metrics.
+    command = [sys.executable, "-m", "sovra", "up", "-f", str(directory / "catalog"), "-c", str(config),
+               "--port", str(port)]  # fmt: skip
     env = {**os.environ, "SOVRA_API_KEY": TOKEN, "SOVRA_HOME": str(directory / "home")}
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -190,15 +194,32 @@ litellm_settings: {{telemetry: false}}
 
 
 def measure(
-    name: str, url: str, headers: dict[str, str], seconds: int, results: dict[tuple[str, str, int], Run]
+    targets: dict[str, tuple[str, dict[str, str]]],
+    seconds: int,
+    rounds: int,
+    results: dict[tuple[str, str, int], Run],
 ) -> None:
+    """Every scenario on every target in turn, `rounds` times; the median round is kept. Taking the
+    targets in turn within a scenario keeps a noisy machine's drift out of their comparison."""
     for kind, model in (("plain", "fixed"), ("stream", "fixed-stream")):
         body = {**BODY, "model": model, "stream": kind == "stream"}
-        target = url if name != "direct" else url.replace("/v1/chat", f"/{kind}/v1/chat")
         for connections in (1, 64):
-            results[(name, kind, connections)] = run = wrk(target, headers, body, connections, seconds)
-            print(f"  {name:<8} {kind:<7} c={connections:<3} {run.requests_per_s:>9.0f} req/s  "
-                  f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}", flush=True)  # fmt: skip
+            runs: dict[str, list[Run]] = {name: [] for name in targets}
+            for _ in range(rounds):
+                for name, (url, headers) in targets.items():
+                    target = url if name != "direct" else url.replace("/v1/chat", f"/{kind}/v1/chat")
+                    runs[name].append(wrk(target, headers, body, connections, seconds))
+            for name, measured in runs.items():
+                results[(name, kind, connections)] = run = _median(measured)
+                print(f"  {name:<8} {kind:<7} c={connections:<3} {run.requests_per_s:>9.0f} req/s  "
+                      f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}"
+                      f"  (median of {len(measured)})", flush=True)  # fmt: skip
+
+
+def _median(runs: list[Run]) -> Run:
+    """The run with the median throughput; errors are those of all runs."""
+    middle = sorted(runs, key=lambda run: run.requests_per_s)[len(runs) // 2]
+    return Run(middle.requests_per_s, middle.p50_ms, middle.p99_ms, sum(run.errors for run in runs))
 
 
 def report(results: dict[tuple[str, str, int], Run]) -> None:
@@ -245,7 +266,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per scenario and gateway (median)")
     parser.add_argument("--soak", type=int, default=600, help="memory soak duration (0 to skip)")
     parser.add_argument("--litellm", default=".bench/litellm/bin/litellm")
     parser.add_argument(
@@ -266,49 +288,45 @@ def main() -> None:
         )
         upstream = f"http://127.0.0.1:{upstream_port}"
         results: dict[tuple[str, str, int], Run] = {}
+        gateways: list[subprocess.Popen[bytes]] = []
         try:
             wait_http(f"{upstream}/plain/v1/chat/completions", {})
-            print(f"wrk and nginx on core 0, the gateway on core 1; {args.seconds} s per run")
-            measure("direct", f"{upstream}/v1/chat/completions", {}, args.seconds, results)
+            print(f"wrk and nginx on core 0, the gateways on core 1; {args.seconds} s per run")
             sovra_headers = {"authorization": f"Bearer {TOKEN}"}
-            if args.before:  # the same gateway at an earlier commit, measured in the same run
-                before, before_url = start_sovra(directory / "before", upstream, args.before)
-                try:
-                    wait_http(f"{before_url}/v1/chat/completions", sovra_headers)
-                    measure(
-                        "before", f"{before_url}/v1/chat/completions", sovra_headers, args.seconds, results
-                    )
-                finally:
-                    stop(before)
-            sovra, sovra_url = start_sovra(directory / "sovra", upstream)
-            try:
-                wait_http(f"{sovra_url}/v1/chat/completions", sovra_headers)
-                measure("sovra", f"{sovra_url}/v1/chat/completions", sovra_headers, args.seconds, results)
-                crowd = wrk(f"{sovra_url}/v1/chat/completions", sovra_headers,
-                            {**BODY, "model": "fixed-stream", "stream": True}, 1000, args.seconds)  # fmt: skip
-                print(f"\n1,000 concurrent streams through Sovra: {crowd.requests_per_s:.0f} streams/s, "
-                      f"p99 {crowd.p99_ms:.1f} ms, errors {crowd.errors}")  # fmt: skip
-                if args.soak:
-                    soak(f"{sovra_url}/v1/chat/completions", sovra.pid, args.soak)
-            finally:
-                stop(sovra)
+            targets = {"direct": (f"{upstream}/v1/chat/completions", {})}
+            # The gateway of an earlier commit beside this one: both run, taken in turn per scenario.
+            for name, src in (("before", args.before), ("sovra", None)):
+                if name == "before" and src is None:
+                    continue
+                process, url = start_sovra(directory / name, upstream, src)
+                gateways.append(process)
+                wait_http(f"{url}/v1/chat/completions", sovra_headers)
+                targets[name] = (f"{url}/v1/chat/completions", sovra_headers)
+            measure(targets, args.seconds, args.rounds, results)
+            sovra_url, sovra = targets["sovra"][0], gateways[-1]
+            crowd = wrk(sovra_url, sovra_headers, {**BODY, "model": "fixed-stream", "stream": True},
+                        1000, args.seconds)  # fmt: skip
+            print(f"\n1,000 concurrent streams through Sovra: {crowd.requests_per_s:.0f} streams/s, "
+                  f"p99 {crowd.p99_ms:.1f} ms, errors {crowd.errors}")  # fmt: skip
+            if args.soak:
+                soak(sovra_url, sovra.pid, args.soak)
+            for process in gateways:
+                stop(process)
+            gateways.clear()
             if Path(args.litellm).exists():
                 litellm, litellm_url = start_litellm(directory, upstream, args.litellm)
                 litellm_headers = {"authorization": f"Bearer {LITELLM_KEY}"}
                 try:
                     wait_http(f"{litellm_url}/v1/chat/completions", litellm_headers, seconds=240)
-                    measure(
-                        "litellm",
-                        f"{litellm_url}/v1/chat/completions",
-                        litellm_headers,
-                        args.seconds,
-                        results,
-                    )
+                    target = {"litellm": (f"{litellm_url}/v1/chat/completions", litellm_headers)}
+                    measure(target, args.seconds, 1, results)
                 finally:
                     stop(litellm)
             else:
                 print(f"\n(LiteLLM not found at {args.litellm}: `make bench-gateway` installs it)")
         finally:
+            for process in gateways:
+                stop(process)
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(10)
         report(results)
