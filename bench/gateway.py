@@ -293,7 +293,9 @@ def main() -> None:
             wait_http(f"{upstream}/plain/v1/chat/completions", {})
             print(f"wrk and nginx on core 0, the gateways on core 1; {args.seconds} s per run")
             sovra_headers = {"authorization": f"Bearer {TOKEN}"}
-            targets = {"direct": (f"{upstream}/v1/chat/completions", {})}
+            targets: dict[str, tuple[str, dict[str, str]]] = {
+                "direct": (f"{upstream}/v1/chat/completions", {})
+            }
             # The gateway of an earlier commit beside this one: both run, taken in turn per scenario.
             for name, src in (("before", args.before), ("sovra", None)):
                 if name == "before" and src is None:

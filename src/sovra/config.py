@@ -106,6 +106,8 @@ class Gateway(_Config):
     stored_keys_max_stale_seconds: Annotated[float, Field(gt=0)] = 60.0
     # /metrics lists tenants and models: with this, only operator tokens may read it.
     metrics_auth: bool = False
+    # Stored responses (/v1/responses without `store: false`) are kept this long, then removed.
+    responses_retention_days: Annotated[float, Field(gt=0)] = 30.0
     balancing: BalancingSettings = BalancingSettings()
     connections: ConnectionSettings = ConnectionSettings()
 

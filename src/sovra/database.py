@@ -1,4 +1,5 @@
-"""The gateway's database: API keys and the usage ledger, in SQLite (default) or PostgreSQL.
+"""The gateway's database: API keys, the usage ledger and stored responses, in SQLite (default) or
+PostgreSQL.
 
 One schema, written in the SQL both understand. Connections are blocking (sqlite3, psycopg) and
 are only ever used from worker threads, never on the event loop. SQLite runs in WAL mode so readers
@@ -52,6 +53,14 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS usage_at ON usage (at)",
     "CREATE INDEX IF NOT EXISTS usage_key_at ON usage (key_id, at)",
     "CREATE UNIQUE INDEX IF NOT EXISTS usage_request_id ON usage (request_id)",
+    """CREATE TABLE IF NOT EXISTS responses (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        input_items TEXT NOT NULL,
+        response TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at)",
 )
 
 

@@ -1,10 +1,10 @@
 """The ASGI application: routes, error handlers, and the lifetime of what requests share.
 
 Starlette's Request and responses are used as they are; its application and router are not. The
-gateway serves eight fixed paths, and Starlette's stack (an error middleware, an exception
+gateway serves a dozen fixed paths, and Starlette's stack (an error middleware, an exception
 middleware, a router matching a pattern per route, a handler wrapper) wraps every `send` three
 times: a fifth of a plain request's cost, more for a stream. `GatewayApp` is that stack in the
-few lines eight fixed paths need.
+few lines they need.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from starlette.types import Receive, Scope, Send
 from sovra.access.auth import TokenVerifier
 from sovra.access.dialects.anthropic import ANTHROPIC_CLIENT
 from sovra.access.dialects.openai import OPENAI_CLIENT
+from sovra.access.dialects.responses import ResponsesClient
 from sovra.access.errors import ApiError, error_response
 from sovra.access.gateway import Gateway, GatewaySettings, UsageSink
 from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
+from sovra.access.response_store import DatabaseResponses, MemoryResponses
 from sovra.access.served import ServedModel
 from sovra.access.upstream import HttpUpstream, Upstream
 from sovra.database import Database
@@ -49,7 +51,9 @@ class GatewayApp:
         routes: Mapping[str, Mapping[str, Handler]],
         lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]],
     ) -> None:
-        self._routes = routes
+        self._routes = {path: methods for path, methods in routes.items() if "{" not in path}
+        # Paths with a `{name}` segment: matched segment by segment, after the exact ones.
+        self._templates = [(path.split("/"), methods) for path, methods in routes.items() if "{" in path]
         self.lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,7 +68,7 @@ class GatewayApp:
     async def _respond(self, request: Request) -> Response:
         path, method = request.scope["path"], request.scope["method"]
         try:
-            methods = self._routes.get(path)
+            methods = self._routes.get(path) or self._match(request.scope)
             if methods is None:
                 raise ApiError(404, f"no route for {path}", "not_found")
             handler = methods.get(method)
@@ -78,6 +82,24 @@ class GatewayApp:
         except Exception:
             log.exception("unexpected error", extra={"path": path})
             return error_response(ApiError(500, "internal error in the gateway", "internal_error"))
+
+    def _match(self, scope: Scope) -> Mapping[str, Handler] | None:
+        segments = scope["path"].split("/")
+        for template, methods in self._templates:
+            if len(template) != len(segments):
+                continue
+            params = {}
+            for expected, segment in zip(template, segments, strict=True):
+                if expected.startswith("{"):
+                    if not segment:
+                        break
+                    params[expected.strip("{}")] = segment
+                elif expected != segment:
+                    break
+            else:
+                scope["path_params"] = params
+                return methods
+        return None
 
     async def _live(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -115,7 +137,10 @@ def create_app(
     ledger = (
         UsageLedger(database, journal_dir=journal_dir) if database is not None and usage is None else None
     )
-    gateway = Gateway(served, verifier, engines, settings, usage or ledger, limits, metrics, gate)
+    chosen = settings or GatewaySettings()
+    retention = chosen.responses_retention_days * 86400
+    responses = DatabaseResponses(database, retention) if database is not None else MemoryResponses(retention)
+    gateway = Gateway(served, verifier, engines, chosen, usage or ledger, limits, metrics, gate, responses)
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -125,6 +150,8 @@ def create_app(
             refresher = asyncio.create_task(_refresh_keys(database, verifier))
         if ledger is not None:
             await asyncio.to_thread(ledger.start)
+        elif database is not None:
+            await asyncio.to_thread(database.migrate)  # the stored responses' table
         try:
             yield
         finally:
@@ -139,6 +166,9 @@ def create_app(
         "/v1/chat/completions": {"POST": openai},
         "/v1/completions": {"POST": openai},
         "/v1/messages": {"POST": messages},
+        "/v1/responses": {"POST": gateway.endpoint(ResponsesClient(responses))},
+        "/v1/responses/{id}": {"GET": gateway.stored_response, "DELETE": gateway.stored_response},
+        "/v1/responses/{id}/input_items": {"GET": gateway.response_input_items},
         "/v1/embeddings": {"POST": openai},
         "/v1/route": {"POST": gateway.explain_route},
         "/v1/models": {"GET": gateway.models, "HEAD": gateway.models},

@@ -19,12 +19,13 @@ from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import Lease, ReplicaPool
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
-from sovra.access.dialects.base import Call, ClientDialect, UpstreamDialect
+from sovra.access.dialects.base import Call, ClientApi, ClientDialect, UpstreamDialect
 from sovra.access.dialects.compose import upstream_dialect
 from sovra.access.errors import ApiError
 from sovra.access.keys import ApiKey
 from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import respond
+from sovra.access.response_store import ResponseStore
 from sovra.access.served import ServedModel
 from sovra.access.upstream import Upstream
 from sovra.access.validation import check_no_images, parse_body
@@ -92,6 +93,7 @@ class GatewaySettings:
     # Stored API keys are served from the last read of the database for at most this long.
     stored_keys_max_stale_seconds: float = 60.0
     metrics_auth: bool = False  # /metrics only with an operator token
+    responses_retention_days: float = 30.0  # stored responses are removed after this
 
 
 class Gateway:
@@ -105,8 +107,10 @@ class Gateway:
         limits: Limits | None = None,
         metrics: GatewayMetrics | None = None,
         gate: RoutingGate | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self._served = served
+        self._responses = responses
         self._gate = gate
         self._verifier = verifier
         self._upstream = upstream
@@ -151,18 +155,43 @@ class Gateway:
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    def endpoint(self, dialect: ClientDialect) -> Callable[[Request], Awaitable[Response]]:
-        """The handler for an API that clients speak in `dialect` (its errors in its envelope)."""
+    async def stored_response(self, request: Request) -> Response:
+        """`GET /v1/responses/{id}`, and `DELETE`: the key's own tenant's stored responses only."""
+        key = self._authenticate(request)
+        response_id = request.path_params["id"]
+        if self._responses is not None and request.method == "DELETE":
+            if await self._responses.delete(key.tenant, response_id):
+                return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+        elif self._responses is not None and (stored := await self._responses.get(key.tenant, response_id)):
+            return JSONResponse(stored.response)
+        raise ApiError(404, f"no response {response_id!r}", "response_not_found")
+
+    async def response_input_items(self, request: Request) -> Response:
+        """`GET /v1/responses/{id}/input_items`: the conversation's input up to that response."""
+        key = self._authenticate(request)
+        response_id = request.path_params["id"]
+        stored = await self._responses.get(key.tenant, response_id) if self._responses is not None else None
+        if stored is None:
+            raise ApiError(404, f"no response {response_id!r}", "response_not_found")
+        items = list(stored.input_items)
+        if request.query_params.get("order", "desc") == "desc":
+            items.reverse()
+        first, last = (items[0].get("id"), items[-1].get("id")) if items else (None, None)
+        page = {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": False}
+        return JSONResponse(page)
+
+    def endpoint(self, api: ClientApi) -> Callable[[Request], Awaitable[Response]]:
+        """The handler for an API clients speak (its errors in its envelope)."""
 
         async def serve(request: Request) -> Response:
             try:
-                return await self._serve(request, dialect)
+                return await self._serve(request, api)
             except ApiError as error:
-                return dialect.error(error)
+                return api.error(error)
 
         return serve
 
-    async def _serve(self, request: Request, client: ClientDialect) -> Response:
+    async def _serve(self, request: Request, api: ClientApi) -> Response:
         key = self._authenticate(request)
         exchange = Exchange(key, request.scope["path"])  # not request.url: it builds a whole URL
         # Only an operator token (a trusted front such as Envoy) may say which tenant a request is
@@ -172,6 +201,9 @@ class Gateway:
         exchange.tenant_label = self.metrics.tenant_label(labelled)
         try:
             payload, raw = await self._read_json(request)
+            client, begun = await api.begin(payload, key)
+            if begun is not payload:  # the client's API is not OpenAI's: its chat request goes on
+                payload, raw = begun, json.dumps(begun).encode()
             model = self._requested_model(request, payload, exchange)
             if not key.may_use(model):
                 raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")

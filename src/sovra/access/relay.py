@@ -52,7 +52,7 @@ async def respond(
         exchange.error_type = str(upstream.status)
     usage_from_body(body, exchange)
     await finish()
-    return client.answer(body, upstream.status, upstream.content_type, call.model)
+    return await client.answer(body, upstream.status, upstream.content_type, call.model)
 
 
 class EventStream(Response):

@@ -15,9 +15,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from sovra.access.dialects.base import Call
+from sovra.access.dialects.base import Call, ClientDialect
 from sovra.access.dialects.usage import TokenUsage
 from sovra.access.errors import ApiError
+from sovra.access.keys import ApiKey
 from sovra.access.sse import data_payloads
 
 __all__ = [
@@ -364,7 +365,10 @@ class AnthropicClient:
             chat.update(stream_fields)
         return Call("/v1/chat/completions", chat, json.dumps(chat).encode(), model, stream)
 
-    def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
+    async def begin(self, payload: dict[str, Any], key: ApiKey) -> tuple[ClientDialect, dict[str, Any]]:
+        return self, payload
+
+    async def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
         return _as_message(body, status, model)
 
     def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

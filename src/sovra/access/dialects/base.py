@@ -13,8 +13,9 @@ from typing import Any, Protocol
 from starlette.responses import Response
 
 from sovra.access.errors import ApiError
+from sovra.access.keys import ApiKey
 
-__all__ = ["Call", "ClientDialect", "UpstreamDialect"]
+__all__ = ["Call", "ClientApi", "ClientDialect", "UpstreamDialect"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,28 @@ class ClientDialect(Protocol):
         (what the engine needs for accounting). Bad input is an ApiError naming the field."""
         ...
 
-    def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response: ...
+    async def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
+        """The client's answer for a whole OpenAI-shaped one (a stateful API keeps it first)."""
+        ...
 
     def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]: ...
 
     def error(self, error: ApiError) -> Response:
         """The client's error envelope."""
+        ...
+
+
+class ClientApi(Protocol):
+    """An endpoint's API: where each of its requests gets its dialect."""
+
+    async def begin(self, payload: dict[str, Any], key: ApiKey) -> tuple[ClientDialect, dict[str, Any]]:
+        """The dialect for this one request and the payload the gateway goes on with. Stateless
+        APIs are their own dialect and leave the payload as it is; a stateful one (Responses)
+        loads what the request refers to, under the key's tenant, and gives its chat request."""
+        ...
+
+    def error(self, error: ApiError) -> Response:
+        """The API's error envelope (for errors before and after `begin`)."""
         ...
 
 

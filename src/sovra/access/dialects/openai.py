@@ -14,8 +14,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from sovra.access.dialects.base import Call
+from sovra.access.dialects.base import Call, ClientDialect
 from sovra.access.errors import ApiError, error_response
+from sovra.access.keys import ApiKey
 from sovra.access.validation import check_request
 
 __all__ = ["OPENAI_CLIENT", "OPENAI_UPSTREAM", "OpenAIClient", "OpenAIUpstream"]
@@ -52,7 +53,10 @@ class OpenAIClient:
             raw = json.dumps(payload).encode()
         return Call(path, payload, raw, model, stream, wants_usage)
 
-    def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
+    async def begin(self, payload: dict[str, Any], key: ApiKey) -> tuple[ClientDialect, dict[str, Any]]:
+        return self, payload
+
+    async def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
         return Response(body, status_code=status, media_type=content_type)
 
     def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

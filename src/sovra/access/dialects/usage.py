@@ -65,3 +65,13 @@ class TokenUsage:
             "output_tokens": self.output,
             "cache_read_input_tokens": self.cached,
         }
+
+    def responses(self) -> dict[str, Any]:
+        """The Responses API's usage: `input_tokens` includes the cached ones, as OpenAI counts."""
+        return {
+            "input_tokens": self.input,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.output,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.input + self.output,
+        }
