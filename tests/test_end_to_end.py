@@ -263,6 +263,52 @@ def test_the_anthropic_sdk_works_against_llama_server(platform: RunningPlatform)
         stranger.messages.create(**ask)  # type: ignore[arg-type]
 
 
+WEATHER_TOOL = {
+    "name": "weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        {"messages": [{"role": "user", "content": "Hello there"}]},
+        {
+            "system": "You are terse.",
+            "messages": [
+                {"role": "user", "content": "Hello there"},
+                {"role": "assistant", "content": "Hi."},
+                {"role": "user", "content": "Name a fruit."},
+            ],
+        },
+        {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER_TOOL]},
+    ],
+    ids=["one-message", "system-and-turns", "tools"],
+)
+def test_count_tokens_is_what_the_answer_then_reports(
+    platform: RunningPlatform, ask: dict[str, object]
+) -> None:
+    with anthropic.Anthropic(base_url=platform.base_url, api_key=TOKEN, max_retries=0) as claude:
+        counted = claude.messages.count_tokens(model="smollm2", **ask).input_tokens  # type: ignore[arg-type]
+        usage = claude.messages.create(model="smollm2", max_tokens=2, **ask).usage  # type: ignore[arg-type]
+    # Anthropic counts the tokens read from the cache apart from input_tokens: together, the prompt.
+    assert counted == usage.input_tokens + (usage.cache_read_input_tokens or 0)
+    assert counted > 5
+
+
+def test_the_responses_api_against_llama_server(client: openai.OpenAI) -> None:
+    ask = {"model": "smollm2", "input": "Tell me a joke.", "instructions": "Be kind."}
+    counted = client.responses.input_tokens.count(**ask).input_tokens  # type: ignore[arg-type]
+    first = client.responses.create(**ask, max_output_tokens=8)  # type: ignore[arg-type]
+    assert first.output_text and first.usage is not None and first.usage.input_tokens == counted
+    with client.responses.stream(model="smollm2", input="Say hi.", previous_response_id=first.id) as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[0] == "response.created" and "response.output_text.delta" in kinds
+    assert kinds[-1] in ("response.completed", "response.incomplete")
+    assert len(client.responses.input_items.list(first.id).data) == 1
+
+
 def test_concurrent_requests_cannot_spend_past_a_budget(platform: RunningPlatform) -> None:
     """12 at once against a 400-token budget, engine parameters included: what the engine really
     processed (the ledger's counts, from its usage) stays within the budget."""

@@ -162,11 +162,14 @@ def create_app(
                 await asyncio.to_thread(ledger.close)
 
     openai, messages = gateway.endpoint(OPENAI_CLIENT), gateway.endpoint(ANTHROPIC_CLIENT)
+    responses_api = ResponsesClient(responses)
     routes: dict[str, dict[str, Handler]] = {
         "/v1/chat/completions": {"POST": openai},
         "/v1/completions": {"POST": openai},
         "/v1/messages": {"POST": messages},
-        "/v1/responses": {"POST": gateway.endpoint(ResponsesClient(responses))},
+        "/v1/messages/count_tokens": {"POST": gateway.counter(ANTHROPIC_CLIENT)},
+        "/v1/responses": {"POST": gateway.endpoint(responses_api)},
+        "/v1/responses/input_tokens": {"POST": gateway.counter(responses_api)},
         "/v1/responses/{id}": {"GET": gateway.stored_response, "DELETE": gateway.stored_response},
         "/v1/responses/{id}/input_items": {"GET": gateway.response_input_items},
         "/v1/embeddings": {"POST": openai},

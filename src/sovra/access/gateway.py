@@ -19,6 +19,8 @@ from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import Lease, ReplicaPool
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
+from sovra.access.counting import count_chat_tokens, relay_count
+from sovra.access.dialects.anthropic import chat_request as anthropic_chat
 from sovra.access.dialects.base import Call, ClientApi, ClientDialect, UpstreamDialect
 from sovra.access.dialects.compose import upstream_dialect
 from sovra.access.errors import ApiError
@@ -179,6 +181,54 @@ class Gateway:
         first, last = (items[0].get("id"), items[-1].get("id")) if items else (None, None)
         page = {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": False}
         return JSONResponse(page)
+
+    def counter(self, api: ClientApi) -> Callable[[Request], Awaitable[Response]]:
+        """The handler that counts a request's prompt tokens in `api`'s shape, without generating:
+        `/v1/messages/count_tokens` (Anthropic's) or `/v1/responses/input_tokens` (OpenAI's)."""
+
+        async def count(request: Request) -> Response:
+            try:
+                return await self._count(request, api)
+            except ApiError as error:
+                return api.error(error)
+
+        return count
+
+    async def _count(self, request: Request, api: ClientApi) -> Response:
+        key = self._authenticate(request)
+        exchange = Exchange(key, request.scope["path"])  # for the names only: counting is not metered
+        payload, _ = await self._read_json(request)
+        anthropic = exchange.endpoint == "/v1/messages/count_tokens"
+        if anthropic:  # counted as the answer would be: max_tokens does not change the prompt
+            chat = anthropic_chat({**payload, "max_tokens": payload.get("max_tokens") or 1}, "")
+        else:
+            _, chat = await api.begin(payload, key)
+        model = self._requested_model(request, payload, exchange)
+        if not key.may_use(model):
+            raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
+        decision = self._route(model, key, chat)
+        served = self._serving(decision.model if decision is not None else model, exchange)
+        lease = self._lease(served.pool, served.name, exchange, prompt_prefix(chat))
+        endpoint = lease.endpoint
+        ok = False
+        try:
+            if served.provider in ("llama.cpp", "vllm", "remote"):
+                count = await count_chat_tokens(
+                    self._upstream, endpoint.base_url, endpoint.headers, served, chat
+                )
+            elif served.api == ("anthropic" if anthropic else "openai"):  # a provider: its own count
+                path = "/v1/messages/count_tokens" if anthropic else "/v1/responses/input_tokens"
+                url = endpoint.base_url + path
+                count = await relay_count(self._upstream, url, endpoint.headers, served, payload)
+            else:
+                message = f"the provider of {served.name!r} cannot count tokens in this API's shape"
+                raise ApiError(400, message, "unsupported_endpoint")
+            ok = True
+        finally:
+            lease.release(ok, time.monotonic())
+        if anthropic:
+            return JSONResponse({"input_tokens": count})
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": count})
 
     def endpoint(self, api: ClientApi) -> Callable[[Request], Awaitable[Response]]:
         """The handler for an API clients speak (its errors in its envelope)."""
@@ -384,7 +434,7 @@ class Gateway:
         affinity: bytes | None,
     ) -> Response:
         """Relay to the endpoint the balancer picks; if it cannot be reached, try one other."""
-        lease = self._lease(pool, call, exchange, affinity)
+        lease = self._lease(pool, call.model, exchange, affinity)
         try:
             answer = await self._upstream.post(
                 lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
@@ -397,7 +447,7 @@ class Gateway:
             if not unreachable or pool.pick(time.monotonic(), affinity, lease.index) is None:
                 raise
             self.metrics.retries.labels("another_replica").inc()
-            lease = self._lease(pool, call, exchange, affinity, exclude=lease)
+            lease = self._lease(pool, call.model, exchange, affinity, exclude=lease)
             answer = await self._upstream.post(
                 lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
             )
@@ -416,7 +466,7 @@ class Gateway:
     def _lease(
         self,
         pool: ReplicaPool,
-        call: Call,
+        model: str,
         exchange: Exchange,
         affinity: bytes | None,
         exclude: Lease | None = None,
@@ -424,9 +474,7 @@ class Gateway:
         """Borrow an endpoint for this request; the lease is released when the request ends."""
         lease = pool.lease(time.monotonic(), affinity, exclude)
         if lease is None:
-            raise ApiError(
-                503, f"no ready replica for {call.model!r}", "model_unavailable", {"retry-after": "1"}
-            )
+            raise ApiError(503, f"no ready replica for {model!r}", "model_unavailable", {"retry-after": "1"})
         exchange.lease = lease
         self.metrics.replica_picks.labels(pool.service, str(lease.index)).inc()
         return lease
