@@ -23,7 +23,15 @@ def client(platform: RunningPlatform) -> openai.OpenAI:
 
 
 def test_models_lists_the_catalog_and_the_router(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["smollm2", "MoM"]
+    models = client.models.list().data
+    assert [m.id for m in models] == ["smollm2", "MoM"]
+    smollm2 = models[0].model_dump()  # as catalog/smollm2.yaml declares it
+    assert (smollm2["context_window"], smollm2["tier"], smollm2["specialty"]) == (4096, "small", "general")
+    assert smollm2["weights"] == "HuggingFaceTB/SmolLM2-135M-Instruct@main"
+    assert {"chat", "tools", "fim"} <= set(smollm2["capabilities"]) and "vision" not in smollm2[
+        "capabilities"
+    ]
+    assert client.models.retrieve("smollm2").model_dump()["context_length"] == 4096
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:

@@ -18,7 +18,7 @@ from sovra.access.errors import ApiError
 from sovra.access.gateway import GatewaySettings
 from sovra.access.keys import ApiKey
 from sovra.access.limits import MemoryLimits
-from sovra.access.served import ServedModel
+from sovra.access.served import ModelCard, ServedModel
 from sovra.inference.process import Replica, ReplicaState
 from sovra.routing.gate import RoutingGate
 from sovra.routing.router import Router, default_policy
@@ -418,6 +418,28 @@ async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUps
         assert_error(response, 403, "model_not_allowed")
         everything = await gateway.get("/v1/models", headers=AUTH)
         assert [m["id"] for m in everything.json()["data"]] == ["m", "other"]
+        assert (await gateway.get("/v1/models/other", headers=headers)).status_code == 404
+
+
+async def test_models_carry_their_cards_in_the_shape_the_client_speaks(upstream: ScriptedUpstream) -> None:
+    card = ModelCard(8192, 8192, frozenset({"chat", "tools", "vision"}), "large", "code", "org/model@abc")
+    pools = {"m": served("m", [replica(1001)], card=card)}
+    async with client(upstream, pools) as gateway:
+        listed = (await gateway.get("/v1/models", headers=AUTH)).json()["data"][0]
+        one = (await gateway.get("/v1/models/m", headers=AUTH)).json()
+        claude = (await gateway.get("/v1/models", headers={**AUTH, "anthropic-version": "2023-06-01"})).json()
+        missing = await gateway.get("/v1/models/nope", headers=AUTH)
+    assert listed == one
+    assert (listed["context_window"], listed["context_length"], listed["max_output_tokens"]) == (
+        8192,
+        8192,
+        8192,
+    )
+    assert listed["capabilities"] == ["chat", "tools", "vision"]
+    assert (listed["tier"], listed["specialty"], listed["weights"]) == ("large", "code", "org/model@abc")
+    assert claude["data"][0]["type"] == "model" and claude["data"][0]["id"] == "m"
+    assert claude["has_more"] is False and claude["first_id"] == claude["last_id"] == "m"
+    assert_error(missing, 404, "model_not_found")
 
 
 async def test_every_request_gets_one_ledger_row(upstream: ScriptedUpstream) -> None:

@@ -7,7 +7,7 @@ import pytest
 from sovra.config import load_platform_config
 from sovra.errors import EngineError
 from sovra.inference.drivers import HostFacts
-from sovra.runtime.engines import plan_services
+from sovra.runtime.engines import model_card, plan_services
 from sovra.spec import load_catalog
 
 BEARER = "authorization"
@@ -36,3 +36,24 @@ def write_claim(tmp_path: Path, engine_line: str) -> Path:
     path = tmp_path / "claim.yaml"
     path.write_text(text.replace("engine: auto", engine_line))
     return path
+
+
+def test_the_default_catalog_describes_smollm2_as_declared() -> None:
+    service = load_catalog(Path(__file__).parents[2] / "catalog").services[0]
+    card = model_card(service, "llama.cpp", images=False)
+    assert (card.context_window, card.tier, card.specialty) == (4096, "small", "general")
+    assert card.weights == "HuggingFaceTB/SmolLM2-135M-Instruct@main"
+    # FIM through its --override-kv, tools through llama-server's --jinja; no projector, no vision.
+    assert card.capabilities == {"chat", "completions", "tools", "fim"}
+    described = card.describe()
+    assert described["context_length"] == described["max_model_len"] == 4096
+    assert described["capabilities"] == ["chat", "completions", "fim", "tools"]
+
+
+def test_a_vllm_service_calls_tools_only_with_a_parser(tmp_path: Path) -> None:
+    service = load_catalog(write_claim(tmp_path, "engine: vllm")).services[0]
+    assert service.spec.model.tool_call_parser  # the fixture declares one
+    assert {"tools", "vision"} <= model_card(service, "vllm", images=True).capabilities
+    model = service.spec.model.model_copy(update={"tool_call_parser": None})
+    plain = service.model_copy(update={"spec": service.spec.model_copy(update={"model": model})})
+    assert "tools" not in model_card(plain, "vllm", images=True).capabilities

@@ -175,6 +175,7 @@ def create_app(
         "/v1/embeddings": {"POST": openai},
         "/v1/route": {"POST": gateway.explain_route},
         "/v1/models": {"GET": gateway.models, "HEAD": gateway.models},
+        "/v1/models/{id}": {"GET": gateway.model},
         "/health": {"GET": gateway.health, "HEAD": gateway.health},
         "/metrics": {"GET": gateway.prometheus, "HEAD": gateway.prometheus},
     }

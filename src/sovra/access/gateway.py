@@ -148,14 +148,44 @@ class Gateway:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def models(self, request: Request) -> Response:
+        """`GET /v1/models`: each model the key may use, with what it can do (its card); in
+        Anthropic's list shape for a client that sends `anthropic-version` (Claude Code's picker)."""
         key = self._authenticate(request)
-        virtual = sorted(self._gate.virtual_models) if self._gate is not None else []
-        data = [
-            {"id": name, "object": "model", "created": self._created, "owned_by": "sovra"}
-            for name in [*self._served, *virtual]
-            if key.may_use(name)
-        ]
-        return JSONResponse({"object": "list", "data": data})
+        names = [name for name in self._model_names() if key.may_use(name)]
+        if "anthropic-version" in request.headers:
+            data = [self._anthropic_model(name) for name in names]
+            first, last = (names[0], names[-1]) if names else (None, None)
+            return JSONResponse({"data": data, "has_more": False, "first_id": first, "last_id": last})
+        return JSONResponse({"object": "list", "data": [self._model(name) for name in names]})
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{id}`."""
+        key = self._authenticate(request)
+        name = request.path_params["id"]
+        if name not in self._models or not key.may_use(name):
+            raise ApiError(404, f"the model {name!r} does not exist", "model_not_found")
+        if "anthropic-version" in request.headers:
+            return JSONResponse(self._anthropic_model(name))
+        return JSONResponse(self._model(name))
+
+    def _model_names(self) -> list[str]:
+        return [*self._served, *(sorted(self._gate.virtual_models) if self._gate is not None else [])]
+
+    def _model(self, name: str) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": self._created,
+            "owned_by": "sovra",
+        }
+        served = self._served.get(name)
+        if served is None:  # a virtual model: the router picks one of the others per request
+            return described | {"capabilities": ["chat"], "routed": True}
+        return described | served.card.describe()
+
+    def _anthropic_model(self, name: str) -> dict[str, Any]:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._created))
+        return {"type": "model", "id": name, "display_name": name, "created_at": created}
 
     async def stored_response(self, request: Request) -> Response:
         """`GET /v1/responses/{id}`, and `DELETE`: the key's own tenant's stored responses only."""

@@ -13,7 +13,39 @@ from typing import Literal
 
 from sovra.access.balancer import ReplicaPool
 
-__all__ = ["FixedEndpoint", "ServedModel"]
+__all__ = ["CAPABILITIES", "FixedEndpoint", "ModelCard", "ServedModel"]
+
+CAPABILITIES = ("chat", "completions", "fim", "embeddings", "tools", "vision", "reasoning")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What `/v1/models` says of a model, so clients size their context and choose features."""
+
+    context_window: int | None = None
+    max_output_tokens: int | None = None  # no limit of its own: what the context leaves
+    capabilities: frozenset[str] = frozenset({"chat", "completions"})
+    tier: str | None = None  # the router's (small, medium, large)
+    specialty: str | None = None
+    weights: str | None = None  # repository@revision
+
+    def describe(self) -> dict[str, object]:
+        """The card's fields, under the names clients of different servers look for."""
+        described: dict[str, object] = {
+            "capabilities": [c for c in CAPABILITIES if c in self.capabilities],
+            "tier": self.tier,
+            "specialty": self.specialty,
+            "weights": self.weights,
+        }
+        if self.context_window is not None:
+            described |= {
+                "context_window": self.context_window,
+                "context_length": self.context_window,  # OpenRouter, LM Studio
+                "max_model_len": self.context_window,  # vLLM
+            }
+        if self.max_output_tokens is not None:
+            described["max_output_tokens"] = self.max_output_tokens
+        return described
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,7 @@ class ServedModel:
     api: Literal["openai", "anthropic"] = "openai"  # the shape the upstream speaks
     images: bool = True  # the upstream takes image parts (llama-server needs a projector)
     context_window: int | None = None  # tokens per sequence, where known (local engines)
+    card: ModelCard = ModelCard()
 
     @property
     def upstream_name(self) -> str:

@@ -8,12 +8,13 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from sovra.access.served import ModelCard
 from sovra.config import PlatformConfig
 from sovra.errors import EngineError
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
 from sovra.inference.supervisor import ServicePlan
-from sovra.spec import Catalog, EngineKind
+from sovra.spec import Catalog, EngineKind, InferenceService, Specialty
 from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.refs import parse_ref
@@ -82,3 +83,30 @@ def plan_services(
         window = service.spec.model.context_window
         plans.append(ServicePlan(service.name, replicas, launch, engine_name, images, window))
     return plans
+
+
+def model_card(service: InferenceService, engine: str, images: bool) -> ModelCard:
+    """What a declared service can do, from its declaration and the engine that runs it."""
+    spec = service.spec
+    args = " ".join(spec.engine_args)
+    capabilities = {"chat", "completions"}
+    if engine == "llama.cpp":
+        capabilities.add("tools")  # llama-server runs with --jinja: chat templates with tool calls
+        if spec.routing.specialty is Specialty.CODE_FIM or "fim_pre_token_id" in args:
+            capabilities.add("fim")
+    elif spec.model.tool_call_parser:
+        capabilities.add("tools")
+    if "--embedding" in args or "--task=embed" in args or "--runner=pooling" in args:
+        capabilities.add("embeddings")
+    if images:
+        capabilities.add("vision")
+    if "--reasoning" in args:
+        capabilities.add("reasoning")
+    return ModelCard(
+        context_window=spec.model.context_window,
+        max_output_tokens=spec.model.context_window,
+        capabilities=frozenset(capabilities),
+        tier=spec.routing.tier.value,
+        specialty=spec.routing.specialty.value,
+        weights=f"{spec.model.repository}@{spec.model.revision}",
+    )

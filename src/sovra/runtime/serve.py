@@ -22,7 +22,7 @@ from sovra.access.keys import ApiKey
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
 from sovra.access.providers import provider_pools
-from sovra.access.served import FixedEndpoint, ServedModel
+from sovra.access.served import FixedEndpoint, ModelCard, ServedModel
 from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import EngineError
@@ -33,6 +33,7 @@ from sovra.routing.policy import load_policy
 from sovra.routing.router import Router, default_policy
 from sovra.runtime import settings
 from sovra.runtime.auth import AuthSetup
+from sovra.runtime.engines import model_card
 from sovra.spec import Catalog, Routing
 
 __all__ = ["build_gate", "build_limits", "local_models", "remote_models", "run_platform"]
@@ -82,8 +83,11 @@ def build_gate(config: PlatformConfig, catalog: Catalog) -> RoutingGate:
     return RoutingGate(Router(policy, models), frozenset(chosen.virtual_models), frozenset(chosen.guardrails))
 
 
-def local_models(supervisor: Supervisor, balancing: Balancing) -> dict[str, ServedModel]:
+def local_models(
+    supervisor: Supervisor, balancing: Balancing, catalog: Catalog | None = None
+) -> dict[str, ServedModel]:
     """A served model per planned service, balanced over the supervisor's replicas."""
+    services = {service.name: service for service in catalog.services} if catalog is not None else {}
     return {
         plan.name: ServedModel(
             plan.name,
@@ -91,6 +95,9 @@ def local_models(supervisor: Supervisor, balancing: Balancing) -> dict[str, Serv
             plan.engine,
             images=plan.images,
             context_window=plan.context_window,
+            card=model_card(services[plan.name], plan.engine, plan.images)
+            if plan.name in services
+            else ModelCard(),
         )
         for plan in supervisor.plans
     }
@@ -107,7 +114,7 @@ def remote_models(catalog: Catalog | None, url: str | None, balancing: Balancing
         # LoRA adapters are model names of their own, served by the same pods.
         for model in (service.name, *(a.name for a in service.spec.lora_adapters)):
             pool = ReplicaPool(model, [FixedEndpoint(address)], balancing)
-            served[model] = ServedModel(model, pool, "remote")
+            served[model] = ServedModel(model, pool, "remote", card=model_card(service, "vllm", True))
     return served
 
 
@@ -130,7 +137,7 @@ async def run_platform(
     supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds, answered=answered)
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
-    served |= local_models(supervisor, balancing) or remote_models(
+    served |= local_models(supervisor, balancing, catalog) or remote_models(
         catalog, config.engines.remote_url, balancing
     )
     served |= provider_pools(config.providers, os.environ, set(served), balancing)
