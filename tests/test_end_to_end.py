@@ -344,3 +344,17 @@ def test_concurrent_requests_cannot_spend_past_a_budget(platform: RunningPlatfor
     assert all(usage["completion_tokens"] <= 1 for usage in served)  # n_predict did not get past max_tokens
     spent = sum(usage["prompt_tokens"] + usage["completion_tokens"] for usage in served)
     assert spent <= 400, f"{spent} tokens spent against a 400-token budget"
+
+
+def test_a_prompt_longer_than_the_context_is_context_length_exceeded(client: openai.OpenAI) -> None:
+    too_long = "the cat sat on the mat and " * 900  # ~6,300 tokens; SmolLM2's window is 4,096
+    for ask in (
+        lambda: client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": too_long}]
+        ),
+        lambda: client.responses.create(model="smollm2", input=too_long, stream=True),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask()
+        assert caught.value.code == "context_length_exceeded"
+        assert "context window is 4096" in caught.value.message

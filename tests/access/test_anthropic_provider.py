@@ -55,10 +55,14 @@ def _events(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [*events, ("message_stop", {})]
 
 
+betas: list[str | None] = []  # the anthropic-beta header of each request the provider got
+
+
 @pytest.fixture
 async def provider() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     """A scripted Anthropic Messages API that insists on its key and version header."""
     seen: list[dict[str, Any]] = []
+    betas.clear()
 
     async def messages(request: web.Request) -> web.StreamResponse:
         if request.headers.get("x-api-key") != "sk-ant" or not request.headers.get("anthropic-version"):
@@ -66,6 +70,7 @@ async def provider() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
             return web.json_response({"type": "error", "error": error}, status=401)
         body = await request.json()
         seen.append(body)
+        betas.append(request.headers.get("anthropic-beta"))
         if not body.get("stream"):
             message = {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"]}
             return web.json_response({**message, **_answer(body), "usage": USAGE})
@@ -169,6 +174,11 @@ async def test_an_anthropic_client_reaches_an_anthropic_provider(
         text = "".join([piece async for piece in stream.text_stream])
         final = await stream.get_final_message()
     assert text == "Bonjour" and final.usage.output_tokens == 2
+    await client.messages.create(
+        model="claude", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14", "x-claude-code-session-id": "s1"},
+    )  # fmt: skip
+    assert betas == [None, None, "interleaved-thinking-2025-05-14"]  # forwarded, not dropped
 
 
 async def test_provider_errors_and_other_endpoints_are_clear(

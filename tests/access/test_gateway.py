@@ -696,3 +696,19 @@ async def test_schema_violations_are_400_naming_the_field(
     assert_error(response, 400, "invalid_request")
     assert response.json()["error"]["message"].startswith(f"{field}: ")
     assert upstream.seen == []  # nothing reached an engine
+
+
+async def test_an_agents_session_lands_on_one_replica(upstream: ScriptedUpstream) -> None:
+    pools = {"m": served("m", [replica(1001), replica(1002), replica(1003)])}
+    async with client(upstream, pools) as gateway:
+        for n in range(12):
+            ask = {**CHAT, "messages": [{"role": "user", "content": f"{n} " * 40}]}
+            headers = {**AUTH, "x-claude-code-session-id": "session-1"}
+            assert (await gateway.post("/v1/chat/completions", json=ask, headers=headers)).status_code == 200
+        by_session = {sent.port for sent in upstream.seen}
+        upstream.seen.clear()
+        for n in range(12):  # the same prompts without a session spread by their prefixes
+            ask = {**CHAT, "messages": [{"role": "user", "content": f"{n} " * 40}]}
+            await gateway.post("/v1/chat/completions", json=ask, headers=AUTH)
+        by_prompt = {sent.port for sent in upstream.seen}
+    assert len(by_session) == 1 and len(by_prompt) > 1

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
@@ -29,7 +29,7 @@ from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import respond
 from sovra.access.response_store import ResponseStore
 from sovra.access.served import ServedModel
-from sovra.access.upstream import Upstream
+from sovra.access.upstream import Upstream, UpstreamResponse
 from sovra.access.validation import check_no_images, parse_body
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
@@ -37,6 +37,21 @@ from sovra.routing.router import Decision
 from sovra.usage import UNKNOWN_MODEL, UsageRecord
 
 __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
+
+
+# An agent's session (Claude Code's header, the Responses API's prompt_cache_key) names the prefix
+# its requests share better than their first characters do: all of it lands on one replica's cache.
+SESSION_HEADER = "x-claude-code-session-id"
+_ANTHROPIC_HEADERS = ("anthropic-beta", "anthropic-version")
+
+
+def _session_key(request: Request, payload: Mapping[str, Any]) -> bytes | None:
+    session = request.headers.get(SESSION_HEADER) or payload.get("prompt_cache_key")
+    return f"session:{session}".encode() if isinstance(session, str) and session else None
+
+
+def _anthropic_headers(request: Request) -> dict[str, str]:
+    return {name: request.headers[name] for name in _ANTHROPIC_HEADERS if name in request.headers}
 
 
 def _route_headers(decision: Decision) -> dict[str, str]:
@@ -281,6 +296,7 @@ class Gateway:
         exchange.tenant_label = self.metrics.tenant_label(labelled)
         try:
             payload, raw = await self._read_json(request)
+            session = _session_key(request, payload)
             client, begun = await api.begin(payload, key)
             if begun is not payload:  # the client's API is not OpenAI's: its chat request goes on
                 payload, raw = begun, json.dumps(begun).encode()
@@ -308,9 +324,12 @@ class Gateway:
                 check_no_images(payload, model)
             translate = upstream_dialect(served.api, call)
             call = translate.request(call, served.upstream_name)
+            if served.api == "anthropic":  # the client's Anthropic headers reach an Anthropic provider
+                call = replace(call, headers=_anthropic_headers(request))
             await self._admit(key, payload, exchange)
             dialects = (client, translate)
-            response = await self._send(served.pool, call, dialects, exchange, prompt_prefix(payload))
+            affinity = session or prompt_prefix(payload)
+            response = await self._send(served.pool, call, dialects, exchange, affinity)
             if decision is not None:
                 response.headers.update(_route_headers(decision))
             return response
@@ -466,9 +485,7 @@ class Gateway:
         """Relay to the endpoint the balancer picks; if it cannot be reached, try one other."""
         lease = self._lease(pool, call.model, exchange, affinity)
         try:
-            answer = await self._upstream.post(
-                lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
-            )
+            answer = await self._post(lease, call)
         except ApiError as error:
             unreachable = error.code == "upstream_unreachable"
             exchange.lease = None
@@ -478,9 +495,7 @@ class Gateway:
                 raise
             self.metrics.retries.labels("another_replica").inc()
             lease = self._lease(pool, call.model, exchange, affinity, exclude=lease)
-            answer = await self._upstream.post(
-                lease.endpoint.base_url + call.path, call.body, call.model, lease.endpoint.headers
-            )
+            answer = await self._post(lease, call)
         if answer.status < 500:
             lease.answered(time.monotonic())
         return await respond(
@@ -492,6 +507,11 @@ class Gateway:
             self._spawn,
             self._settings.max_response_bytes,
         )
+
+    async def _post(self, lease: Lease, call: Call) -> UpstreamResponse:
+        endpoint = lease.endpoint
+        headers = {**endpoint.headers, **call.headers} if call.headers else endpoint.headers
+        return await self._upstream.post(endpoint.base_url + call.path, call.body, call.model, headers)
 
     def _lease(
         self,

@@ -7,7 +7,7 @@ client's answer ◀──ClientDialect.answer/stream── OpenAI shape ◀─�
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.responses import Response
@@ -28,6 +28,7 @@ class Call:
     model: str  # the name the client used: answers carry it
     stream: bool
     wants_usage: bool = False  # the client asked for the usage event (stream_options.include_usage)
+    headers: Mapping[str, str] = field(default_factory=dict)  # forwarded from the client, over the endpoint's
 
 
 class ClientDialect(Protocol):

@@ -71,10 +71,32 @@ class OpenAIUpstream:
         return call
 
     def answer(self, body: bytes, status: int, model: str) -> bytes:
+        if status == 400 and b"exceed_context_size_error" in body:
+            return _context_exceeded(body)
         return body
 
     def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
         return chunks
+
+
+def _context_exceeded(body: bytes) -> bytes:
+    """llama-server's own word for a prompt longer than the context, as OpenAI says it (the code
+    clients such as Codex act on)."""
+    try:
+        error = json.loads(body)["error"]
+        message = str(error["message"])
+        if "n_prompt_tokens" in error and "n_ctx" in error:
+            tokens, window = error["n_prompt_tokens"], error["n_ctx"]
+            message = f"the prompt is {tokens} tokens; the model's context window is {window}"
+    except (ValueError, KeyError, TypeError):
+        return body
+    shaped = {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+    return json.dumps({"error": shaped}).encode()
 
 
 OPENAI_CLIENT = OpenAIClient()
