@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench bench-gateway bench-router train-router clean
+.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router train-router clean
 
 up: setup
 	$(BIN)/sovra up
@@ -52,6 +52,11 @@ bench-gateway: install
 	test -x .bench/litellm/bin/litellm || ($(PYTHON) -m venv .bench/litellm && .bench/litellm/bin/pip install 'litellm[proxy]==1.108.0')
 	$(if $(BEFORE),rm -rf .bench/before && mkdir -p .bench/before && git archive $(BEFORE) src | tar -x -C .bench/before)
 	$(BIN)/python bench/gateway.py $(if $(BEFORE),--before .bench/before/src) $(BENCH_ARGS)
+
+# The real Codex CLI (npm, installed into .bench/codex) through /v1/responses: a scripted upstream
+# with one tool round trip, then SmolLM2's too-small context window.
+bench-codex: setup
+	$(BIN)/python bench/codex.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
