@@ -43,6 +43,7 @@ def test_chat_completion(client: openai.OpenAI) -> None:
     )
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 5
+    assert reply.system_fingerprint is None and "timings" not in reply.model_dump()  # llama-server's own
 
 
 def test_chat_completion_streams_chunk_by_chunk(client: openai.OpenAI) -> None:
@@ -53,8 +54,10 @@ def test_chat_completion_streams_chunk_by_chunk(client: openai.OpenAI) -> None:
         temperature=0,
         stream=True,
     )
+    chunks = list(stream)
+    assert not any(chunk.system_fingerprint or "timings" in chunk.model_dump() for chunk in chunks)
     pieces = [
-        chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content
+        chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content
     ]
     assert len(pieces) >= 5  # token by token, not one buffered blob
     assert "".join(pieces).strip()

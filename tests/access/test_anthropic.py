@@ -148,6 +148,30 @@ async def test_a_streamed_tool_call_becomes_anthropic_events() -> None:
     assert events[8]["delta"]["stop_reason"] == "tool_use" and events[8]["usage"]["output_tokens"] == 12
 
 
+async def test_an_engines_reasoning_becomes_thinking_interleaved_with_tool_calls() -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    deltas = [{"reasoning_content": "Let me "}, {"reasoning_content": "think."}, {"tool_calls": [call]},
+              {"reasoning_content": "Now answer."}, {"content": "Done."}]  # fmt: skip
+    stream = [{"choices": [{"index": 0, "delta": d}]} for d in deltas] + [
+        {"choices": [], "usage": {"prompt_tokens": 3}}
+    ]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield "".join(f"data: {json.dumps(e)}\n\n" for e in stream).encode() + b"data: [DONE]\n\n"
+
+    events = [json.loads(b.split(b"data: ", 1)[1]) async for b in _split(message_stream(chunks(), "m"))]
+    blocks = [e["content_block"]["type"] for e in events if e["type"] == "content_block_start"]
+    assert blocks == ["thinking", "tool_use", "thinking", "text"]
+    thinking = [e["delta"]["thinking"] for e in events if e.get("delta", {}).get("type") == "thinking_delta"]
+    assert thinking == ["Let me ", "think.", "Now answer."]
+    whole = {
+        "choices": [
+            {"message": {"reasoning_content": "Because.", "content": "Yes."}, "finish_reason": "stop"}
+        ]
+    }
+    assert [b["type"] for b in message_from_chat(whole, "m")["content"]] == ["thinking", "text"]
+
+
 async def _split(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in stream:
         for block in chunk.split(b"\n\n"):

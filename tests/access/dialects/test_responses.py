@@ -83,6 +83,13 @@ def call_answer(stream: bool) -> FakeResponse:
     return sse("".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n")
 
 
+def reasoning_answer() -> FakeResponse:
+    deltas = [{"reasoning_content": "Think "}, {"reasoning_content": "first."}, {"content": "Answer."}]
+    events = [{"choices": [{"index": 0, "delta": d}]} for d in deltas]
+    events.append({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+    return sse("".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n")
+
+
 class ChatUpstream:
     """A chat-completions engine that answers from a script and keeps what it was sent."""
 
@@ -98,6 +105,8 @@ class ChatUpstream:
         self.bodies.append(sent)
         kind = self.script.pop(0) if self.script else "text"
         stream = bool(sent.get("stream"))
+        if kind == "reasoning":
+            return reasoning_answer()
         return call_answer(stream) if kind == "call" else text_answer("Hello there friend", stream)
 
     async def aclose(self) -> None:
@@ -242,3 +251,15 @@ async def test_ignored_tools_are_named_and_unknown_fields_ignored(clients: Any) 
     )  # fmt: skip
     assert raw.headers["x-sovra-ignored-tools"] == "web_search,namespace"
     assert raw.parse().output_text == "Hello there friend"
+
+
+async def test_an_engines_reasoning_streams_as_a_reasoning_item(upstream: ChatUpstream, clients: Any) -> None:
+    client, _, _ = clients
+    upstream.script = ["reasoning"]
+    async with client.responses.stream(model="m", input="Why?") as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert "response.reasoning_text.delta" in kinds and "response.reasoning_text.done" in kinds
+    reasoning, message = final.output
+    assert reasoning.type == "reasoning" and reasoning.content[0].text == "Think first."
+    assert message.type == "message" and final.output_text == "Answer."

@@ -1,5 +1,8 @@
 """Token usage in each API's shape: what is read is what is written back."""
 
+import json
+
+from sovra.access.dialects.openai import _public
 from sovra.access.dialects.usage import TokenUsage
 
 
@@ -25,3 +28,14 @@ def test_anthropic_cache_writes_are_input_and_infill_has_its_own_names() -> None
 def test_missing_or_null_counts_are_zero_and_engines_anthropic_names_are_read() -> None:
     assert TokenUsage.from_openai({"prompt_tokens": None, "prompt_tokens_details": None}) == TokenUsage()
     assert TokenUsage.from_openai({"input_tokens": 5, "output_tokens": 2}) == TokenUsage(5, 2, 0)
+
+
+def test_llama_servers_own_fields_do_not_reach_openai_clients() -> None:
+    body = (
+        b'{"choices":[],"created":1,"model":"m","system_fingerprint":"b0-unknown","object":"chat.completion",'
+        b'"usage":{"prompt_tokens":3},"id":"x","timings":{"cache_n":0,"prompt_n":3,"prompt_ms":4.5}}'
+    )
+    public = json.loads(_public(body))
+    assert set(public) == {"choices", "created", "model", "object", "usage", "id"}
+    provider = b'{"id":"x","system_fingerprint":"fp_44709d6fcb","choices":[]}'  # OpenAI's own: kept
+    assert _public(provider) == provider

@@ -223,6 +223,8 @@ def message_from_chat(chat: Mapping[str, Any], model: str) -> dict[str, Any]:
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     content: list[dict[str, Any]] = []
+    if message.get("reasoning_content"):  # an engine's reasoning (llama-server, vLLM) is thinking here
+        content.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
@@ -256,7 +258,7 @@ class _StreamState:
 
     def __init__(self) -> None:
         self.index = -1
-        self.open: str | None = None  # "text", or the OpenAI tool-call index as "tool:<n>"
+        self.open: str | None = None  # "text", "thinking", or the OpenAI tool-call index as "tool:<n>"
 
     def switch(self, to: str, start: dict[str, Any]) -> list[bytes]:
         if self.open == to:
@@ -309,6 +311,10 @@ async def message_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncItera
 def _choice_events(choice: Mapping[str, Any], state: _StreamState) -> tuple[list[bytes], str | None]:
     events: list[bytes] = []
     delta = choice.get("delta") or {}
+    if delta.get("reasoning_content"):  # thinking, interleaved with text and tool calls as it comes
+        events += state.switch("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        piece = {"type": "thinking_delta", "thinking": delta["reasoning_content"]}
+        events.append(_event("content_block_delta", {"index": state.index, "delta": piece}))
     if delta.get("content"):
         events += state.switch("text", {"type": "text", "text": ""})
         events.append(

@@ -9,6 +9,7 @@ byte for byte. As an upstream dialect (every engine, OpenAI-compatible providers
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -57,13 +58,30 @@ class OpenAIClient:
         return self, payload
 
     async def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
-        return Response(body, status_code=status, media_type=content_type)
+        return Response(_public(body), status_code=status, media_type=content_type)
 
     def stream(self, chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
-        return chunks
+        return _public_stream(chunks)
 
     def error(self, error: ApiError) -> Response:
         return error_response(error)
+
+
+# What llama-server adds to OpenAI's shapes for itself: per-answer timings (read by the accounting
+# before this point) and a build fingerprint. Matched in the bytes (both are flat, and llama-server
+# writes compact JSON): parsing every streamed event would cost more than the relay does.
+_ENGINE_PRIVATE = re.compile(rb',"timings":\{[^{}]*\}|,"system_fingerprint":"b\d+-[^"]*"')
+
+
+def _public(body: bytes) -> bytes:
+    if b'"timings"' in body or b'"system_fingerprint":"b' in body:
+        return _ENGINE_PRIVATE.sub(b"", body)
+    return body
+
+
+async def _public_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield _public(chunk)
 
 
 class OpenAIUpstream:

@@ -388,6 +388,20 @@ class _ResponseEvents:
 
     def delta(self, delta: Mapping[str, Any]) -> list[bytes]:
         events: list[bytes] = []
+        if delta.get("reasoning_content"):
+            if self.open is None or self.open["type"] != "reasoning":
+                events += self.close()
+                events += self.start({"type": "reasoning", "id": _id("rs"), "summary": [], "content": []})
+            self.text += delta["reasoning_content"]
+            events.append(
+                self.event(
+                    "response.reasoning_text.delta",
+                    item_id=self.open_id,
+                    output_index=self.index,
+                    content_index=0,
+                    delta=delta["reasoning_content"],
+                )
+            )
         if delta.get("content"):
             if self.open is None or self.open["type"] != "message":
                 events += self.close()
@@ -461,7 +475,19 @@ class _ResponseEvents:
         index = self.output.index(item)
         events = []
         item["status"] = "completed"
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            item["content"] = [{"type": "reasoning_text", "text": self.text}]
+            events.append(
+                self.event(
+                    "response.reasoning_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=self.text,
+                )
+            )
+            self.text = ""
+        elif item["type"] == "message":
             part = _text_part(self.text)
             item["content"] = [part]
             events.append(
