@@ -712,3 +712,29 @@ async def test_an_agents_session_lands_on_one_replica(upstream: ScriptedUpstream
             await gateway.post("/v1/chat/completions", json=ask, headers=AUTH)
         by_prompt = {sent.port for sent in upstream.seen}
     assert len(by_session) == 1 and len(by_prompt) > 1
+
+
+async def test_rerank_reaches_the_engine_and_is_metered(upstream: ScriptedUpstream) -> None:
+    ledger = Ledger()
+    async with client(upstream, {"m": served("m", [replica(1001)])}, ledger=ledger) as gateway:
+        ask = {
+            "model": "m",
+            "query": "capital of France",
+            "documents": ["Paris", {"text": "Lyon"}],
+            "top_n": 1,
+        }
+        answer = await gateway.post("/v1/rerank", json=ask, headers=AUTH)
+        assert answer.status_code == 200
+        assert upstream.seen[-1].path == "/v1/rerank" and json.loads(upstream.seen[-1].body) == ask
+        for bad, field in (({**ask, "query": ""}, "query"), ({**ask, "documents": [3]}, "documents.0"),
+                           ({**ask, "top_n": 0}, "top_n")):  # fmt: skip
+            refused = await gateway.post("/v1/rerank", json=bad, headers=AUTH)
+            assert_error(refused, 400, "invalid_request")
+            assert refused.json()["error"]["message"].startswith(field)
+    first = ledger.rows[0]
+    assert (first.endpoint, first.status, first.input_tokens, first.output_tokens) == (
+        "/v1/rerank",
+        200,
+        5,
+        2,
+    )

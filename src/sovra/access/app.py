@@ -173,6 +173,7 @@ def create_app(
         "/v1/responses/{id}": {"GET": gateway.stored_response, "DELETE": gateway.stored_response},
         "/v1/responses/{id}/input_items": {"GET": gateway.response_input_items},
         "/v1/embeddings": {"POST": openai},
+        "/v1/rerank": {"POST": openai},
         "/v1/route": {"POST": gateway.explain_route},
         "/v1/models": {"GET": gateway.models, "HEAD": gateway.models},
         "/v1/models/{id}": {"GET": gateway.model},

@@ -46,6 +46,9 @@ class Bounds:
     max_messages: int = 1_000
 
 
+NO_OUTPUT = frozenset({"/v1/embeddings", "/v1/rerank"})  # endpoints that generate nothing
+
+
 def bound_request(
     endpoint: str,
     payload: dict[str, Any],
@@ -56,7 +59,7 @@ def bound_request(
 ) -> dict[str, Any] | None:
     """The payload to send instead (None: unchanged), or an ApiError (400) for what is refused."""
     _check_sizes(endpoint, payload, bounds, context_window)
-    if endpoint == "/v1/embeddings":
+    if endpoint in NO_OUTPUT:
         return None
     changes: dict[str, Any] = {}
     limit = _output_limit(payload)
@@ -84,7 +87,7 @@ def estimate_prompt(payload: dict[str, Any], raw: bytes) -> int:
 def estimate_tokens(endpoint: str, payload: dict[str, Any], prompt: int, default_max_tokens: int) -> int:
     """What a request may cost at most (see the module's docstring), `prompt` being its
     `estimate_prompt`: the reservation."""
-    if endpoint == "/v1/embeddings":
+    if endpoint in NO_OUTPUT:
         return prompt
     limit = _output_limit(payload) or default_max_tokens
     choices = payload.get("n") or 1
@@ -112,7 +115,7 @@ def _check_sizes(endpoint: str, payload: dict[str, Any], bounds: Bounds, context
             f"messages: at most {bounds.max_messages} (this request has {len(messages)})",
             "invalid_request",
         )
-    if context_window is not None and endpoint != "/v1/embeddings":
+    if context_window is not None and endpoint not in NO_OUTPUT:
         at_least = _text_chars(payload) // _BYTES_PER_TOKEN_AT_MOST
         if at_least > context_window:
             raise ApiError(

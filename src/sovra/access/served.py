@@ -15,7 +15,7 @@ from sovra.access.balancer import ReplicaPool
 
 __all__ = ["CAPABILITIES", "FixedEndpoint", "ModelCard", "ServedModel"]
 
-CAPABILITIES = ("chat", "completions", "fim", "embeddings", "tools", "vision", "reasoning")
+CAPABILITIES = ("chat", "completions", "fim", "embeddings", "rerank", "tools", "vision", "reasoning")
 
 
 @dataclass(frozen=True)

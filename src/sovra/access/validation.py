@@ -114,10 +114,28 @@ def check_request(endpoint: str, payload: dict[str, Any]) -> None:
     if endpoint == "/v1/chat/completions":
         _check_messages(payload.get("messages"))
         _check_tools(payload.get("tools"))
+    elif endpoint == "/v1/rerank":
+        _check_rerank(payload)
     elif endpoint in _TEXT_INPUT:
         field = _TEXT_INPUT[endpoint]
         if not (_string_or_strings(payload.get(field)) or _token_lists(payload.get(field))):
             raise _fail(field, "required: a string, a list of strings, or token ids")
+
+
+def _check_rerank(payload: dict[str, Any]) -> None:
+    """Cohere's and Jina's shape, as llama-server and vLLM take it."""
+    if not isinstance(payload.get("query"), str) or not payload["query"]:
+        raise _fail("query", "required: a non-empty string")
+    documents = payload.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise _fail("documents", "required: a non-empty list")
+    for index, document in enumerate(documents):
+        text = document.get("text") if isinstance(document, dict) else document
+        if not isinstance(text, str):
+            raise _fail(f"documents.{index}", "a string, or an object with a text")
+    top_n = payload.get("top_n")
+    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+        raise _fail("top_n", "a positive integer")
 
 
 def _token_lists(value: Any) -> bool:

@@ -31,6 +31,8 @@ _OPERATIONS = {
     "/v1/messages": "chat",
     "/v1/completions": "text_completion",
     "/v1/embeddings": "embeddings",
+    "/v1/responses": "chat",
+    "/v1/rerank": "rerank",
 }
 MAX_TENANTS = 1000  # beyond this many distinct tenant labels, further ones are reported as "other"
 

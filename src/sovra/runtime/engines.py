@@ -98,6 +98,8 @@ def model_card(service: InferenceService, engine: str, images: bool) -> ModelCar
         capabilities.add("tools")
     if "--embedding" in args or "--task=embed" in args or "--runner=pooling" in args:
         capabilities.add("embeddings")
+    if "--rerank" in args or "--task=score" in args:  # llama-server's --reranking, vLLM's score task
+        capabilities.add("rerank")
     if images:
         capabilities.add("vision")
     if "--reasoning" in args:
