@@ -230,14 +230,7 @@ class Gateway:
     def counter(self, api: ClientApi) -> Callable[[Request], Awaitable[Response]]:
         """The handler that counts a request's prompt tokens in `api`'s shape, without generating:
         `/v1/messages/count_tokens` (Anthropic's) or `/v1/responses/input_tokens` (OpenAI's)."""
-
-        async def count(request: Request) -> Response:
-            try:
-                return await self._count(request, api)
-            except ApiError as error:
-                return api.error(error)
-
-        return count
+        return self._handler(api, self._count)
 
     async def _count(self, request: Request, api: ClientApi) -> Response:
         key = self._authenticate(request)
@@ -277,14 +270,19 @@ class Gateway:
 
     def endpoint(self, api: ClientApi) -> Callable[[Request], Awaitable[Response]]:
         """The handler for an API clients speak (its errors in its envelope)."""
+        return self._handler(api, self._serve)
 
-        async def serve(request: Request) -> Response:
+    @staticmethod
+    def _handler(
+        api: ClientApi, work: Callable[[Request, ClientApi], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
             try:
-                return await self._serve(request, api)
+                return await work(request, api)
             except ApiError as error:
                 return api.error(error)
 
-        return serve
+        return handle
 
     async def _serve(self, request: Request, api: ClientApi) -> Response:
         key = self._authenticate(request)

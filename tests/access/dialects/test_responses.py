@@ -14,6 +14,7 @@ import pytest
 from sovra.access.app import create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import ReplicaPool
+from sovra.access.dialects.responses import ResponsesTurn
 from sovra.access.keys import ApiKey
 from sovra.access.served import ServedModel
 from sovra.inference.process import Replica, ReplicaState
@@ -221,10 +222,12 @@ async def test_stored_responses_continue_and_belong_to_their_tenant(
     assert (await client.responses.retrieve(second.id)).output_text == "Hello there friend"
     items = await client.responses.input_items.list(second.id, order="asc")
     assert [item.content[0].text for item in items.data] == ["My name is Ada.", "Hello there friend", "What is my name?"]  # fmt: skip
-    for attempt in (other.responses.retrieve(first.id), other.responses.delete(first.id),
-                    other.responses.create(model="m", input="?", previous_response_id=first.id)):  # fmt: skip
+    for attempt in (other.responses.retrieve(first.id), other.responses.delete(first.id)):
         with pytest.raises(openai.NotFoundError):
             await attempt
+    with pytest.raises(openai.BadRequestError) as caught:  # as OpenAI answers an unknown previous id
+        await other.responses.create(model="m", input="?", previous_response_id=first.id)
+    assert caught.value.code == "previous_response_not_found"
     await client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(first.id)
@@ -263,3 +266,16 @@ async def test_an_engines_reasoning_streams_as_a_reasoning_item(upstream: ChatUp
     reasoning, message = final.output
     assert reasoning.type == "reasoning" and reasoning.content[0].text == "Think first."
     assert message.type == "message" and final.output_text == "Answer."
+
+
+async def test_a_store_that_fails_costs_the_continuation_not_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        async def save(self, stored: object) -> None:
+            raise OSError("disk full")
+
+    turn = ResponsesTurn(Broken(), "team-a", {"model": "m", "input": "x"})  # type: ignore[arg-type]
+    answer = await turn.answer(text_answer("Fine.", stream=False).text.encode(), 200, "application/json", "m")
+    assert answer.status_code == 200 and json.loads(answer.body)["output"][0]["content"][0]["text"] == "Fine."
+    assert any("could not be stored" in record.message for record in caplog.records)

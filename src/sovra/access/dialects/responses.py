@@ -17,6 +17,7 @@ turn can refer to it at once.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -34,6 +35,7 @@ from sovra.access.sse import data_payloads
 
 __all__ = ["ResponsesClient", "ResponsesTurn", "chat_messages", "chat_request"]
 
+log = logging.getLogger("sovra.access")
 IGNORED_TOOLS_HEADER = "x-sovra-ignored-tools"
 # Request fields echoed in the response object, with OpenAI's defaults.
 _ECHOED = {
@@ -284,8 +286,7 @@ class ResponsesTurn:
     ) -> dict[str, Any]:
         body = self.body
         echoed = {
-            name: body.get(name, default) if body.get(name) is not None else default
-            for name, default in _ECHOED.items()
+            name: default if body.get(name) is None else body[name] for name, default in _ECHOED.items()
         }
         return {
             "id": self.id,
@@ -303,10 +304,16 @@ class ResponsesTurn:
             **echoed,
         }
 
-    async def _keep(self, response: dict[str, Any]) -> None:
-        if self.store is not None and self.body.get("store") is not False:
-            stored = StoredResponse(self.id, self.tenant, time.time(), self.history + self.items, response)
+    async def keep(self, response: dict[str, Any]) -> None:
+        """Store the response (unless the request said `store: false`). A store that fails costs the
+        continuation, not the answer: it is logged and the client still gets what the model said."""
+        if self.store is None or self.body.get("store") is False:
+            return
+        stored = StoredResponse(self.id, self.tenant, time.time(), self.history + self.items, response)
+        try:
             await self.store.save(stored)
+        except Exception:
+            log.exception("a response could not be stored", extra={"response": self.id})
 
     async def answer(self, body: bytes, status: int, content_type: str, model: str) -> Response:
         try:
@@ -320,7 +327,7 @@ class ResponsesTurn:
         finish = "incomplete" if choice.get("finish_reason") == "length" else "completed"
         usage = TokenUsage.from_openai(answer.get("usage") or {})
         response = self.response(model, finish, output, usage)
-        await self._keep(response)
+        await self.keep(response)
         return JSONResponse(response, headers=self.headers())
 
     def headers(self) -> dict[str, str]:
@@ -381,7 +388,7 @@ class _ResponseEvents:
         for event in self.close():
             yield event
         done = self.turn.response(self.model, finish, self.output, usage)
-        await self.turn._keep(done)
+        await self.turn.keep(done)
         yield self.event(
             "response.completed" if finish == "completed" else "response.incomplete", response=done
         )
@@ -539,7 +546,7 @@ class ResponsesClient:
             stored = await self._store.get(key.tenant, str(previous)) if self._store is not None else None
             if stored is None:
                 raise ApiError(
-                    404, f"previous_response_id: no response {previous!r}", "previous_response_not_found"
+                    400, f"previous_response_id: no response {previous!r}", "previous_response_not_found"
                 )
             history = [*stored.input_items, *stored.response.get("output", [])]
         turn = ResponsesTurn(self._store, key.tenant, dict(payload), history)
