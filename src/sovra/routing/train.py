@@ -52,7 +52,12 @@ HARD_NEGATIVES = frozenset(
         "jailbreak/cyberseceval_frr_benign_train.jsonl",
         "jailbreak/gptfuzz_questions_train.jsonl",
         "intent/self_instruct_user_oriented.jsonl",
+        "intent/self_instruct_seed_tasks.jsonl",
         "intent/vicuna_bench_questions.jsonl",
+        "jailbreak/awesome_chatgpt_prompts_benign.jsonl",
+        "jailbreak/gpteacher_roleplay_benign.jsonl",
+        "jailbreak/jailbreakbench_harmful_goals.jsonl",
+        "jailbreak/bipia_email_injections.jsonl",
     }
 )
 
