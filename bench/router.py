@@ -8,8 +8,9 @@
   bench/data/benign_lookalikes.jsonl, written for this bench): recall per kind of attack, false
   alarms per kind of benign prompt (personas, role-play, security requests, harmful questions asked
   plainly).
-- PII: precision and recall per entity type on the Presidio synthetic sentences. The patterns are
-  rules written with this file in view, so this checks them; it is not a held-out figure.
+- PII: precision and recall per entity type (structured kinds, person names, street addresses) on
+  both Presidio files: the newer generator's (the patterns were written with it in view) and the
+  older generator's (other templates and locales).
 - Latency: the whole routing decision (default policy: jailbreak, PII, domain) for prompts of about
   50, 500 and 2,000 tokens, pinned to one core, p50/p99.
 
@@ -98,14 +99,38 @@ def jailbreak_report(data: Path, threshold: float) -> None:
             print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
+# The older generator's names for the same kinds (presidio_generated_large.jsonl).
+_RENAMED = {"ADDRESS": "STREET_ADDRESS"}
+
+
 def pii_report(data: Path) -> None:
+    """Precision and recall per entity type, on both Presidio files: the newer generator's (the
+    patterns were written with it in view) and the older one's (a different generator, templates
+    and locales: the nearer to out-of-distribution of the two)."""
+    structured = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER")
+    for name in ("presidio_synth_train.jsonl", "presidio_generated_large.jsonl"):
+        tp, fn, fp, overlapping = _pii_counts(data / "pii" / name)
+        print(f"\nPII ({name})")
+        for kind in (*structured, "PERSON", "STREET_ADDRESS"):
+            total_kind = tp[kind] + fn[kind]
+            if not total_kind:
+                continue
+            precision = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else float("nan")
+            print(f"  {kind:<14} recall {tp[kind] / total_kind:6.1%} of {total_kind:<4} precision {precision:6.1%} "
+                  f"({fp[kind]} false, {overlapping[kind]} of them inside other PII)")  # fmt: skip
+        total = sum(tp[k] for k in structured) / max(1, sum(tp[k] + fn[k] for k in structured))
+        print(f"  structured entities together: recall {total:.1%}   (target >= 99%)")
+
+
+def _pii_counts(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
     tp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     overlapping: Counter[str] = Counter()
-    for line in (data / "pii" / "presidio_synth_train.jsonl").read_text().splitlines():
+    for line in path.read_text().splitlines():
         row = json.loads(line)
-        spans = [(s["entity_type"], s["start_position"], s["end_position"]) for s in row["spans"]]
+        spans = [(_RENAMED.get(s["entity_type"], s["entity_type"]), s["start_position"], s["end_position"])
+                 for s in row["spans"]]  # fmt: skip
         found = find_entities(row["text"])
         for kind, start, end in spans:
             if kind in ENTITY_TYPES:
@@ -116,15 +141,7 @@ def pii_report(data: Path) -> None:
                 fp[entity.type] += 1
                 if any(entity.start < e and s < entity.end for _, s, e in spans):
                     overlapping[entity.type] += 1  # other PII (an address, a licence): still worth hiding
-    print("\nPII (Presidio synthetic sentences; patterns written with this file in view)")
-    structured = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER")
-    for kind in structured:
-        total_kind = tp[kind] + fn[kind]
-        precision = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else float("nan")
-        print(f"  {kind:<14} recall {tp[kind] / total_kind if total_kind else float('nan'):6.1%} of {total_kind:<4} "
-              f"precision {precision:6.1%} ({fp[kind]} false, {overlapping[kind]} of them inside other PII)")  # fmt: skip
-    total = sum(tp[k] for k in structured) / sum(tp[k] + fn[k] for k in structured)
-    print(f"  structured entities together: recall {total:.1%}   (target >= 95%)")
+    return tp, fn, fp, overlapping
 
 
 def latency_report(data: Path, rounds: int) -> None:

@@ -53,3 +53,75 @@ def test_redaction_replaces_each_entity_with_its_type() -> None:
 def test_only_the_asked_types_are_found() -> None:
     text = "bob@example.com 4111111111111111"
     assert [e.type for e in find_entities(text, ["CREDIT_CARD"])] == ["CREDIT_CARD"]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Please ask Maria Schneider to call back.", "Maria Schneider"),
+        ("Mrs. Kowalczyk flew to Lyon on Tuesday.", "Kowalczyk"),
+        ("my name is lena andersson and my card is lost", "lena andersson"),
+        ("Ken N. Fukuda will be talking in the morning.", "Ken N. Fukuda"),
+        ("Send it to Andrew before noon.", "Andrew"),
+    ],
+)
+def test_person_names_in_context(text: str, found: str) -> None:
+    (entity,) = [e for e in find_entities(text) if e.type == "PERSON"]
+    assert text[entity.start : entity.end] == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("She lives at 221 Baker Street, London.", "221 Baker Street"),
+        ("Deliver to Pohlstrasse 9 in Börßum.", "Pohlstrasse 9"),
+        ("The office is on Via dei Fiorentini 17.", "Via dei Fiorentini 17"),
+        ("Tosh Olsen lives at 172 Maneeži 75, Saareküla", "172 Maneeži 75"),
+        ("Ring at Apt. 595 when you arrive.", "Apt. 595"),
+    ],
+)
+def test_street_addresses(text: str, found: str) -> None:
+    (entity,) = [e for e in find_entities(text) if e.type == "STREET_ADDRESS"]
+    assert text[entity.start : entity.end] == found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "On January 3 the planet Mars was close to Venus.",
+        "Which of these is a Roman emperor?\nA. 1\nB. 2\nC. 3",
+        "Send the report via email in 2 parts, in place of the old one.",
+        "NASA and the ACE team met in South Carolina.",
+        "I have 3 kids and a dog park nearby.",
+    ],
+)
+def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:
+    assert not [e for e in find_entities(text) if e.type in ("PERSON", "STREET_ADDRESS")]
+
+
+def test_the_default_policy_keeps_names_a_question_needs() -> None:
+    from sovra.routing.router import Router, default_policy
+    from sovra.spec import Routing
+
+    router = Router(default_policy({"m": Routing()}), {"m": Routing()})
+    asked = {"messages": [{"role": "user", "content": "Who was Ada Lovelace? Mail me at ada@example.com"}]}
+    decision = router.decide(asked)
+    assert decision.redact == frozenset({"EMAIL_ADDRESS"})
+    assert "Ada Lovelace" in decision.apply(asked)["messages"][0]["content"]
+
+
+def test_a_policy_that_asks_for_names_gets_them_redacted() -> None:
+    from sovra.routing.policy import Policy
+    from sovra.routing.router import Router
+    from sovra.spec import Routing
+
+    policy = Policy.model_validate(
+        {"rules": [{"name": "hide-people", "when": {"pii": ["PERSON", "STREET_ADDRESS"]}, "action": "redact",
+                    "entities": ["PERSON", "STREET_ADDRESS"]},
+                   {"name": "general", "action": "route", "target": {"model": "m"}}]}
+    )  # fmt: skip
+    router = Router(policy, {"m": Routing()})
+    asked = {"messages": [{"role": "user", "content": "Maria Schneider lives at 221 Baker Street."}]}
+    decision = router.decide(asked)
+    assert decision.redact == frozenset({"PERSON", "STREET_ADDRESS"})
+    assert decision.apply(asked)["messages"][0]["content"] == "<PERSON> lives at <STREET_ADDRESS>."

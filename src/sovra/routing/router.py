@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from sovra.routing import content
 from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.policy import Condition, Policy, Rule, Target
 from sovra.routing.signals import Classifiers, ExampleDomain, Signals
-from sovra.routing.signals.pii import find_entities, redact
+from sovra.routing.signals.pii import ENTITY_TYPES, STRUCTURED, find_entities, redact
 from sovra.spec import Routing, Specialty
 
 __all__ = ["Decision", "Router", "default_policy", "shipped_classifiers"]
@@ -67,6 +67,7 @@ class Router:
         self._keywords = {k.name: _keyword_pattern(k.words) for k in policy.keywords}
         self._domains = tuple(ExampleDomain.of(d.name, d.examples, d.threshold) for d in policy.domains)
         self._thresholds = policy.thresholds
+        self._pii_types = _pii_types(self._rules)
 
     def signals(self, payload: dict[str, Any]) -> Signals:
         return Signals(
@@ -75,6 +76,7 @@ class Router:
             self._keywords,
             self._domains,
             self._thresholds.domain,
+            self._pii_types,
         )
 
     def decide(self, payload: dict[str, Any], explicit_model: str | None = None) -> Decision:
@@ -161,13 +163,47 @@ def _default_model(catalog: Mapping[str, Routing | None]) -> str:
     return next(iter(catalog))
 
 
+def _pii_types(rules: Sequence[Rule]) -> tuple[str, ...]:
+    """The PII types the policy's rules look for (names and addresses cost more than the rest)."""
+    wanted: set[str] = set()
+    for rule in rules:
+        if rule.action == "redact":
+            wanted |= set(rule.entities)
+        for condition in _conditions(rule.when):
+            if condition.pii is True:
+                wanted |= set(ENTITY_TYPES)
+            elif condition.pii is not None:
+                wanted |= set(condition.pii)
+    return tuple(t for t in ENTITY_TYPES if t in wanted)
+
+
+def _conditions(condition: Condition | None) -> Iterator[Condition]:
+    if condition is None:
+        return
+    yield condition
+    for inner in (
+        *(condition.all or ()),
+        *(condition.any or ()),
+        *((condition.not_,) if condition.not_ else ()),
+    ):
+        yield from _conditions(inner)
+
+
 def default_policy(catalog: Mapping[str, Routing | None]) -> Policy:
     """What `MoM` does with no policy file: refuse jailbreaks, redact personal data, send code and
     maths to the catalog's specialists where it has them, everything else to a generalist."""
     specialties = {r.specialty for r in catalog.values() if r is not None}
     rules: list[dict[str, Any]] = [
         {"name": "block-jailbreak", "priority": 100, "when": {"jailbreak": True}, "action": "block"},
-        {"name": "redact-pii", "priority": 90, "when": {"pii": True}, "action": "redact"},
+        # The structured kinds only: names and addresses are for policies that ask (a question about
+        # Ada Lovelace needs her name).
+        {
+            "name": "redact-pii",
+            "priority": 90,
+            "when": {"pii": list(STRUCTURED)},
+            "action": "redact",
+            "entities": list(STRUCTURED),
+        },
     ]
     if Specialty.CODE in specialties:
         rules.append({"name": "code", "priority": 50, "when": {"domain": ["code", "computer science"]},

@@ -74,6 +74,138 @@ def fit(examples: list[Example], strength: float, balanced: bool = False) -> Lin
     )
 
 
+def names(data: Path) -> dict[str, list[str]]:
+    """The PII signal's gazetteer: given names and surnames of Faker's Latin-script locales (MIT),
+    lower-cased, minus the words the router's own corpora use in lower case (ordinary words such as
+    "will", "may", "park": a name there would make every sentence personal)."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person
+
+    given: set[str] = set()
+    surnames: set[str] = set()
+    for module in pkgutil.iter_modules(faker.providers.person.__path__):
+        provider = importlib.import_module(f"faker.providers.person.{module.name}").Provider
+        for attribute in dir(provider):
+            into = given if attribute.startswith("first_names") else surnames
+            value = getattr(provider, attribute, None)
+            if attribute.startswith(("first_names", "last_names")) and isinstance(value, dict | list | tuple):
+                into |= {str(n).lower() for n in value if _latin(str(n))}
+    not_names = _ordinary_words(data) | _places() | _NOT_NAMES
+    return {"first": sorted(given - not_names), "last": sorted(surnames - not_names)}
+
+
+# Capitalised words the corpora use for other things: months, days, planets, continents, faiths.
+_NOT_NAMES = frozenset(
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "mercury",
+        "venus",
+        "earth",
+        "mars",
+        "jupiter",
+        "saturn",
+        "uranus",
+        "neptune",
+        "pluto",
+        "asia",
+        "europe",
+        "africa",
+        "america",
+        "americas",
+        "australia",
+        "antarctica",
+        "christian",
+        "catholic",
+        "protestant",
+        "muslim",
+        "jewish",
+        "hindu",
+        "buddhist",
+        "roman",
+        "greek",
+        "latin",
+        "english",
+        "french",
+        "german",
+        "spanish",
+        "italian",
+        "chinese",
+        "japanese",
+        "indian",
+        "african",
+        "american",
+        "european",
+        "british",
+        "irish",
+        "scottish",
+        "god",
+        "lord",
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "saint",
+        "st",
+        "president",
+        "senator",
+        "general",
+        "captain",
+        "major",
+        "bible",
+    ]
+)
+
+
+def _places() -> set[str]:
+    """Countries, states, regions and cities of Faker's address providers (one word or several)."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.address
+
+    words: set[str] = set()
+    kinds = ("countries", "states", "cities", "city_names", "real_city_names", "provinces", "regions")
+    for module in pkgutil.iter_modules(faker.providers.address.__path__):
+        provider = importlib.import_module(f"faker.providers.address.{module.name}").Provider
+        for attribute in kinds:
+            value = getattr(provider, attribute, None)
+            if isinstance(value, dict | list | tuple):
+                words |= {part.lower() for place in value for part in str(place).split()}
+    return words
+
+
+def _latin(name: str) -> bool:
+    return bool(name) and all(c.isalpha() or c in "-'" for c in name) and all(ord(c) < 0x250 for c in name)
+
+
+def _ordinary_words(data: Path, at_least: int = 8) -> set[str]:
+    """Words written in lower case at least `at_least` times in the domain corpora."""
+    counts: Counter[str] = Counter()
+    for example in domain_examples(data, "train"):
+        counts.update(w for w in example.text.split() if w.isalpha() and w.islower())
+    return {word for word, n in counts.items() if n >= at_least}
+
+
 def train(data: Path, out: Path = MODELS) -> dict[str, Any]:
     """Fit both classifiers on `data` (shared/datasets/router), write them and a manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -103,5 +235,12 @@ def train(data: Path, out: Path = MODELS) -> dict[str, Any]:
             "trained",
             extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
         )
+    gazetteer = out / "names.json"
+    gazetteer.write_text(json.dumps(names(data), ensure_ascii=False, separators=(",", ":")) + "\n")
+    manifest["gazetteer"] = {
+        "file": gazetteer.name,
+        "sha256": hashlib.sha256(gazetteer.read_bytes()).hexdigest(),
+        "source": "Faker's person providers (MIT), Latin-script locales, minus the corpora's ordinary words",
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from sovra.routing import content
 from sovra.routing.classifier import LinearClassifier
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
-from sovra.routing.signals.pii import Entity, find_entities
+from sovra.routing.signals.pii import ENTITY_TYPES, Entity, find_entities
 
 __all__ = ["Classifiers", "ExampleDomain", "Signals"]
 
@@ -53,8 +53,10 @@ class Signals:
         keywords: dict[str, re.Pattern[str]],
         domains: tuple[ExampleDomain, ...] = (),
         domain_threshold: float = 0.0,
+        pii_types: tuple[str, ...] = ENTITY_TYPES,
     ) -> None:
         self._payload = payload
+        self._pii_types = pii_types
         self._classifiers = classifiers
         self._keywords = keywords
         self._domains = domains
@@ -103,7 +105,7 @@ class Signals:
 
     @cached_property
     def pii(self) -> list[Entity]:
-        return find_entities(self.full_text)
+        return find_entities(self.full_text, self._pii_types)
 
     @cached_property
     def keywords(self) -> frozenset[str]:
