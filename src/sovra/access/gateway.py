@@ -470,7 +470,8 @@ class Gateway:
         if not key.may_use(model):
             raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
         explicit = None if self._gate.is_virtual(model) else model
-        return JSONResponse(explain(self._gate.router.decide(payload, explicit_model=explicit)))
+        router = self._gate.router
+        return JSONResponse(explain(router.decide(payload, explicit_model=explicit), router.thresholds))
 
     async def _send(
         self,

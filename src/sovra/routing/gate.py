@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sovra.routing.policy import Thresholds
 from sovra.routing.router import Decision, Router
 
 __all__ = ["RoutingGate"]
@@ -33,8 +34,10 @@ class RoutingGate:
         return None
 
 
-def explain(decision: Decision) -> dict[str, Any]:
-    """`POST /v1/route`'s answer: the decision and the signals behind it (no prompt text)."""
+def explain(decision: Decision, thresholds: Thresholds) -> dict[str, Any]:
+    """`POST /v1/route`'s answer: the decision, the rule that made it, and each signal with the
+    threshold it is compared with (no prompt text), so an operator can see why a prompt was
+    blocked and move `router.policy.thresholds` without retraining."""
     signals = decision.signals
     assert signals is not None
     scores: Mapping[str, float] = signals.domain_scores
@@ -48,9 +51,11 @@ def explain(decision: Decision) -> dict[str, Any]:
             "domain": signals.domain,
             "domain_scores": {name: round(score, 4) for name, score in top},
             "jailbreak": round(signals.jailbreak, 4),
+            "jailbreak_on": signals.jailbreak >= thresholds.jailbreak,
             "pii": [{"type": e.type, "start": e.start, "end": e.end} for e in signals.pii],
             "keywords": sorted(signals.keywords),
             "tokens": signals.tokens,
         },
+        "thresholds": {"jailbreak": thresholds.jailbreak, "domain": thresholds.domain},
         "ms": round(decision.seconds * 1000, 3),
     }

@@ -66,7 +66,7 @@ class Router:
         self._classifiers = classifiers or shipped_classifiers()
         self._keywords = {k.name: _keyword_pattern(k.words) for k in policy.keywords}
         self._domains = tuple(ExampleDomain.of(d.name, d.examples, d.threshold) for d in policy.domains)
-        self._thresholds = policy.thresholds
+        self.thresholds = policy.thresholds  # what each signal is compared with (explained by /v1/route)
         self._pii_types = _pii_types(self._rules)
 
     def signals(self, payload: dict[str, Any]) -> Signals:
@@ -75,7 +75,7 @@ class Router:
             self._classifiers,
             self._keywords,
             self._domains,
-            self._thresholds.domain,
+            self.thresholds.domain,
             self._pii_types,
         )
 
@@ -118,7 +118,7 @@ class Router:
             names = (condition.domain,) if isinstance(condition.domain, str) else condition.domain
             return signals.domain in names
         if condition.jailbreak is not None:
-            return signals.jailbreak >= self._thresholds.jailbreak
+            return signals.jailbreak >= self.thresholds.jailbreak
         if condition.pii is not None:
             return any(condition.pii is True or e.type in condition.pii for e in signals.pii)
         if condition.keyword is not None:
