@@ -19,7 +19,7 @@ from sovra.access.affinity import prompt_prefix
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import Lease, ReplicaPool
 from sovra.access.bounds import Bounds, bound_request, estimate_prompt, estimate_tokens
-from sovra.access.counting import count_chat_tokens, relay_count
+from sovra.access.counting import count_chat_tokens, counts_itself, relay_count
 from sovra.access.dialects.anthropic import chat_request as anthropic_chat
 from sovra.access.dialects.base import Call, ClientApi, ClientDialect, UpstreamDialect
 from sovra.access.dialects.compose import upstream_dialect
@@ -246,21 +246,22 @@ class Gateway:
             raise ApiError(403, f"this key may not use the model {model!r}", "model_not_allowed")
         decision = self._route(model, key, chat)
         served = self._serving(decision.model if decision is not None else model, exchange)
+        own = counts_itself(served)
+        if not own and served.api != ("anthropic" if anthropic else "openai"):
+            message = f"the provider of {served.name!r} cannot count tokens in this API's shape"
+            raise ApiError(400, message, "unsupported_endpoint")
         lease = self._lease(served.pool, served.name, exchange, prompt_prefix(chat))
         endpoint = lease.endpoint
         ok = False
         try:
-            if served.provider in ("llama.cpp", "vllm", "remote"):
+            if own:
                 count = await count_chat_tokens(
                     self._upstream, endpoint.base_url, endpoint.headers, served, chat
                 )
-            elif served.api == ("anthropic" if anthropic else "openai"):  # a provider: its own count
+            else:  # a provider speaking this API: its own count
                 path = "/v1/messages/count_tokens" if anthropic else "/v1/responses/input_tokens"
                 url = endpoint.base_url + path
                 count = await relay_count(self._upstream, url, endpoint.headers, served, payload)
-            else:
-                message = f"the provider of {served.name!r} cannot count tokens in this API's shape"
-                raise ApiError(400, message, "unsupported_endpoint")
             ok = True
         finally:
             lease.release(ok, time.monotonic())
