@@ -423,8 +423,9 @@ async def test_a_key_sees_and_uses_only_its_allowed_models(upstream: ScriptedUps
 
 async def test_models_carry_their_cards_in_the_shape_the_client_speaks(upstream: ScriptedUpstream) -> None:
     card = ModelCard(8192, 8192, frozenset({"chat", "tools", "vision"}), "large", "code", "org/model@abc")
-    pools = {"m": served("m", [replica(1001)], card=card)}
+    pools = {"m": served("m", [replica(1001)], card=card), "org/m": served("org/m", [replica(1002)])}
     async with client(upstream, pools) as gateway:
+        assert (await gateway.get("/v1/models/org/m", headers=AUTH)).json()["id"] == "org/m"
         listed = (await gateway.get("/v1/models", headers=AUTH)).json()["data"][0]
         one = (await gateway.get("/v1/models/m", headers=AUTH)).json()
         claude = (await gateway.get("/v1/models", headers={**AUTH, "anthropic-version": "2023-06-01"})).json()
@@ -438,7 +439,7 @@ async def test_models_carry_their_cards_in_the_shape_the_client_speaks(upstream:
     assert listed["capabilities"] == ["chat", "tools", "vision"]
     assert (listed["tier"], listed["specialty"], listed["weights"]) == ("large", "code", "org/model@abc")
     assert claude["data"][0]["type"] == "model" and claude["data"][0]["id"] == "m"
-    assert claude["has_more"] is False and claude["first_id"] == claude["last_id"] == "m"
+    assert claude["has_more"] is False and (claude["first_id"], claude["last_id"]) == ("m", "org/m")
     assert_error(missing, 404, "model_not_found")
 
 

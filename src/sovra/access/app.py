@@ -84,8 +84,11 @@ class GatewayApp:
             return error_response(ApiError(500, "internal error in the gateway", "internal_error"))
 
     def _match(self, scope: Scope) -> Mapping[str, Handler] | None:
-        segments = scope["path"].split("/")
+        path = scope["path"].split("/")
         for template, methods in self._templates:
+            segments = path
+            if template[-1].endswith(":path}") and len(path) > len(template):  # the rest, slashes too
+                segments = [*path[: len(template) - 1], "/".join(path[len(template) - 1 :])]
             if len(template) != len(segments):
                 continue
             params = {}
@@ -93,7 +96,7 @@ class GatewayApp:
                 if expected.startswith("{"):
                     if not segment:
                         break
-                    params[expected.strip("{}")] = segment
+                    params[expected.strip("{}").removesuffix(":path")] = segment
                 elif expected != segment:
                     break
             else:
@@ -176,7 +179,7 @@ def create_app(
         "/v1/rerank": {"POST": openai},
         "/v1/route": {"POST": gateway.explain_route},
         "/v1/models": {"GET": gateway.models, "HEAD": gateway.models},
-        "/v1/models/{id}": {"GET": gateway.model},
+        "/v1/models/{id:path}": {"GET": gateway.model},  # a provider's alias may hold a slash
         "/health": {"GET": gateway.health, "HEAD": gateway.health},
         "/metrics": {"GET": gateway.prometheus, "HEAD": gateway.prometheus},
     }
