@@ -27,7 +27,16 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from sovra.routing.datasets import ATTACK, BENIGN, DOMAINS, Example, domain_examples, jailbreak_examples, stem
+from sovra.routing.datasets import (
+    ATTACK,
+    BENIGN,
+    DOMAINS,
+    Example,
+    domain_examples,
+    domain_out_of_distribution,
+    jailbreak_examples,
+    stem,
+)
 from sovra.routing.router import Router, default_policy, shipped_classifiers
 from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
@@ -67,6 +76,19 @@ def domain_report(data: Path) -> None:
     print(
         f"  top-1 accuracy {accuracy:.1%}   macro-F1 {macro_f1(pairs, DOMAINS):.3f}   (target: top-1 >= 85%)"
     )
+    for source, hits in sorted(by_source.items()):
+        print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
+    outside = list(domain_out_of_distribution(data))
+    pairs = []
+    by_source = defaultdict(list)
+    for example in outside:
+        scores = classifier.probabilities(example.text)
+        predicted = max(scores, key=scores.__getitem__)
+        pairs.append((example.label, predicted))
+        by_source[example.source].append(predicted == example.label)
+    accuracy = sum(g == p for g, p in pairs) / len(pairs)
+    print(f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
+          f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}")  # fmt: skip
     for source, hits in sorted(by_source.items()):
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 

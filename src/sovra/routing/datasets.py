@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DOMAINS", "OUT_OF_DISTRIBUTION", "Example", "domain_examples", "jailbreak_examples"]
+__all__ = [
+    "DOMAINS",
+    "DOMAIN_OUT_OF_DISTRIBUTION",
+    "OUT_OF_DISTRIBUTION",
+    "Example",
+    "domain_examples",
+    "domain_out_of_distribution",
+    "jailbreak_examples",
+]
 
 Side = Literal["train", "held_out"]
 HELD_OUT = 0.25
@@ -85,6 +93,25 @@ def domain_examples(root: Path, side: Side) -> Iterator[Example]:
             yield Example(text, label_here, name)
             if side == "train" and "mmlu" in name and stem(text) != text:
                 yield Example(stem(text), label_here, name + "#stem")
+
+
+# Domain sources never trained on: short natural questions and problems from other collections
+# (TheoremQA, SciBench, PubMedQA, TruthfulQA) and GPTeacher's programming requests — the
+# out-of-distribution side of the domain figures.
+DOMAIN_OUT_OF_DISTRIBUTION = (
+    "intent/theoremqa_questions.jsonl",
+    "intent/scibench_problems.jsonl",
+    "intent/pubmedqa_questions.jsonl",
+    "intent/truthfulqa_questions.jsonl",
+    "intent/gpteacher_code_instructions.jsonl",
+)
+
+
+def domain_out_of_distribution(root: Path) -> Iterator[Example]:
+    """Every row of DOMAIN_OUT_OF_DISTRIBUTION, with its `category`."""
+    for name in DOMAIN_OUT_OF_DISTRIBUTION:
+        for row in _rows(root, name):
+            yield Example(str(row["text"]), str(row["category"]), name)
 
 
 _ATTACKS = (
