@@ -1,8 +1,10 @@
 """Where the text of a request is, in the OpenAI and Anthropic shapes: read it, or rewrite it.
 
-The router classifies the user's content (the last user turn, with the one before when the last is
-short — "and in Python?"); personal data is looked for, and redacted, in every message, since
-clients send the whole conversation again on each turn.
+The router classifies what this request brings in: the last user turn with the tool results that
+came back since the assistant last spoke (an OpenAI `tool` message, an Anthropic `tool_result`
+block — where an instruction planted in a web page or a file arrives), and the user turn before
+when the last is short ("and in Python?"). Personal data is looked for, and redacted, in every
+message, since clients send the whole conversation again on each turn.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ SHORT_TURN = 200  # characters: a last turn shorter than this is read with the u
 def _texts(content: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-    return []
+    if not isinstance(content, list):
+        return []
+    texts = []
+    for part in content:
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part, dict) and part.get("type") == "tool_result":  # Anthropic: a tool's output
+            texts += _texts(part.get("content"))
+    return texts
 
 
 def user_text(payload: dict[str, Any]) -> str:
@@ -35,11 +43,25 @@ def user_text(payload: dict[str, Any]) -> str:
         for m in messages
         if isinstance(m, dict) and m.get("role") == "user"
     ]
+    arrived = _since_the_assistant(messages)
     if not turns:
-        return ""
-    if len(turns[-1]) < SHORT_TURN and len(turns) > 1:
-        return turns[-2] + "\n" + turns[-1]
-    return turns[-1]
+        return arrived
+    last = turns[-1]
+    if len(last) < SHORT_TURN and len(turns) > 1:
+        last = turns[-2] + "\n" + last
+    return f"{last}\n{arrived}" if arrived else last
+
+
+def _since_the_assistant(messages: list[Any]) -> str:
+    """OpenAI `tool` messages sent after the assistant's last message: what the tools it called
+    returned, for the model to read now (Anthropic's come inside the user turn)."""
+    arrived: list[str] = []
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") == "assistant":
+            break
+        if message.get("role") == "tool":
+            arrived[:0] = _texts(message.get("content"))
+    return "\n".join(arrived)
 
 
 def leading_text(payload: dict[str, Any], enough: int) -> str:
