@@ -27,6 +27,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from sovra.routing.classifier import LinearClassifier
 from sovra.routing.datasets import (
     ATTACK,
     BENIGN,
@@ -58,13 +59,7 @@ def macro_f1(pairs: list[tuple[str, str]], labels: tuple[str, ...]) -> float:
 def domain_report(data: Path) -> None:
     classifier = shipped_classifiers().domain
     examples = list(domain_examples(data, "held_out"))
-    pairs = []
-    by_source: dict[str, list[bool]] = defaultdict(list)
-    for example in examples:
-        scores = classifier.probabilities(example.text)
-        predicted = max(scores, key=scores.__getitem__)
-        pairs.append((example.label, predicted))
-        by_source[example.source].append(predicted == example.label)
+    pairs, by_source = _classified(classifier, examples)
     for example in examples:  # the same held-out questions as a user would ask them
         if "mmlu" in example.source:
             scores = classifier.probabilities(stem(example.text))
@@ -76,19 +71,30 @@ def domain_report(data: Path) -> None:
     print(
         f"  top-1 accuracy {accuracy:.1%}   macro-F1 {macro_f1(pairs, DOMAINS):.3f}   (target: top-1 >= 85%)"
     )
-    for source, hits in sorted(by_source.items()):
-        print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
+    _print_sources(by_source)
     outside = list(domain_out_of_distribution(data))
+    pairs, by_source = _classified(classifier, outside)
+    accuracy = sum(g == p for g, p in pairs) / len(pairs)
+    print(f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
+          f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}")  # fmt: skip
+    _print_sources(by_source)
+
+
+def _classified(
+    classifier: LinearClassifier, examples: list[Example]
+) -> tuple[list[tuple[str, str]], dict[str, list[bool]]]:
+    """(gold, predicted) per example, and whether each source's examples were right."""
     pairs = []
-    by_source = defaultdict(list)
-    for example in outside:
+    by_source: dict[str, list[bool]] = defaultdict(list)
+    for example in examples:
         scores = classifier.probabilities(example.text)
         predicted = max(scores, key=scores.__getitem__)
         pairs.append((example.label, predicted))
         by_source[example.source].append(predicted == example.label)
-    accuracy = sum(g == p for g, p in pairs) / len(pairs)
-    print(f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
-          f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}")  # fmt: skip
+    return pairs, by_source
+
+
+def _print_sources(by_source: dict[str, list[bool]]) -> None:
     for source, hits in sorted(by_source.items()):
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
