@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,20 +78,11 @@ def names(data: Path) -> dict[str, list[str]]:
     """The PII signal's gazetteer: given names and surnames of Faker's Latin-script locales (MIT),
     lower-cased, minus the words the router's own corpora use in lower case (ordinary words such as
     "will", "may", "park": a name there would make every sentence personal)."""
-    import importlib
-    import pkgutil
-
-    import faker.providers.person
-
     given: set[str] = set()
     surnames: set[str] = set()
-    for module in pkgutil.iter_modules(faker.providers.person.__path__):
-        provider = importlib.import_module(f"faker.providers.person.{module.name}").Provider
-        for attribute in dir(provider):
-            into = given if attribute.startswith("first_names") else surnames
-            value = getattr(provider, attribute, None)
-            if attribute.startswith(("first_names", "last_names")) and isinstance(value, dict | list | tuple):
-                into |= {str(n).lower() for n in value if _latin(str(n))}
+    for attribute, values in _faker_lists("person", lambda a: a.startswith(("first_names", "last_names"))):
+        into = given if attribute.startswith("first_names") else surnames
+        into |= {str(n).lower() for n in values if _latin(str(n))}
     not_names = _ordinary_words(data) | _places() | _NOT_NAMES
     return {"first": sorted(given - not_names), "last": sorted(surnames - not_names)}
 
@@ -178,20 +169,27 @@ _NOT_NAMES = frozenset(
 
 def _places() -> set[str]:
     """Countries, states, regions and cities of Faker's address providers (one word or several)."""
+    kinds = {"countries", "states", "cities", "city_names", "real_city_names", "provinces", "regions"}
+    words: set[str] = set()
+    for _, places in _faker_lists("address", kinds.__contains__):
+        words |= {part.lower() for place in places for part in str(place).split()}
+    return words
+
+
+def _faker_lists(
+    kind: str, wanted: Callable[[str], bool]
+) -> Iterator[tuple[str, dict[str, Any] | list[Any] | tuple[Any, ...]]]:
+    """(attribute, its values) for each list attribute `wanted` of every locale's `kind` provider."""
     import importlib
     import pkgutil
 
-    import faker.providers.address
-
-    words: set[str] = set()
-    kinds = ("countries", "states", "cities", "city_names", "real_city_names", "provinces", "regions")
-    for module in pkgutil.iter_modules(faker.providers.address.__path__):
-        provider = importlib.import_module(f"faker.providers.address.{module.name}").Provider
-        for attribute in kinds:
+    package = importlib.import_module(f"faker.providers.{kind}")
+    for module in pkgutil.iter_modules(package.__path__):
+        provider = importlib.import_module(f"faker.providers.{kind}.{module.name}").Provider
+        for attribute in dir(provider):
             value = getattr(provider, attribute, None)
-            if isinstance(value, dict | list | tuple):
-                words |= {part.lower() for place in value for part in str(place).split()}
-    return words
+            if wanted(attribute) and isinstance(value, dict | list | tuple):
+                yield attribute, value
 
 
 def _latin(name: str) -> bool:
