@@ -214,15 +214,19 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
     """Spans of person names: a run of capitalised words (particles and initials inside) with a
     known given name and another known name or a second word; or, after a title ("Mrs.") or a cue
     ("my name is"), any known name (lower case too, after a cue)."""
-    first, last = _gazetteer()
+    first, last = gazetteer = _gazetteer()
     tokens = list(_TOKEN.finditer(text))
     index = 0
     while index < len(tokens):
+        word = tokens[index].group()
+        if not _title_case(word) and word.lower() not in first and word.lower() not in last:
+            index += 1  # no run starts here, cue or not: skip the look behind (most words)
+            continue
         before = text[max(0, tokens[index].start() - 24) : tokens[index].start()]
         cued = bool(_CUES.search(before))
         previous = before.rstrip(" .").rsplit(maxsplit=1)
         titled = bool(previous) and previous[-1].lower() in _TITLES
-        run = _run(text, tokens, index, lower=cued)
+        run = _run(text, tokens, index, cued, gazetteer)
         if not run:
             index += 1
             continue
@@ -235,18 +239,28 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         index = run[-1] + 1
 
 
-def _run(text: str, tokens: list[re.Match[str]], start: int, lower: bool) -> list[int]:
+def _title_case(word: str) -> bool:
+    return word[0].isupper() and not (word.isalpha() and len(word) > 1 and word.isupper())  # not ACE
+
+
+def _run(
+    text: str,
+    tokens: list[re.Match[str]],
+    start: int,
+    lower: bool,
+    gazetteer: tuple[frozenset[str], frozenset[str]],
+) -> list[int]:
     """The indices of the run of name-like words from `start`: capitalised (not ACE, NASA), or,
     after a cue (`lower`), known names in any case."""
-    names = _gazetteer()
+    first, last = gazetteer
     run: list[int] = []
     for i in range(start, min(len(tokens), start + 4)):
         word = tokens[i].group()
         if run and text[tokens[run[-1]].end() : tokens[i].start()] != " ":
             break
-        title_case = word[0].isupper() and not (word.isalpha() and len(word) > 1 and word.isupper())
-        known = word.lower() in names[0] or word.lower() in names[1]
-        if not (title_case or (lower and known) or (run and word.lower() in _PARTICLES)):
+        lowered = word.lower()
+        known = lower and (lowered in first or lowered in last)
+        if not (_title_case(word) or known or (run and lowered in _PARTICLES)):
             break
         run.append(i)
     while run and tokens[run[-1]].group().lower() in _PARTICLES:
