@@ -44,7 +44,8 @@ async def _post_json(
 async def count_chat_tokens(
     upstream: Upstream, base_url: str, headers: Mapping[str, str], served: ServedModel, chat: dict[str, Any]
 ) -> int:
-    """Tokens of the prompt `chat` (an OpenAI chat request) becomes on `served`'s engine."""
+    """Tokens of the prompt `chat` (an OpenAI chat request) becomes on `served`'s engine, one that
+    `counts_itself` (llama-server, else vLLM)."""
     model = served.name
     body = {**chat, "model": served.upstream_name, "stream": False}
     body.pop("stream_options", None)
@@ -60,16 +61,12 @@ async def count_chat_tokens(
         if not isinstance(tokens, list):
             raise ApiError(502, f"the engine for {model!r} returned no tokens", "upstream_error")
         return len(tokens)
-    if served.provider in _VLLM:
-        request: dict[str, Any] = {k: body[k] for k in ("model", "messages", "tools") if k in body}
-        counted = await _post_json(upstream, f"{base_url}/tokenize", request, model, headers)
-        count = counted.get("count") if isinstance(counted, dict) else None
-        if not isinstance(count, int):
-            raise ApiError(502, f"the engine for {model!r} returned no count", "upstream_error")
-        return count
-    raise ApiError(
-        400, f"token counting is not offered for {model!r} ({served.provider})", "unsupported_endpoint"
-    )
+    request: dict[str, Any] = {k: body[k] for k in ("model", "messages", "tools") if k in body}  # vLLM
+    counted = await _post_json(upstream, f"{base_url}/tokenize", request, model, headers)
+    count = counted.get("count") if isinstance(counted, dict) else None
+    if not isinstance(count, int):
+        raise ApiError(502, f"the engine for {model!r} returned no count", "upstream_error")
+    return count
 
 
 def counts_itself(served: ServedModel) -> bool:
