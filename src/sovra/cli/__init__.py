@@ -88,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
-    train = router_commands.add_parser("train", help="train the shipped classifiers (needs sovra[train])")
+    train = router_commands.add_parser(
+        "train", help="train the shipped classifiers (needs sovra[train])", parents=[config_option]
+    )
     train.add_argument("--data", type=Path, default=Path("../shared/datasets/router"), help="router dataset")
     train.add_argument("--out", type=Path, help="where to write them (default: inside the package)")
     return parser
@@ -139,7 +141,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "eval":
         return run_eval_command(args, load_platform_config(args.config))
     if args.command == "router":
-        return _train_router(args.data, args.out)
+        return _train_router(args.data, args.out, load_platform_config(args.config))
     if args.command == "function":
         return _serve_function(args.address, args.tls_certs_dir, args.insecure)
     overrides = {}
@@ -219,16 +221,21 @@ def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
     return 0
 
 
-def _train_router(data: Path, out: Path | None) -> int:
+def _train_router(data: Path, out: Path | None, config: PlatformConfig) -> int:
     if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
         raise ConfigError(
             [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
         )
     try:
-        from sovra.routing.train import MODELS, train
+        from sovra.routing.train import ENCODER, MODELS, train
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise SovraError(f"training needs scikit-learn: pip install 'sovra[train]' ({exc})") from exc
-    manifest = train(data, out or MODELS)
+        raise SovraError(f"training needs sovra[train]: pip install 'sovra[train]' ({exc})") from exc
+    from sovra.runtime.engines import build_store
+    from sovra.storage.refs import parse_ref
+
+    store = build_store(config)  # the encoder comes through the weight store, like a model
+    encoder = {part: store.ensure(parse_ref(uri)) for part, uri in ENCODER.items()}
+    manifest = train(data, encoder, out or MODELS)
     for name, entry in manifest["classifiers"].items():
         examples = sum(entry["examples"].values())
         print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")

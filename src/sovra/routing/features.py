@@ -13,7 +13,7 @@ import re
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BITS", "DIMENSION", "NGRAMS", "hashed_ngrams", "normalised"]
+__all__ = ["BITS", "DIMENSION", "NGRAMS", "clipped", "hashed_ngrams", "normalised"]
 
 BITS = 17
 DIMENSION = 1 << BITS
@@ -25,10 +25,15 @@ _SEEDS = {n: np.uint32(2166136261 ^ (n * 0x9E3779B1 & 0xFFFFFFFF)) for n in NGRA
 _SPACES = re.compile(r"\s+")
 
 
-def _clip(text: str) -> str:
+def clipped(text: str) -> str:
+    """What every feature reads of a text: all of it, or its start and end when it is long."""
     if len(text) > HEAD_CHARS + TAIL_CHARS:
-        text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
-    return " " + _SPACES.sub(" ", text.lower()).strip() + " "
+        return text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
+    return text
+
+
+def _clip(text: str) -> str:
+    return " " + _SPACES.sub(" ", clipped(text).lower()).strip() + " "
 
 
 def hashed_ngrams(text: str) -> npt.NDArray[np.uint32]:

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from sovra.errors import ConfigError, Problem
 from sovra.routing import content
-from sovra.routing.classifier import MODELS, LinearClassifier
+from sovra.routing.classifier import EMBEDDINGS, MODELS, TOKENIZER, LinearClassifier
+from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.policy import Condition, Policy, Rule, Target
 from sovra.routing.signals import Classifiers, ExampleDomain, Signals
 from sovra.routing.signals.pii import ENTITY_TYPES, STRUCTURED, find_entities, redact
@@ -28,8 +29,11 @@ __all__ = ["Decision", "Router", "default_policy", "shipped_classifiers"]
 @cache
 def shipped_classifiers() -> Classifiers:
     """The classifiers inside the package (trained by `sovra router train`); loaded once."""
+    embeddings = StaticEmbeddings.load(MODELS / EMBEDDINGS, MODELS / TOKENIZER)
     return Classifiers(
-        LinearClassifier.load(MODELS / "domain.npz"), LinearClassifier.load(MODELS / "jailbreak.npz")
+        LinearClassifier.load(MODELS / "domain.npz", embeddings),
+        LinearClassifier.load(MODELS / "jailbreak.npz", embeddings),
+        embeddings,
     )
 
 

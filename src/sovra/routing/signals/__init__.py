@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sovra.routing import content
-from sovra.routing.classifier import LinearClassifier
+from sovra.routing.classifier import Features, LinearClassifier
+from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 from sovra.routing.signals.pii import ENTITY_TYPES, Entity, find_entities
 
@@ -42,6 +43,7 @@ class ExampleDomain:
 class Classifiers:
     domain: LinearClassifier
     jailbreak: LinearClassifier
+    embeddings: StaticEmbeddings | None = None  # what the classifiers that read meaning read
     attack_label: str = "attack"
 
 
@@ -73,16 +75,16 @@ class Signals:
         return content.all_text(self._payload)
 
     @cached_property
-    def features(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]:
-        """The user content's hashed n-grams, computed once for every classifier."""
-        return normalised(hashed_ngrams(self.text))
+    def features(self) -> Features:
+        """The user content's features, computed once for every classifier."""
+        return Features(self.text, self._classifiers.embeddings)
 
     @cached_property
     def domain_scores(self) -> dict[str, float]:
         """The classifier's probability per domain, then every example domain's similarity."""
-        scores = self._classifiers.domain.classify(*self.features)
+        scores = self._classifiers.domain.classify(self.features)
         if self._domains:
-            index, values = self.features
+            index, values = self.features.ngrams
             dense = np.zeros(DIMENSION, dtype=np.float32)
             dense[index] = values
             scores |= {d.name: d.similarity(dense) for d in self._domains}
@@ -101,7 +103,7 @@ class Signals:
 
     @cached_property
     def jailbreak(self) -> float:
-        return self._classifiers.jailbreak.classify(*self.features)[self._classifiers.attack_label]
+        return self._classifiers.jailbreak.classify(self.features)[self._classifiers.attack_label]
 
     @cached_property
     def pii(self) -> list[Entity]:
