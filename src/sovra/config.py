@@ -76,6 +76,9 @@ class Engines(_Config):
     # Engines run elsewhere (Kubernetes): each service is reached at this URL, with {name} and
     # {namespace} filled in, and `sovra up` starts no engine of its own.
     remote_url: str | None = Field(default=None, pattern=r"^https?://")
+    # Services with scaling.minReplicas 0 are unloaded after scaling.cooldownSeconds unused; this
+    # shortens (or lengthens) that for every service on this machine, for tests and demos.
+    idle_unload_seconds: Annotated[float, Field(gt=0)] | None = None
 
 
 class BalancingSettings(_Config):
@@ -108,6 +111,10 @@ class Gateway(_Config):
     metrics_auth: bool = False
     # Stored responses (/v1/responses without `store: false`) are kept this long, then removed.
     responses_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    # A request for a model with no ready replica that is loading (or loads on demand) waits this
+    # long for one, then gets 503 with Retry-After; at most this many wait per model.
+    load_wait_seconds: Annotated[float, Field(gt=0)] = 300.0
+    load_queue_length: Annotated[int, Field(ge=1)] = 256
     balancing: BalancingSettings = BalancingSettings()
     connections: ConnectionSettings = ConnectionSettings()
 

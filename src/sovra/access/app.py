@@ -29,7 +29,7 @@ from sovra.access.keys import KeyStore
 from sovra.access.ledger import UsageLedger
 from sovra.access.limits import Limits
 from sovra.access.response_store import DatabaseResponses, MemoryResponses
-from sovra.access.served import ServedModel
+from sovra.access.served import Capacity, ServedModel
 from sovra.access.upstream import HttpUpstream, Upstream
 from sovra.database import Database
 from sovra.observe.metrics import GatewayMetrics
@@ -129,6 +129,7 @@ def create_app(
     limits: Limits | None = None,
     journal_dir: Path | None = None,
     gate: RoutingGate | None = None,
+    capacity: Capacity | None = None,
 ) -> GatewayApp:
     """The gateway app. `upstream` reaches the engines and `usage` receives finished requests (tests
     pass in-memory fakes); `database` holds API keys (refreshed every few seconds, so `sovra keys
@@ -143,7 +144,9 @@ def create_app(
     chosen = settings or GatewaySettings()
     retention = chosen.responses_retention_days * 86400
     responses = DatabaseResponses(database, retention) if database is not None else MemoryResponses(retention)
-    gateway = Gateway(served, verifier, engines, chosen, usage or ledger, limits, metrics, gate, responses)
+    gateway = Gateway(
+        served, verifier, engines, chosen, usage or ledger, limits, metrics, gate, responses, capacity
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -182,6 +185,7 @@ def create_app(
         "/v1/models/{id:path}": {"GET": gateway.model},  # a provider's alias may hold a slash
         "/health": {"GET": gateway.health, "HEAD": gateway.health},
         "/metrics": {"GET": gateway.prometheus, "HEAD": gateway.prometheus},
+        "/v1/status": {"GET": gateway.status},
     }
     return GatewayApp(routes, lifespan)
 

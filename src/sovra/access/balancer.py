@@ -108,6 +108,7 @@ class ReplicaPool:
         self._ring_points = [point for point, _ in ring]
         self._ring_owners = [position for _, position in ring]
         self._turn = itertools.count()
+        self.last_leased = 0.0  # monotonic time of the last request given an endpoint
 
     def usable(self, index: int, now: float) -> bool:
         return self.endpoints[index].routable and now >= self._loads[index].ejected_until
@@ -115,7 +116,10 @@ class ReplicaPool:
     def lease(self, now: float, affinity: bytes | None = None, exclude: Lease | None = None) -> Lease | None:
         """Borrow the endpoint the balancer picks (never `exclude`'s); None if none is usable."""
         index = self.pick(now, affinity, None if exclude is None else exclude.index)
-        return None if index is None else Lease(self, index)
+        if index is None:
+            return None
+        self.last_leased = now
+        return Lease(self, index)
 
     def pick(self, now: float, affinity: bytes | None = None, exclude: int | None = None) -> int | None:
         """The index of the endpoint that would serve a request now (nothing is taken)."""
@@ -128,6 +132,10 @@ class ReplicaPool:
 
     def outstanding(self, index: int) -> int:
         return self._loads[index].outstanding
+
+    def in_flight(self) -> int:
+        """Requests holding an endpoint of this pool now."""
+        return sum(load.outstanding for load in self._loads)
 
     def last_answer(self, index: int) -> float:
         return self._loads[index].last_answer

@@ -28,7 +28,7 @@ from sovra.access.keys import ApiKey
 from sovra.access.limits import Limits, LimitsUnavailable
 from sovra.access.relay import respond
 from sovra.access.response_store import ResponseStore
-from sovra.access.served import ServedModel
+from sovra.access.served import Capacity, ServedModel
 from sovra.access.upstream import Upstream, UpstreamResponse
 from sovra.access.validation import check_no_images, parse_body
 from sovra.observe.metrics import GatewayMetrics
@@ -111,6 +111,9 @@ class GatewaySettings:
     stored_keys_max_stale_seconds: float = 60.0
     metrics_auth: bool = False  # /metrics only with an operator token
     responses_retention_days: float = 30.0  # stored responses are removed after this
+    # A request for a model with no ready replica that can load waits this long for one, then 503.
+    load_wait_seconds: float = 300.0
+    load_queue_length: int = 256  # requests held per model while it loads; more are refused (503)
 
 
 class Gateway:
@@ -125,8 +128,11 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         gate: RoutingGate | None = None,
         responses: ResponseStore | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         self._served = served
+        self._capacity = capacity
+        self._held: dict[str, int] = {}  # requests waiting for a replica, per service
         self._responses = responses
         self._gate = gate
         self._verifier = verifier
@@ -147,11 +153,32 @@ class Gateway:
         for name, model in self._served.items():
             pool = model.pool
             services[name] = {"ready": pool.ready_count(now), "replicas": len(pool.endpoints)}
+            if self._on_demand(name):
+                services[name]["state"] = "unloaded"  # loaded by its first request: nothing wrong
             if failures := pool.failures():
                 # Gave up after repeated failed starts: say why, so nobody has to dig in the logs.
                 services[name] |= {"failed": len(failures), "reason": failures[0]}
-        ok = all(s["ready"] > 0 or s["replicas"] == 0 for s in services.values())
+        ok = all(s["ready"] > 0 or s["replicas"] == 0 or "state" in s for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
+
+    def _on_demand(self, service: str) -> bool:
+        return self._capacity is not None and self._capacity.describe(service).get("state") == "unloaded"
+
+    async def status(self, request: Request) -> Response:
+        """`GET /v1/status` (operator tokens): each local service's state, replicas, requests in
+        flight and held, loads on demand and idle time."""
+        key = self._authenticate(request)
+        if self._verifier.is_stored(key):
+            raise ApiError(403, "/v1/status needs an operator token", "operator_only")
+        services: dict[str, Any] = {}
+        for name, model in self._served.items():
+            described = dict(self._capacity.describe(name)) if self._capacity else {}
+            described.setdefault("state", "remote")  # a provider, or an engine run elsewhere
+            services[name] = described | {
+                "in_flight": model.pool.in_flight(),
+                "held": self._held.get(name, 0),
+            }
+        return JSONResponse({"object": "status", "services": services})
 
     async def prometheus(self, request: Request) -> Response:
         if self._settings.metrics_auth:
@@ -250,7 +277,7 @@ class Gateway:
         if not own and served.api != ("anthropic" if anthropic else "openai"):
             message = f"the provider of {served.name!r} cannot count tokens in this API's shape"
             raise ApiError(400, message, "unsupported_endpoint")
-        lease = self._lease(served.pool, served.name, exchange, prompt_prefix(chat))
+        lease = await self._lease(served.pool, served.name, exchange, prompt_prefix(chat))
         endpoint = lease.endpoint
         ok = False
         try:
@@ -483,7 +510,7 @@ class Gateway:
         affinity: bytes | None,
     ) -> Response:
         """Relay to the endpoint the balancer picks; if it cannot be reached, try one other."""
-        lease = self._lease(pool, call.model, exchange, affinity)
+        lease = await self._lease(pool, call.model, exchange, affinity)
         try:
             answer = await self._post(lease, call)
         except ApiError as error:
@@ -494,7 +521,7 @@ class Gateway:
             if not unreachable or pool.pick(time.monotonic(), affinity, lease.index) is None:
                 raise
             self.metrics.retries.labels("another_replica").inc()
-            lease = self._lease(pool, call.model, exchange, affinity, exclude=lease)
+            lease = await self._lease(pool, call.model, exchange, affinity, exclude=lease)
             answer = await self._post(lease, call)
         if answer.status < 500:
             lease.answered(time.monotonic())
@@ -508,12 +535,31 @@ class Gateway:
             self._settings.max_response_bytes,
         )
 
+    async def _hold(self, service: str, model: str) -> None:
+        """Wait, in a bounded queue per service, until the supervisor has a replica ready."""
+        assert self._capacity is not None
+        held = self._held.get(service, 0)
+        if held >= self._settings.load_queue_length:
+            message = f"{model!r} is loading and {held} requests already wait for it"
+            raise ApiError(503, message, "model_loading", {"retry-after": "5"})
+        self._held[service] = held + 1
+        try:
+            async with asyncio.timeout(self._settings.load_wait_seconds):
+                await self._capacity.wait_for_replica(service)
+        except TimeoutError:
+            waited = f"{self._settings.load_wait_seconds:g} s"
+            raise ApiError(
+                503, f"{model!r} was not ready within {waited}", "model_loading", {"retry-after": "10"}
+            ) from None
+        finally:
+            self._held[service] -= 1
+
     async def _post(self, lease: Lease, call: Call) -> UpstreamResponse:
         endpoint = lease.endpoint
         headers = {**endpoint.headers, **call.headers} if call.headers else endpoint.headers
         return await self._upstream.post(endpoint.base_url + call.path, call.body, call.model, headers)
 
-    def _lease(
+    async def _lease(
         self,
         pool: ReplicaPool,
         model: str,
@@ -521,8 +567,12 @@ class Gateway:
         affinity: bytes | None,
         exclude: Lease | None = None,
     ) -> Lease:
-        """Borrow an endpoint for this request; the lease is released when the request ends."""
+        """Borrow an endpoint for this request; the lease is released when the request ends. With
+        none ready but one loading (or loadable), the request is held until it is ready."""
         lease = pool.lease(time.monotonic(), affinity, exclude)
+        if lease is None and exclude is None and self._capacity and self._capacity.can_load(pool.service):
+            await self._hold(pool.service, model)
+            lease = pool.lease(time.monotonic(), affinity, exclude)
         if lease is None:
             raise ApiError(503, f"no ready replica for {model!r}", "model_unavailable", {"retry-after": "1"})
         exchange.lease = lease

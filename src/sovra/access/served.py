@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from sovra.access.balancer import ReplicaPool
 
-__all__ = ["CAPABILITIES", "FixedEndpoint", "ModelCard", "ServedModel"]
+__all__ = ["CAPABILITIES", "Capacity", "FixedEndpoint", "ModelCard", "ServedModel"]
 
 CAPABILITIES = ("chat", "completions", "fim", "embeddings", "rerank", "tools", "vision", "reasoning")
 
@@ -46,6 +46,24 @@ class ModelCard:
         if self.max_output_tokens is not None:
             described["max_output_tokens"] = self.max_output_tokens
         return described
+
+
+class Capacity(Protocol):
+    """What can bring up replicas of a service that has none ready: on this machine, the supervisor
+    (`inference.supervisor.Supervisor`), which loads a service on demand."""
+
+    def can_load(self, service: str) -> bool:
+        """Whether a request that finds no ready replica may wait for one (unloaded or starting)."""
+        ...
+
+    async def wait_for_replica(self, service: str) -> None:
+        """Load the service if need be; return once a replica is ready or has given up."""
+        ...
+
+    def describe(self, service: str) -> Mapping[str, object]:
+        """Its state (`unloaded`, `loading`, `ready`, `failed`), replicas, loads and idle time;
+        nothing for a service it does not run."""
+        ...
 
 
 @dataclass(frozen=True)

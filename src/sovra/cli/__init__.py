@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sovra.cli.evaluate import add_eval_command, run_eval_command
 from sovra.cli.keys import add_keys_commands, run_keys_command
+from sovra.cli.status import add_status_command, run_status_command
 from sovra.cli.usage import add_usage_command, run_usage_command
 from sovra.errors import ConfigError, Problem, SovraError
 from sovra.logs import configure_logging
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_command(
         commands.add_parser("eval", help="run a promptfoo-format suite", parents=[config_option])
     )
+    add_status_command(
+        commands.add_parser(
+            "status", help="each service's state in the running gateway", parents=[config_option]
+        )
+    )
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
     train = router_commands.add_parser(
@@ -140,6 +146,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_usage_command(args, load_platform_config(args.config))
     if args.command == "eval":
         return run_eval_command(args, load_platform_config(args.config))
+    if args.command == "status":
+        return run_status_command(args, load_platform_config(args.config))
     if args.command == "router":
         return _train_router(args.data, args.out, load_platform_config(args.config))
     if args.command == "function":

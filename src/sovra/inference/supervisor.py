@@ -1,4 +1,13 @@
-"""The supervisor: owns every engine process of the catalog, starts them, waits, stops them."""
+"""The supervisor: owns every engine process of the catalog; starts, loads on demand, unloads when
+idle, stops.
+
+A service with `minReplicas` ≥ 1 starts with `sovra up` and stays. One with `minReplicas: 0` starts
+unloaded: its first request loads it (`wait_ready`, which the gateway awaits while it holds the
+request), and after `idle_unload_seconds` with nothing in flight it is unloaded again — READY →
+STOPPING → STOPPED in the replica's own state machine, so the next request loads it afresh. What a
+service has in flight and when it was last asked for comes from the gateway's balancer
+(`activity`), which owns that state; the supervisor only reads it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sovra.inference.drivers import Launch
-from sovra.inference.process import Backoff, EngineProcess, Replica
+from sovra.inference.launcher import Launcher, Prober
+from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
 
-__all__ = ["ServicePlan", "Supervisor"]
+__all__ = ["Activity", "ServicePlan", "Supervisor"]
 
 log = logging.getLogger("sovra.supervisor")
 
@@ -22,11 +33,25 @@ class ServicePlan:
     """How to run one service: its name, how many replicas, and the command for a given port."""
 
     name: str
-    replicas: int
+    replicas: int  # started with `sovra up` and kept (minReplicas); 0: loaded on demand
     launch: Callable[[int], Launch]
     engine: str = "llama.cpp"
     images: bool = False  # the engine takes image parts (llama-server only with --mmproj)
     context_window: int | None = None  # tokens per sequence
+    idle_unload_seconds: float | None = None  # with replicas 0: unloaded after this long unused
+
+    @property
+    def slots(self) -> int:
+        """Replicas it can have: those kept, or the one a request loads."""
+        return max(self.replicas, 1)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the gateway has of a service: requests in flight, and when one was last sent (monotonic)."""
+
+    in_flight: int = 0
+    last_request: float = 0.0
 
 
 class Supervisor:
@@ -37,39 +62,150 @@ class Supervisor:
         startup_timeout: float = 180.0,
         backoff: Callable[[], Backoff] = Backoff,
         answered: Callable[[Replica], float] = lambda replica: 0.0,
+        activity: Callable[[str], Activity] = lambda service: Activity(),
+        launcher: Callable[[], Launcher | None] = lambda: None,
+        prober: Callable[[], Prober | None] = lambda: None,
+        idle_check_seconds: float = 1.0,
     ) -> None:
-        """`answered` tells when the gateway last had a good answer from a replica (its balancer
-        knows; the supervisor does not import the gateway)."""
+        """`answered` tells when the gateway last had a good answer from a replica, `activity`
+        what it has of a service (its balancer knows; the supervisor does not import the gateway)."""
         self._startup_timeout = startup_timeout
+        self._backoff = backoff
+        self._answered = answered
+        self._activity = activity
+        self._launcher = launcher
+        self._prober = prober
+        self._idle_check = idle_check_seconds
         self.plans = tuple(plans)
-        self.processes: list[EngineProcess] = []
-        self.replicas: dict[str, list[Replica]] = {}
-        for plan in plans:
-            replicas = self.replicas[plan.name] = [Replica(plan.name, i) for i in range(plan.replicas)]
-            self.processes += [
-                EngineProcess(
-                    r,
-                    plan.launch,
-                    startup_timeout=startup_timeout,
-                    backoff=backoff(),
-                    answered=functools.partial(answered, r),
-                )
-                for r in replicas
-            ]
-        self._tasks: list[asyncio.Task[None]] = []
+        self._plans = {plan.name: plan for plan in plans}
+        self.replicas: dict[str, list[Replica]] = {
+            plan.name: [Replica(plan.name, i) for i in range(plan.slots)] for plan in plans
+        }
+        self._running: dict[tuple[str, int], tuple[EngineProcess, asyncio.Task[None]]] = {}
+        self._loading: dict[str, asyncio.Lock] = {plan.name: asyncio.Lock() for plan in plans}
+        self._loaded_at: dict[str, float] = {}
+        self._watchers: list[asyncio.Task[None]] = []
+        self.loads: dict[str, int] = {plan.name: 0 for plan in plans}  # loads on demand, per service
+
+    @property
+    def processes(self) -> list[EngineProcess]:
+        """The engine processes running now."""
+        return [process for process, _ in self._running.values()]
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(p.run()) for p in self.processes]
+        """Start the replicas kept from the beginning; watch the on-demand ones for idleness."""
+        for plan in self.plans:
+            for replica in self.replicas[plan.name][: plan.replicas]:
+                self._launch(plan, replica)
+            if plan.replicas == 0 and plan.idle_unload_seconds is not None:
+                self._watchers.append(asyncio.create_task(self._unload_when_idle(plan)))
+
+    def _launch(self, plan: ServicePlan, replica: Replica) -> EngineProcess:
+        process = EngineProcess(
+            replica,
+            plan.launch,
+            startup_timeout=self._startup_timeout,
+            backoff=self._backoff(),
+            answered=functools.partial(self._answered, replica),
+            launcher=self._launcher(),
+            prober=self._prober(),
+        )
+        self._running[(plan.name, replica.index)] = (process, asyncio.create_task(process.run()))
+        return process
 
     async def wait_ready(self) -> list[str]:
-        """Wait until every replica is ready or has given up, or the startup deadline passes; name
-        the replicas not ready."""
+        """Wait until every started replica is ready or has given up, or the startup deadline
+        passes; name the replicas not ready."""
         waits = [asyncio.create_task(p.wait_settled()) for p in self.processes]
         if waits:
             await asyncio.wait(waits, timeout=self._startup_timeout)
         for wait in waits:
             wait.cancel()
         return [f"{p.replica.service}#{p.replica.index}" for p in self.processes if not p.replica.routable]
+
+    # The gateway's view (access.served.Capacity): can a held request expect a replica, and when.
+
+    def can_load(self, service: str) -> bool:
+        """Whether a request for `service` that finds no ready replica may wait for one: it is
+        unloaded, loading or restarting — not given up after repeated failed starts."""
+        replicas = self.replicas.get(service, [])
+        return bool(replicas) and not all(r.failed for r in replicas)
+
+    async def wait_for_replica(self, service: str) -> None:
+        """Load `service` if it is unloaded; return once one of its replicas is ready or has given up."""
+        plan = self._plans[service]
+        async with self._loading[service]:
+            replica = self.replicas[service][0]
+            if (service, 0) not in self._running:
+                log.info("loading on demand", extra={"service": service})
+                self.loads[service] += 1
+                self._loaded_at[service] = time.monotonic()
+                self._launch(plan, replica)
+        settled = [
+            asyncio.create_task(p.wait_settled()) for p in self.processes if p.replica.service == service
+        ]
+        try:
+            await asyncio.wait(settled, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in settled:
+                wait.cancel()
+
+    async def unload(self, service: str) -> int:
+        """Stop every replica of `service`; how many were running."""
+        async with self._loading[service]:
+            stopping = [(key, entry) for key, entry in self._running.items() if key[0] == service]
+            for key, (process, task) in stopping:
+                await process.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                del self._running[key]
+        return len(stopping)
+
+    def idle_for(self, service: str, now: float) -> float | None:
+        """Seconds `service` has been loaded and unused, or None while it is in use or unloaded."""
+        if not any(key[0] == service for key in self._running):
+            return None
+        activity = self._activity(service)
+        if activity.in_flight:
+            return None
+        return now - max(activity.last_request, self._loaded_at.get(service, 0.0))
+
+    async def _unload_when_idle(self, plan: ServicePlan) -> None:
+        assert plan.idle_unload_seconds is not None
+        while True:
+            await asyncio.sleep(self._idle_check)
+            idle = self.idle_for(plan.name, time.monotonic())
+            ready = any(r.state is ReplicaState.READY for r in self.replicas[plan.name])
+            if idle is not None and ready and idle >= plan.idle_unload_seconds:
+                log.info("unloading: idle", extra={"service": plan.name, "idle_s": round(idle, 1)})
+                await self.unload(plan.name)
+
+    def describe(self, service: str) -> dict[str, object]:
+        """The service as `sovra status` shows it: its state, replicas, loads, and idle time (nothing
+        for a service not run here)."""
+        if service not in self._plans:
+            return {}
+        plan, replicas, now = self._plans[service], self.replicas[service], time.monotonic()
+        running = [r for r in replicas if (service, r.index) in self._running]
+        idle = self.idle_for(service, now)
+        if any(r.routable for r in replicas):
+            state = "ready"
+        elif running and all(r.failed for r in running):
+            state = "failed"
+        else:
+            state = "loading" if running else "unloaded"
+        described: dict[str, object] = {
+            "state": state,
+            "replicas": [{"index": r.index, "state": r.state.value, "port": r.port or None,
+                          "restarts": r.restarts, "failure": r.failure or None} for r in running],
+            "min_replicas": plan.replicas,
+            "loads_on_demand": self.loads[service],
+        }  # fmt: skip
+        if idle is not None:
+            described["idle_seconds"] = round(idle, 1)
+            if plan.replicas == 0 and plan.idle_unload_seconds is not None:
+                described["unloads_in_seconds"] = round(max(0.0, plan.idle_unload_seconds - idle), 1)
+        return described
 
     def retry_failed(self) -> int:
         """Start again every replica that gave up; how many there were."""
@@ -80,8 +216,10 @@ class Supervisor:
         return len(failed)
 
     async def stop(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
-        for task in self._tasks:
+        for _, task in self._running.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        log.info("all engines stopped", extra={"count": len(self.processes)})
+        log.info("all engines stopped", extra={"count": len(self._running)})

@@ -79,9 +79,12 @@ def plan_services(
         images = engine is EngineKind.VLLM or any(
             a.startswith(("--mmproj", "-mm")) for a in service.spec.engine_args
         )
-        replicas = service.spec.scaling.min_replicas
+        scaling = service.spec.scaling
+        idle = config.engines.idle_unload_seconds or float(scaling.cooldown_seconds)
         window = service.spec.model.context_window
-        plans.append(ServicePlan(service.name, replicas, launch, engine_name, images, window))
+        plans.append(
+            ServicePlan(service.name, scaling.min_replicas, launch, engine_name, images, window, idle)
+        )
     return plans
 
 

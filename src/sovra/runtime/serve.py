@@ -27,7 +27,7 @@ from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import EngineError
 from sovra.inference.process import Replica
-from sovra.inference.supervisor import ServicePlan, Supervisor
+from sovra.inference.supervisor import Activity, ServicePlan, Supervisor
 from sovra.routing.gate import RoutingGate
 from sovra.routing.policy import load_policy
 from sovra.routing.router import Router, default_policy
@@ -134,7 +134,13 @@ async def run_platform(
     def answered(replica: Replica) -> float:  # the balancer knows when a replica last answered
         return served[replica.service].pool.last_answer(replica.index)
 
-    supervisor = Supervisor(plans, startup_timeout=config.engines.startup_timeout_seconds, answered=answered)
+    def activity(service: str) -> Activity:  # and what it has of a service
+        pool = served[service].pool
+        return Activity(pool.in_flight(), pool.last_leased)
+
+    supervisor = Supervisor(
+        plans, startup_timeout=config.engines.startup_timeout_seconds, answered=answered, activity=activity
+    )
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
     served |= local_models(supervisor, balancing, catalog) or remote_models(
@@ -150,6 +156,7 @@ async def run_platform(
         limits=build_limits(config, database),
         journal_dir=journal_directory(config.home, config.database_url),
         gate=gate,
+        capacity=supervisor,
     )
     options = uvicorn_options(settings.connection_limits(config))
     # No proxy headers: nothing reads a client's address, so no header need be trusted to rewrite it.

@@ -1,0 +1,65 @@
+"""`sovra status`: what the running gateway says of each service (`GET /v1/status`), as a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from sovra.errors import SovraError
+
+if TYPE_CHECKING:
+    from sovra.config import PlatformConfig
+
+__all__ = ["add_status_command", "run_status_command"]
+
+
+def add_status_command(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--url", help="the gateway (default: http://<listen.host>:<listen.port>)")
+    command.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+
+def run_status_command(args: argparse.Namespace, config: PlatformConfig) -> int:
+    from sovra.runtime.auth import client_token
+
+    base = args.url or f"http://{config.listen.host}:{config.listen.port}"
+    request = urllib.request.Request(f"{base.rstrip('/')}/v1/status")
+    if token := client_token(config, os.environ):
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            services: dict[str, dict[str, Any]] = json.load(answer)["services"]
+    except urllib.error.HTTPError as error:
+        raise SovraError(f"{base}: {error.code} {_message(error)}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise SovraError(
+            f"{base}: no gateway answers there ({getattr(error, 'reason', error)}); is `sovra up` running?"
+        ) from None
+    if args.json:
+        json.dump(services, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{'SERVICE':<24} {'STATE':<9} {'REPLICAS':<22} {'IN FLIGHT':>9} {'HELD':>5}  IDLE")
+    for name, service in services.items():
+        replicas = ", ".join(f"#{r['index']} {r['state']}" + (f" :{r['port']}" if r.get("port") else "")
+                             for r in service.get("replicas", [])) or "-"  # fmt: skip
+        idle = f"{service['idle_seconds']:g} s" if "idle_seconds" in service else "-"
+        if "unloads_in_seconds" in service:
+            idle += f" (unloads in {service['unloads_in_seconds']:g} s)"
+        counts = f"{service['in_flight']:>9} {service['held']:>5}"
+        print(f"{name:<24} {service['state']:<9} {replicas:<22} {counts}  {idle}")
+        for replica in service.get("replicas", []):
+            if replica.get("failure"):
+                print(f"  #{replica['index']}: {replica['failure']}")
+    return 0
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.load(error)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(error.reason)

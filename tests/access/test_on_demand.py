@@ -1,0 +1,118 @@
+"""Requests for a model with no ready replica are held while it loads, then answered — the gateway
+with the real supervisor, whose engines are fakes (launcher and prober), and a scripted upstream."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from sovra.access.app import create_app
+from sovra.access.auth import TokenVerifier
+from sovra.access.balancer import ReplicaPool
+from sovra.access.gateway import GatewaySettings
+from sovra.access.limits import MemoryLimits
+from sovra.access.served import ServedModel
+from sovra.inference.drivers import Launch
+from sovra.inference.process import Backoff
+from sovra.inference.supervisor import Activity, ServicePlan, Supervisor
+from tests.access.test_gateway import AUTH, CHAT, TOKEN, Ledger, ScriptedUpstream, assert_error
+from tests.inference.fakes import FakeLauncher, FakeProber
+
+pytestmark = pytest.mark.anyio
+
+
+def launch(port: int) -> Launch:
+    return Launch(("llama-server", "--port", str(port)), key_env="LLAMA_API_KEY")
+
+
+@asynccontextmanager
+async def on_demand(
+    upstream: ScriptedUpstream, prober: FakeProber, ledger: Ledger, **settings: float
+) -> AsyncIterator[tuple[httpx.AsyncClient, Supervisor, FakeLauncher]]:
+    """Model `m` with minReplicas 0 behind the real gateway app."""
+    launcher = FakeLauncher()
+    served: dict[str, ServedModel] = {}
+
+    def activity(service: str) -> Activity:
+        return Activity(served[service].pool.in_flight(), served[service].pool.last_leased)
+
+    engines = Supervisor(
+        [ServicePlan("m", 0, launch, idle_unload_seconds=60)],
+        startup_timeout=5.0,
+        backoff=lambda: Backoff(first=0.01, give_up_after=2),
+        activity=activity,
+        launcher=lambda: launcher,
+        prober=lambda: prober,
+    )
+    served["m"] = ServedModel("m", ReplicaPool("m", engines.replicas["m"]))
+    verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
+    app = create_app(
+        served, verifier, GatewaySettings(**settings), upstream=upstream, usage=ledger,  # type: ignore[arg-type]
+        limits=MemoryLimits(), capacity=engines,
+    )  # fmt: skip
+    await engines.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as http:
+            yield http, engines, launcher
+    finally:
+        await engines.stop()
+
+
+async def test_the_first_requests_wait_for_the_load_and_are_all_answered(upstream: ScriptedUpstream) -> None:
+    prober, ledger = FakeProber(healthy=False), Ledger()
+    async with on_demand(upstream, prober, ledger) as (http, engines, launcher):
+        health = await http.get("/health")
+        assert health.status_code == 200 and health.json()["services"]["m"]["state"] == "unloaded"
+        asked = [
+            asyncio.create_task(http.post("/v1/chat/completions", json=CHAT, headers=AUTH)) for _ in range(5)
+        ]
+        await asyncio.sleep(0.3)
+        assert not any(t.done() for t in asked)  # held while the engine starts, not refused
+        status = (await http.get("/v1/status", headers=AUTH)).json()["services"]["m"]
+        assert status["state"] == "loading" and status["held"] == 5
+        prober.healthy_now = True  # the engine answers its health check: ready
+        answers = await asyncio.gather(*asked)
+        assert [a.status_code for a in answers] == [200] * 5
+        assert len(launcher.started) == 1 and engines.loads["m"] == 1  # one load for all five
+        assert len(ledger.rows) == 5
+        status = (await http.get("/v1/status", headers=AUTH)).json()["services"]["m"]
+        assert status["state"] == "ready" and status["held"] == 0 and status["unloads_in_seconds"] > 0
+
+
+async def test_a_load_past_the_deadline_is_a_503_with_retry_after(upstream: ScriptedUpstream) -> None:
+    async with on_demand(upstream, FakeProber(healthy=False), Ledger(), load_wait_seconds=0.2) as (
+        http,
+        _,
+        _,
+    ):
+        answer = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert_error(answer, 503, "model_loading")
+        assert answer.headers["retry-after"] and "not ready within 0.2 s" in answer.json()["error"]["message"]
+
+
+async def test_the_queue_of_held_requests_is_bounded(upstream: ScriptedUpstream) -> None:
+    prober = FakeProber(healthy=False)
+    async with on_demand(upstream, prober, Ledger(), load_queue_length=2) as (http, _, _):
+        held = [
+            asyncio.create_task(http.post("/v1/chat/completions", json=CHAT, headers=AUTH)) for _ in range(2)
+        ]
+        await asyncio.sleep(0.2)
+        refused = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert_error(refused, 503, "model_loading")
+        assert "2 requests already wait" in refused.json()["error"]["message"]
+        prober.healthy_now = True
+        assert [a.status_code for a in await asyncio.gather(*held)] == [200, 200]
+
+
+async def test_a_model_that_cannot_start_is_refused_at_once(upstream: ScriptedUpstream) -> None:
+    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher):
+        launcher.refuse = FileNotFoundError(2, "No such file or directory")
+        first = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert_error(first, 503, "model_unavailable")  # waited for the failed starts, then said so
+        assert engines.replicas["m"][0].failed
+        again = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert_error(again, 503, "model_unavailable")
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded" and "could not be started" in health["services"]["m"]["reason"]

@@ -1,0 +1,66 @@
+"""`sovra up` with SmolLM2 declared `minReplicas: 0` (the real llama-server, the OpenAI SDK): no
+engine until the first requests, which wait for the load and are all answered; unloaded after the
+idle time; loaded again by the next request."""
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import CATALOG, TOKEN, start_platform, stop_platform
+
+pytestmark = pytest.mark.engine
+
+
+def ask(client: openai.OpenAI) -> str:
+    answer = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
+    )
+    return answer.choices[0].message.content or ""
+
+
+def status(base_url: str) -> dict[str, object]:
+    answer = httpx.get(f"{base_url}/v1/status", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
+    answer.raise_for_status()
+    services: dict[str, dict[str, object]] = answer.json()["services"]
+    return services["smollm2"]
+
+
+def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
+    llama_server: Path, smollm2: Path, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    declared = (CATALOG / "smollm2.yaml").read_text()
+    catalog.write_text(declared.replace("minReplicas: 1, maxReplicas: 1", "minReplicas: 0, maxReplicas: 1"))
+    platform = start_platform(tmp_path, catalog=catalog, config_text="engines: {idleUnloadSeconds: 3}\n")
+    try:
+        assert platform.engine_pids() == []  # healthy with nothing loaded
+        assert status(platform.base_url)["state"] == "unloaded"
+        client = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=120)
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: ask(client), range(3)))
+        assert all(answers)  # all three held through the load, then answered
+        (engine,) = platform.engine_pids()
+        described = status(platform.base_url)
+        assert described["state"] == "ready" and described["loads_on_demand"] == 1
+        shown = subprocess.run(
+            [sys.executable, "-m", "sovra", "status", "--url", platform.base_url, "-c", str(platform.config)],
+            env={**os.environ, "SOVRA_API_KEY": TOKEN}, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "smollm2" in shown and "ready" in shown and "unloads in" in shown
+        deadline = time.monotonic() + 30
+        while platform.engine_pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert platform.engine_pids() == [], "not unloaded after 3 s idle"
+        assert status(platform.base_url)["state"] == "unloaded"
+        assert ask(client)  # the next request loads it again
+        assert status(platform.base_url)["loads_on_demand"] == 2 and platform.engine_pids() != [engine]
+        assert "unloading: idle" in platform.log.read_text()
+    finally:
+        stop_platform(platform)
