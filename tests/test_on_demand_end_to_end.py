@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import CATALOG, TOKEN, start_platform, stop_platform
+from tests.conftest import CATALOG, TOKEN, RunningPlatform, start_platform, stop_platform
 
 pytestmark = pytest.mark.engine
 
@@ -30,6 +30,15 @@ def status(base_url: str) -> dict[str, object]:
     answer.raise_for_status()
     services: dict[str, dict[str, object]] = answer.json()["services"]
     return services["smollm2"]
+
+
+def sovra(command: str, name: str | None, platform: RunningPlatform) -> str:
+    """`sovra status|load|unload` against the running gateway, with the operator token."""
+    argv = [sys.executable, "-m", "sovra", command, *([name] if name else []), "--url", platform.base_url]
+    return subprocess.run(
+        [*argv, "-c", str(platform.config)], env={**os.environ, "SOVRA_API_KEY": TOKEN},
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
 
 
 def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
@@ -49,10 +58,7 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
         (engine,) = platform.engine_pids()
         described = status(platform.base_url)
         assert described["state"] == "ready" and described["loads_on_demand"] == 1
-        shown = subprocess.run(
-            [sys.executable, "-m", "sovra", "status", "--url", platform.base_url, "-c", str(platform.config)],
-            env={**os.environ, "SOVRA_API_KEY": TOKEN}, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+        shown = sovra("status", None, platform)
         assert "smollm2" in shown and "ready" in shown and "unloads in" in shown
         deadline = time.monotonic() + 30
         while platform.engine_pids() and time.monotonic() < deadline:
@@ -62,5 +68,8 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
         assert ask(client)  # the next request loads it again
         assert status(platform.base_url)["loads_on_demand"] == 2 and platform.engine_pids() != [engine]
         assert "unloading: idle" in platform.log.read_text()
+        assert "smollm2: unloaded" in sovra("unload", "smollm2", platform)
+        assert platform.engine_pids() == []
+        assert "smollm2: ready" in sovra("load", "smollm2", platform) and len(platform.engine_pids()) == 1
     finally:
         stop_platform(platform)

@@ -116,3 +116,14 @@ async def test_a_model_that_cannot_start_is_refused_at_once(upstream: ScriptedUp
         assert_error(again, 503, "model_unavailable")
         health = (await http.get("/health")).json()
         assert health["status"] == "degraded" and "could not be started" in health["services"]["m"]["reason"]
+
+
+async def test_operators_load_and_unload_a_service(upstream: ScriptedUpstream) -> None:
+    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher):
+        loaded = await http.post("/v1/status/m/load", headers=AUTH)
+        assert loaded.status_code == 200 and loaded.json()["state"] == "ready" and len(launcher.started) == 1
+        unloaded = await http.post("/v1/status/m/unload", headers=AUTH)
+        assert unloaded.json() | {"stopped": 1, "state": "unloaded"} == unloaded.json()
+        assert launcher.started[0].terminated and not engines.replicas["m"][0].routable
+        assert_error(await http.post("/v1/status/nope/load", headers=AUTH), 404, "model_not_found")
+        assert_error(await http.post("/v1/status/m/load"), 401, "invalid_api_key")

@@ -186,6 +186,8 @@ def create_app(
         "/health": {"GET": gateway.health, "HEAD": gateway.health},
         "/metrics": {"GET": gateway.prometheus, "HEAD": gateway.prometheus},
         "/v1/status": {"GET": gateway.status},
+        "/v1/status/{id}/load": {"POST": gateway.load},
+        "/v1/status/{id}/unload": {"POST": gateway.unload},
     }
     return GatewayApp(routes, lifespan)
 

@@ -164,12 +164,15 @@ class Gateway:
     def _on_demand(self, service: str) -> bool:
         return self._capacity is not None and self._capacity.describe(service).get("state") == "unloaded"
 
+    def _operator(self, request: Request) -> None:
+        key = self._authenticate(request)
+        if self._verifier.is_stored(key):
+            raise ApiError(403, f"{request.scope['path']} needs an operator token", "operator_only")
+
     async def status(self, request: Request) -> Response:
         """`GET /v1/status` (operator tokens): each local service's state, replicas, requests in
         flight and held, loads on demand and idle time."""
-        key = self._authenticate(request)
-        if self._verifier.is_stored(key):
-            raise ApiError(403, "/v1/status needs an operator token", "operator_only")
+        self._operator(request)
         services: dict[str, Any] = {}
         for name, model in self._served.items():
             described = dict(self._capacity.describe(name)) if self._capacity else {}
@@ -179,6 +182,27 @@ class Gateway:
                 "held": self._held.get(name, 0),
             }
         return JSONResponse({"object": "status", "services": services})
+
+    async def load(self, request: Request) -> Response:
+        """`POST /v1/status/{id}/load` (operator tokens): load a service now; its state once ready."""
+        name = self._local_service(request)
+        assert self._capacity is not None
+        await self._hold(name, name)
+        return JSONResponse({"service": name, **self._capacity.describe(name)})
+
+    async def unload(self, request: Request) -> Response:
+        """`POST /v1/status/{id}/unload` (operator tokens): stop a service's replicas now."""
+        name = self._local_service(request)
+        assert self._capacity is not None
+        stopped = await self._capacity.unload(name)
+        return JSONResponse({"service": name, "stopped": stopped, **self._capacity.describe(name)})
+
+    def _local_service(self, request: Request) -> str:
+        self._operator(request)
+        name = str(request.path_params["id"])
+        if self._capacity is None or not self._capacity.describe(name):
+            raise ApiError(404, f"no service {name!r} runs on this machine", "model_not_found")
+        return name
 
     async def prometheus(self, request: Request) -> Response:
         if self._settings.metrics_auth:

@@ -60,6 +60,10 @@ class Capacity(Protocol):
         """Load the service if need be; return once a replica is ready or has given up."""
         ...
 
+    async def unload(self, service: str) -> int:
+        """Stop its replicas (a later request loads it again); how many there were."""
+        ...
+
     def describe(self, service: str) -> Mapping[str, object]:
         """Its state (`unloaded`, `loading`, `ready`, `failed`), replicas, loads and idle time;
         nothing for a service it does not run."""

@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
             "status", help="each service's state in the running gateway", parents=[config_option]
         )
     )
+    for verb, what in (("load", "load a service now"), ("unload", "stop a service's replicas now")):
+        add_status_command(commands.add_parser(verb, help=what, parents=[config_option]), name=True)
     router = commands.add_parser("router", help="the semantic router's classifiers")
     router_commands = router.add_subparsers(dest="router_command", required=True)
     train = router_commands.add_parser(
@@ -146,7 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_usage_command(args, load_platform_config(args.config))
     if args.command == "eval":
         return run_eval_command(args, load_platform_config(args.config))
-    if args.command == "status":
+    if args.command in ("status", "load", "unload"):
         return run_status_command(args, load_platform_config(args.config))
     if args.command == "router":
         return _train_router(args.data, args.out, load_platform_config(args.config))

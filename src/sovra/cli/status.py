@@ -1,4 +1,5 @@
-"""`sovra status`: what the running gateway says of each service (`GET /v1/status`), as a table."""
+"""`sovra status`, `sovra load NAME`, `sovra unload NAME`: the running gateway's services
+(`GET /v1/status`, `POST /v1/status/{name}/load|unload`), with an operator token from this machine."""
 
 from __future__ import annotations
 
@@ -18,30 +19,24 @@ if TYPE_CHECKING:
 __all__ = ["add_status_command", "run_status_command"]
 
 
-def add_status_command(command: argparse.ArgumentParser) -> None:
+def add_status_command(command: argparse.ArgumentParser, name: bool = False) -> None:
+    if name:
+        command.add_argument("name", help="the service, as declared")
     command.add_argument("--url", help="the gateway (default: http://<listen.host>:<listen.port>)")
     command.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 
 def run_status_command(args: argparse.Namespace, config: PlatformConfig) -> int:
-    from sovra.runtime.auth import client_token
-
-    base = args.url or f"http://{config.listen.host}:{config.listen.port}"
-    request = urllib.request.Request(f"{base.rstrip('/')}/v1/status")
-    if token := client_token(config, os.environ):
-        request.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            services: dict[str, dict[str, Any]] = json.load(answer)["services"]
-    except urllib.error.HTTPError as error:
-        raise SovraError(f"{base}: {error.code} {_message(error)}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise SovraError(
-            f"{base}: no gateway answers there ({getattr(error, 'reason', error)}); is `sovra up` running?"
-        ) from None
+    if args.command in ("load", "unload"):
+        answer = _call(args, config, f"/v1/status/{args.name}/{args.command}", timeout=600)
+        if args.json:
+            _print_json(answer)
+        else:
+            print(f"{args.name}: {answer['state']}")
+        return 0
+    services: dict[str, dict[str, Any]] = _call(args, config, "/v1/status")["services"]
     if args.json:
-        json.dump(services, sys.stdout, indent=2)
-        print()
+        _print_json(services)
         return 0
     print(f"{'SERVICE':<24} {'STATE':<9} {'REPLICAS':<22} {'IN FLIGHT':>9} {'HELD':>5}  IDLE")
     for name, service in services.items():
@@ -56,6 +51,29 @@ def run_status_command(args: argparse.Namespace, config: PlatformConfig) -> int:
             if replica.get("failure"):
                 print(f"  #{replica['index']}: {replica['failure']}")
     return 0
+
+
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    print()
+
+
+def _call(args: argparse.Namespace, config: PlatformConfig, path: str, timeout: float = 10) -> dict[str, Any]:
+    """The gateway's JSON answer to `path` (POST for load and unload), or a SovraError saying why not."""
+    from sovra.runtime.auth import client_token
+
+    base = (args.url or f"http://{config.listen.host}:{config.listen.port}").rstrip("/")
+    request = urllib.request.Request(base + path, method="GET" if path == "/v1/status" else "POST")
+    if token := client_token(config, os.environ):
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as error:
+        raise SovraError(f"{base}: {error.code} {_message(error)}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SovraError(f"{base}: no gateway answers there ({reason}); is `sovra up` running?") from None
 
 
 def _message(error: urllib.error.HTTPError) -> str:
