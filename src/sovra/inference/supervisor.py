@@ -2,8 +2,8 @@
 idle, stops.
 
 A service with `minReplicas` ≥ 1 starts with `sovra up` and stays. One with `minReplicas: 0` starts
-unloaded: its first request loads it (`wait_ready`, which the gateway awaits while it holds the
-request), and after `idle_unload_seconds` with nothing in flight it is unloaded again — READY →
+unloaded: its first request loads it (`wait_for_replica`, which the gateway awaits while it holds
+the request), and after `idle_unload_seconds` with nothing in flight it is unloaded again — READY →
 STOPPING → STOPPED in the replica's own state machine, so the next request loads it afresh. What a
 service has in flight and when it was last asked for comes from the gateway's balancer
 (`activity`), which owns that state; the supervisor only reads it.

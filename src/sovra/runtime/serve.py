@@ -190,9 +190,15 @@ async def run_platform(
 def _announce(config: PlatformConfig, supervisor: Supervisor, auth: AuthSetup, laggards: list[str]) -> None:
     base = f"http://{config.listen.host}:{config.listen.port}/v1"
     lines = [f"sovra: serving {len(supervisor.replicas)} model(s) at {base}"]
+    on_demand = {plan.name for plan in supervisor.plans if plan.replicas == 0}
     for name, replicas in supervisor.replicas.items():
         ready = sum(r.routable for r in replicas)
-        lines.append(f"  {name:<24} {ready}/{len(replicas)} replicas ready")
+        shown = (
+            "unloaded: loads on its first request"
+            if name in on_demand
+            else f"{ready}/{len(replicas)} replicas ready"
+        )
+        lines.append(f"  {name:<24} {shown}")
         lines += [f"    #{r.index} FAILED: {r.failure}" for r in replicas if r.failed]
     failed = {f"{p.replica.service}#{p.replica.index}" for p in supervisor.processes if p.replica.failed}
     if waiting := [name for name in laggards if name not in failed]:
