@@ -18,11 +18,12 @@ from tests.conftest import CATALOG, TOKEN, RunningPlatform, start_platform, stop
 pytestmark = pytest.mark.engine
 
 
-def ask(client: openai.OpenAI) -> str:
+def ask(client: openai.OpenAI) -> bool:
+    """Whether the model answered (SmolLM2 may answer with nothing but its end token)."""
     answer = client.chat.completions.create(
         model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
     )
-    return answer.choices[0].message.content or ""
+    return answer.choices[0].finish_reason in ("stop", "length")
 
 
 def status(base_url: str) -> dict[str, object]:
@@ -47,7 +48,7 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
     catalog = tmp_path / "catalog.yaml"
     declared = (CATALOG / "smollm2.yaml").read_text()
     catalog.write_text(declared.replace("minReplicas: 1, maxReplicas: 1", "minReplicas: 0, maxReplicas: 1"))
-    platform = start_platform(tmp_path, catalog=catalog, config_text="engines: {idleUnloadSeconds: 3}\n")
+    platform = start_platform(tmp_path, catalog=catalog, config_text="engines: {idleUnloadSeconds: 8}\n")
     try:
         assert platform.engine_pids() == []  # healthy with nothing loaded
         assert status(platform.base_url)["state"] == "unloaded"
@@ -63,7 +64,7 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
         deadline = time.monotonic() + 30
         while platform.engine_pids() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert platform.engine_pids() == [], "not unloaded after 3 s idle"
+        assert platform.engine_pids() == [], "not unloaded after 8 s idle"
         assert status(platform.base_url)["state"] == "unloaded"
         assert ask(client)  # the next request loads it again
         assert status(platform.base_url)["loads_on_demand"] == 2 and platform.engine_pids() != [engine]
