@@ -2,13 +2,16 @@
 with the real supervisor, whose engines are fakes (launcher and prober), and a scripted upstream."""
 
 import asyncio
+import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import uvicorn
 
-from sovra.access.app import create_app
+from sovra.access.app import GatewayApp, create_app
 from sovra.access.auth import TokenVerifier
 from sovra.access.balancer import ReplicaPool
 from sovra.access.gateway import GatewaySettings
@@ -18,7 +21,7 @@ from sovra.inference.drivers import Launch
 from sovra.inference.process import Backoff
 from sovra.inference.supervisor import Activity, ServicePlan, Supervisor
 from tests.access.test_gateway import AUTH, CHAT, TOKEN, Ledger, ScriptedUpstream, assert_error
-from tests.inference.fakes import FakeLauncher, FakeProber
+from tests.inference.fakes import FakeLauncher, FakeProber, until
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +33,7 @@ def launch(port: int) -> Launch:
 @asynccontextmanager
 async def on_demand(
     upstream: ScriptedUpstream, prober: FakeProber, ledger: Ledger, **settings: float
-) -> AsyncIterator[tuple[httpx.AsyncClient, Supervisor, FakeLauncher]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, Supervisor, FakeLauncher, GatewayApp]]:
     """Model `m` with minReplicas 0 behind the real gateway app."""
     launcher = FakeLauncher()
     served: dict[str, ServedModel] = {}
@@ -55,14 +58,14 @@ async def on_demand(
     await engines.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as http:
-            yield http, engines, launcher
+            yield http, engines, launcher, app
     finally:
         await engines.stop()
 
 
 async def test_the_first_requests_wait_for_the_load_and_are_all_answered(upstream: ScriptedUpstream) -> None:
     prober, ledger = FakeProber(healthy=False), Ledger()
-    async with on_demand(upstream, prober, ledger) as (http, engines, launcher):
+    async with on_demand(upstream, prober, ledger) as (http, engines, launcher, _):
         health = await http.get("/health")
         assert health.status_code == 200 and health.json()["services"]["m"]["state"] == "unloaded"
         asked = [
@@ -82,11 +85,8 @@ async def test_the_first_requests_wait_for_the_load_and_are_all_answered(upstrea
 
 
 async def test_a_load_past_the_deadline_is_a_503_with_retry_after(upstream: ScriptedUpstream) -> None:
-    async with on_demand(upstream, FakeProber(healthy=False), Ledger(), load_wait_seconds=0.2) as (
-        http,
-        _,
-        _,
-    ):
+    held = on_demand(upstream, FakeProber(healthy=False), Ledger(), load_wait_seconds=0.2)
+    async with held as (http, _, _, _):
         answer = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         assert_error(answer, 503, "model_loading")
         assert answer.headers["retry-after"] and "not ready within 0.2 s" in answer.json()["error"]["message"]
@@ -94,7 +94,7 @@ async def test_a_load_past_the_deadline_is_a_503_with_retry_after(upstream: Scri
 
 async def test_the_queue_of_held_requests_is_bounded(upstream: ScriptedUpstream) -> None:
     prober = FakeProber(healthy=False)
-    async with on_demand(upstream, prober, Ledger(), load_queue_length=2) as (http, _, _):
+    async with on_demand(upstream, prober, Ledger(), load_queue_length=2) as (http, _, _, _):
         held = [
             asyncio.create_task(http.post("/v1/chat/completions", json=CHAT, headers=AUTH)) for _ in range(2)
         ]
@@ -107,7 +107,7 @@ async def test_the_queue_of_held_requests_is_bounded(upstream: ScriptedUpstream)
 
 
 async def test_a_model_that_cannot_start_is_refused_at_once(upstream: ScriptedUpstream) -> None:
-    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher):
+    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher, _):
         launcher.refuse = FileNotFoundError(2, "No such file or directory")
         first = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         assert_error(first, 503, "model_unavailable")  # waited for the failed starts, then said so
@@ -119,7 +119,7 @@ async def test_a_model_that_cannot_start_is_refused_at_once(upstream: ScriptedUp
 
 
 async def test_operators_load_and_unload_a_service(upstream: ScriptedUpstream) -> None:
-    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher):
+    async with on_demand(upstream, FakeProber(), Ledger()) as (http, engines, launcher, _):
         loaded = await http.post("/v1/status/m/load", headers=AUTH)
         assert loaded.status_code == 200 and loaded.json()["state"] == "ready" and len(launcher.started) == 1
         unloaded = await http.post("/v1/status/m/unload", headers=AUTH)
@@ -127,3 +127,45 @@ async def test_operators_load_and_unload_a_service(upstream: ScriptedUpstream) -
         assert launcher.started[0].terminated and not engines.replicas["m"][0].routable
         assert_error(await http.post("/v1/status/nope/load", headers=AUTH), 404, "model_not_found")
         assert_error(await http.post("/v1/status/m/load"), 401, "invalid_api_key")
+
+
+async def test_a_client_that_hangs_up_leaves_the_queue(upstream: ScriptedUpstream) -> None:
+    """Through a real HTTP server (uvicorn), a real socket closed while its request is held."""
+    prober = FakeProber(healthy=False)
+    async with on_demand(upstream, prober, Ledger()) as (http, _, launcher, app):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            await until(lambda: server.started, within=10)
+            _, writer = await asyncio.open_connection(*sock.getsockname())
+            body = json.dumps(CHAT).encode()
+            head = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: {AUTH['authorization']}\r\n"
+            )
+            writer.write(
+                f"{head}content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+
+            async def held() -> int:
+                return int((await http.get("/v1/status", headers=AUTH)).json()["services"]["m"]["held"])
+
+            for _ in range(200):
+                if await held() == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert await held() == 1
+            writer.close()  # the client hangs up while the model loads
+            for _ in range(200):
+                if await held() == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert await held() == 0
+            assert len(launcher.started) == 1  # the load itself goes on for whoever asks next
+            prober.healthy_now = True
+            assert (await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)).status_code == 200
+        finally:
+            server.should_exit = True
+            await serving

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import math
@@ -114,6 +115,19 @@ class GatewaySettings:
     # A request for a model with no ready replica that can load waits this long for one, then 503.
     load_wait_seconds: float = 300.0
     load_queue_length: int = 256  # requests held per model while it loads; more are refused (503)
+
+
+_client: contextvars.ContextVar[Request | None] = contextvars.ContextVar("client", default=None)
+
+
+async def _client_left() -> None:
+    """Returns when the client of the request being handled has hung up (never, outside one)."""
+    request = _client.get()
+    if request is None:
+        await asyncio.Event().wait()
+        return
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class Gateway:
@@ -329,6 +343,7 @@ class Gateway:
         api: ClientApi, work: Callable[[Request, ClientApi], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            _client.set(request)  # what a held request watches for its client leaving
             try:
                 return await work(request, api)
             except ApiError as error:
@@ -567,9 +582,15 @@ class Gateway:
             message = f"{model!r} is loading and {held} requests already wait for it"
             raise ApiError(503, message, "model_loading", {"retry-after": "5"})
         self._held[service] = held + 1
+        loaded = asyncio.ensure_future(self._capacity.wait_for_replica(service))
+        gone = asyncio.ensure_future(_client_left())
         try:
             async with asyncio.timeout(self._settings.load_wait_seconds):
-                await self._capacity.wait_for_replica(service)
+                await asyncio.wait({loaded, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not loaded.done():  # the client hung up: it leaves the queue (the load goes on)
+                raise ApiError(
+                    CLIENT_CLOSED, "the client closed the connection while the model loaded", "client_closed"
+                )
         except TimeoutError:
             waited = f"{self._settings.load_wait_seconds:g} s"
             raise ApiError(
@@ -577,6 +598,8 @@ class Gateway:
             ) from None
         finally:
             self._held[service] -= 1
+            loaded.cancel()
+            gone.cancel()
 
     async def _post(self, lease: Lease, call: Call) -> UpstreamResponse:
         endpoint = lease.endpoint
