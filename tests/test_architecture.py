@@ -4,7 +4,7 @@ Every `import`/`from … import` of a `sovra` module anywhere in a module (funct
 included) is an edge. The rules:
 
 - no cycles between modules;
-- the shared vocabulary at the bottom (`errors`, `usage`, `database`, `spec`, `storage`) imports no
+- the shared vocabulary at the bottom (`errors`, `usage`, `database`, `spec`, `storage`, `autoscale`) imports no
   feature package;
 - `inference`, `routing`, `observe`, `evals`, `deploy`, `crossplane` and `config` never import
   `access` (the request path), `access` never imports `config` (its settings are passed in), and
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src"
-BOTTOM = {"errors", "usage", "database", "spec", "storage"}
+BOTTOM = {"errors", "usage", "database", "spec", "storage", "autoscale"}
 NOT_ACCESS = {"inference", "routing", "observe", "evals", "deploy", "crossplane", "config"}
 FEATURES = {"access", "inference", "routing", "observe", "evals", "deploy", "crossplane", "runtime"}
 COMMAND_LINE = {"cli", "__main__"}

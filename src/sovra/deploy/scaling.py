@@ -3,11 +3,14 @@
 Three Prometheus triggers, any one of which scales up: running requests over the slots the engine
 has (`maxNumSeqs`), KV-cache use (vLLM only), requests waiting. Current metric names: vLLM's
 `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`, `vllm:num_requests_waiting`; llama.cpp's
-`llamacpp:requests_processing` and `llamacpp:requests_deferred`.
+`llamacpp:requests_processing` and `llamacpp:requests_deferred`. The triggers, their metric types
+(an average per replica is a `Value` target, a total an `AverageValue` one) and the scale-down window
+come from `sovra/autoscale.py`, which `sovra up` runs locally on the same signals.
 """
 
 from __future__ import annotations
 
+from sovra.autoscale import triggers
 from sovra.config import RenderSettings
 from sovra.deploy.objects import Manifest, metadata
 from sovra.deploy.workloads import engine_kind
@@ -16,46 +19,46 @@ from sovra.spec import EngineKind, InferenceService
 __all__ = ["scaled_object", "trigger_queries"]
 
 
-def trigger_queries(service: InferenceService) -> list[tuple[str, str, str]]:
-    """(name, PromQL, threshold) per trigger."""
-    scaling, slots = service.spec.scaling, service.spec.model.max_num_seqs
+def trigger_queries(service: InferenceService) -> list[tuple[str, str, str, str]]:
+    """(name, PromQL, threshold, metric type) per trigger."""
+    slots = service.spec.model.max_num_seqs
     where = f'namespace="{service.metadata.namespace}",service="{service.name}"'
     if engine_kind(service) is EngineKind.LLAMACPP:
-        running, waiting = "llamacpp:requests_processing", "llamacpp:requests_deferred"
-        cache = None
+        running, waiting, cache = "llamacpp:requests_processing", "llamacpp:requests_deferred", None
     else:
         running, waiting, cache = (
             "vllm:num_requests_running",
             "vllm:num_requests_waiting",
             "vllm:kv_cache_usage_perc",
         )
-    triggers = [
-        (
-            "running-ratio",
-            f"sum({running}{{{where}}}) / ({slots} * count({running}{{{where}}}))",
-            str(scaling.running_ratio_threshold),
-        )
+    queries = {
+        "running-ratio": f"sum({running}{{{where}}}) / ({slots} * count({running}{{{where}}}))",
+        "kv-cache": f"avg({cache}{{{where}}})",
+        "queue": f"sum({waiting}{{{where}}})",
+    }
+    return [
+        (t.name, queries[t.name], f"{t.threshold:g}", t.metric_type)
+        for t in triggers(service.spec.scaling, kv_cache=cache is not None)
     ]
-    if cache is not None:
-        triggers.append(("kv-cache", f"avg({cache}{{{where}}})", str(scaling.cache_utilization_threshold)))
-    triggers.append(("queue", f"sum({waiting}{{{where}}})", str(scaling.queue_length_threshold)))
-    return triggers
 
 
 def scaled_object(service: InferenceService, settings: RenderSettings) -> Manifest:
     scaling = service.spec.scaling
-    triggers = [
+    rendered = [
         {
             "type": "prometheus",
             "name": name,
+            "metricType": metric_type,
             "metadata": {
                 "serverAddress": settings.prometheus_address,
                 "query": query,
                 "threshold": threshold,
             },
         }
-        for name, query, threshold in trigger_queries(service)
+        for name, query, threshold, metric_type in trigger_queries(service)
     ]
+    # Scale down only to the highest recommendation of the cooldown, as `sovra up` does locally.
+    window = {"scaleDown": {"stabilizationWindowSeconds": scaling.cooldown_seconds}}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -66,6 +69,7 @@ def scaled_object(service: InferenceService, settings: RenderSettings) -> Manife
             "maxReplicaCount": scaling.max_replicas,
             "cooldownPeriod": scaling.cooldown_seconds,
             "pollingInterval": scaling.polling_interval_seconds,
-            "triggers": triggers,
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": window}},
+            "triggers": rendered,
         },
     }
