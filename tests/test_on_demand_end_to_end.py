@@ -5,6 +5,7 @@ idle time; loaded again by the next request."""
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
     catalog = tmp_path / "catalog.yaml"
     declared = (CATALOG / "smollm2.yaml").read_text()
     catalog.write_text(declared.replace("minReplicas: 1, maxReplicas: 1", "minReplicas: 0, maxReplicas: 1"))
-    platform = start_platform(tmp_path, catalog=catalog, config_text="engines: {idleUnloadSeconds: 8}\n")
+    platform = start_platform(tmp_path, catalog=catalog, config_text="engines: {cooldownSeconds: 8}\n")
     try:
         assert platform.engine_pids() == []  # healthy with nothing loaded
         assert status(platform.base_url)["state"] == "unloaded"
@@ -73,4 +74,48 @@ def test_a_service_loads_on_its_first_requests_and_unloads_when_idle(
         assert platform.engine_pids() == []
         assert "smollm2: ready" in sovra("load", "smollm2", platform) and len(platform.engine_pids()) == 1
     finally:
+        stop_platform(platform)
+
+
+def test_a_second_replica_under_sustained_load_and_back_to_one_after_the_cooldown(
+    llama_server: Path, smollm2: Path, tmp_path: Path
+) -> None:
+    """Real concurrent requests keep SmolLM2's 4 slots busy (1.0 running per slot, threshold 0.7):
+    a second replica starts; once they stop, it is removed after the cooldown. (On two cores the
+    replicas share the CPU, so the requests are short: this is about the mechanism, not speed.)"""
+    catalog = tmp_path / "catalog.yaml"
+    declared = (CATALOG / "smollm2.yaml").read_text()
+    catalog.write_text(declared.replace("minReplicas: 1, maxReplicas: 1", "minReplicas: 1, maxReplicas: 2"))
+    config = "engines: {cooldownSeconds: 3, pollingIntervalSeconds: 1}\n"
+    platform = start_platform(tmp_path, catalog=catalog, config_text=config)
+    client = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=300)
+    stop = threading.Event()
+
+    def keep_busy() -> None:
+        while not stop.is_set():
+            client.chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": "Tell me a long story."}],
+                max_tokens=32, temperature=1.0,
+            )  # fmt: skip
+
+    try:
+        assert len(platform.engine_pids()) == 1
+        with ThreadPoolExecutor(4) as pool:
+            load = [pool.submit(keep_busy) for _ in range(4)]
+            deadline = time.monotonic() + 90
+            while len(platform.engine_pids()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            scaled = len(platform.engine_pids())
+            stop.set()
+            for done in load:
+                done.result()
+        assert scaled == 2, "no second replica under load"
+        assert "1 → 2" in str(status(platform.base_url).get("last_scaling"))
+        deadline = time.monotonic() + 60
+        while len(platform.engine_pids()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(platform.engine_pids()) == 1, "the second replica outlived the cooldown"
+        assert "2 → 1" in str(status(platform.base_url).get("last_scaling"))
+    finally:
+        stop.set()
         stop_platform(platform)

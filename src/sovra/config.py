@@ -76,9 +76,11 @@ class Engines(_Config):
     # Engines run elsewhere (Kubernetes): each service is reached at this URL, with {name} and
     # {namespace} filled in, and `sovra up` starts no engine of its own.
     remote_url: str | None = Field(default=None, pattern=r"^https?://")
-    # Services with scaling.minReplicas 0 are unloaded after scaling.cooldownSeconds unused; this
-    # shortens (or lengthens) that for every service on this machine, for tests and demos.
-    idle_unload_seconds: Annotated[float, Field(gt=0)] | None = None
+    # Override every declaration's scaling.cooldownSeconds (how long unused before a minReplicas 0
+    # service is unloaded; how long below the thresholds before a replica is removed) and
+    # scaling.pollingIntervalSeconds on this machine: for tests and demos, shorter than a cluster's.
+    cooldown_seconds: Annotated[float, Field(gt=0)] | None = None
+    polling_interval_seconds: Annotated[float, Field(gt=0)] | None = None
 
 
 class BalancingSettings(_Config):

@@ -6,9 +6,11 @@ import time
 
 import pytest
 
+from sovra.inference.autoscaler import Autoscaling
 from sovra.inference.drivers import Launch
 from sovra.inference.process import Backoff, ReplicaState
 from sovra.inference.supervisor import Activity, ServicePlan, Supervisor
+from sovra.spec import Scaling
 from tests.inference.fakes import FakeLauncher, FakeProber, until
 
 pytestmark = pytest.mark.anyio
@@ -90,3 +92,52 @@ async def test_a_service_that_keeps_failing_cannot_be_waited_for() -> None:
 async def test_services_it_does_not_run_are_not_its_to_load() -> None:
     engines = supervisor(FakeLauncher(), FakeProber(), Traffic())
     assert not engines.can_load("elsewhere") and engines.describe("elsewhere") == {}
+
+
+class Metrics:
+    """Each engine's Prometheus text, as the test sets it per port (llama-server's names)."""
+
+    def __init__(self) -> None:
+        self.processing: dict[int, int] = {}
+
+    async def read(self, url: str, headers: object, within: float) -> str | None:
+        port = int(url.split(":")[2].split("/")[0])
+        busy = self.processing.get(port, 0)
+        return f"# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing {busy}\n" \
+               "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 0\n"  # fmt: skip
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_scaler_adds_a_replica_under_load_and_removes_it_after_the_cooldown() -> None:
+    launcher, prober, metrics = FakeLauncher(), FakeProber(), Metrics()
+    declared = Scaling(minReplicas=1, maxReplicas=3, runningRatioThreshold=0.7)
+    scaling = declared.model_copy(update={"cooldown_seconds": 0.4})  # as engines.cooldownSeconds does
+    plan = ServicePlan("svc", 1, launch, autoscaling=Autoscaling(scaling, slots=4, polling_seconds=0.02))
+    in_flight: dict[int, int] = {}
+    engines = Supervisor(
+        [plan], startup_timeout=5.0, launcher=lambda: launcher, prober=lambda: prober,
+        metrics=metrics, busy=lambda replica: in_flight.get(replica.index, 0),
+    )  # fmt: skip
+    await engines.start()
+    try:
+        assert await engines.wait_ready() == [] and len(engines.replicas["svc"]) == 3
+        first, second, _ = engines.replicas["svc"]
+        metrics.processing[first.port] = 4  # every slot busy: 1.0 running per slot > 0.7
+        await until(lambda: second.routable, within=5)
+        assert len(launcher.started) == 2  # one more, not two: ceil(1 * 1.0 / 0.7) = 2
+        assert "1 → 2" in str(engines.describe("svc")["last_scaling"])
+        metrics.processing[first.port] = 2
+        metrics.processing[second.port] = 2  # 0.5 per slot: ceil(2 * 0.5 / 0.7) = 2, it stays
+        await asyncio.sleep(0.6)
+        assert second.routable and len(launcher.started) == 2
+        metrics.processing = {}
+        in_flight[second.index] = 1  # quiet engines, but a request still on the second replica
+        await asyncio.sleep(0.8)
+        assert second.routable  # never stopped under a request
+        in_flight.clear()
+        await until(lambda: second.state is ReplicaState.STOPPED, within=5)
+        assert first.routable and "2 → 1" in str(engines.describe("svc")["last_scaling"])
+    finally:
+        await engines.stop()

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sovra.autoscale import Stabiliser, proposal
+from sovra.inference.autoscaler import Autoscaling, HttpMetrics, MetricsReader, engine_load
 from sovra.inference.drivers import Launch
 from sovra.inference.launcher import Launcher, Prober
 from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
@@ -39,11 +41,14 @@ class ServicePlan:
     images: bool = False  # the engine takes image parts (llama-server only with --mmproj)
     context_window: int | None = None  # tokens per sequence
     idle_unload_seconds: float | None = None  # with replicas 0: unloaded after this long unused
+    autoscaling: Autoscaling | None = None  # scaled between min and max on the engines' load
 
     @property
     def slots(self) -> int:
-        """Replicas it can have: those kept, or the one a request loads."""
-        return max(self.replicas, 1)
+        """Replicas it can have: its maxReplicas when it scales, else those kept or the one a
+        request loads."""
+        most = self.autoscaling.scaling.max_replicas if self.autoscaling else 1
+        return max(self.replicas, most, 1)
 
 
 @dataclass(frozen=True)
@@ -63,16 +68,22 @@ class Supervisor:
         backoff: Callable[[], Backoff] = Backoff,
         answered: Callable[[Replica], float] = lambda replica: 0.0,
         activity: Callable[[str], Activity] = lambda service: Activity(),
+        busy: Callable[[Replica], int] = lambda replica: 0,
+        metrics: MetricsReader | None = None,
         launcher: Callable[[], Launcher | None] = lambda: None,
         prober: Callable[[], Prober | None] = lambda: None,
         idle_check_seconds: float = 1.0,
     ) -> None:
         """`answered` tells when the gateway last had a good answer from a replica, `activity`
-        what it has of a service (its balancer knows; the supervisor does not import the gateway)."""
+        what it has of a service, `busy` what a replica has in flight (its balancer knows; the
+        supervisor does not import the gateway); `metrics` reads the engines' load for scaling."""
         self._startup_timeout = startup_timeout
         self._backoff = backoff
         self._answered = answered
         self._activity = activity
+        self._busy = busy
+        self._metrics = metrics or HttpMetrics()
+        self.last_scaling: dict[str, str] = {}  # the last scaling decision per service, in words
         self._launcher = launcher
         self._prober = prober
         self._idle_check = idle_check_seconds
@@ -99,6 +110,8 @@ class Supervisor:
                 self._launch(plan, replica)
             if plan.replicas == 0 and plan.idle_unload_seconds is not None:
                 self._watchers.append(asyncio.create_task(self._unload_when_idle(plan)))
+            if plan.autoscaling is not None and plan.autoscaling.scaling.max_replicas > 1:
+                self._watchers.append(asyncio.create_task(self._autoscale(plan, plan.autoscaling)))
 
     def _launch(self, plan: ServicePlan, replica: Replica) -> EngineProcess:
         process = EngineProcess(
@@ -199,13 +212,52 @@ class Supervisor:
             "replicas": [{"index": r.index, "state": r.state.value, "port": r.port or None,
                           "restarts": r.restarts, "failure": r.failure or None} for r in running],
             "min_replicas": plan.replicas,
+            "max_replicas": plan.slots,
             "loads_on_demand": self.loads[service],
         }  # fmt: skip
+        if service in self.last_scaling:
+            described["last_scaling"] = self.last_scaling[service]
         if idle is not None:
             described["idle_seconds"] = round(idle, 1)
             if plan.replicas == 0 and plan.idle_unload_seconds is not None:
                 described["unloads_in_seconds"] = round(max(0.0, plan.idle_unload_seconds - idle), 1)
         return described
+
+    async def _autoscale(self, plan: ServicePlan, autoscaling: Autoscaling) -> None:
+        """Every polling interval: the engines' load → the triggers' arithmetic → add a replica at
+        once, or stop one (idle, the highest) once the cooldown has passed below the thresholds."""
+        stabiliser = Stabiliser(autoscaling.scaling)
+        while True:
+            await asyncio.sleep(autoscaling.polling_seconds)
+            running = [r for r in self.replicas[plan.name] if (plan.name, r.index) in self._running]
+            ready = [r for r in running if r.routable]
+            if not ready:
+                continue  # unloaded, or still loading: on-demand loading has it
+            texts = [await self._metrics.read(f"{r.base_url}/metrics", r.headers, 5.0) for r in ready]
+            if any(text is None for text in texts):
+                continue  # an engine too busy to answer is no sample to decide on
+            load = engine_load([t for t in texts if t is not None], autoscaling)
+            current = len(running)
+            wanted = proposal(autoscaling.scaling, current, load, autoscaling.kv_cache)
+            desired = stabiliser.decide(time.monotonic(), current, wanted)
+            if desired != current:
+                why = f"{load.running_ratio:.2f} running per slot, {load.waiting:g} waiting"
+                self.last_scaling[plan.name] = f"{current} → {desired}: {why}"
+                log.info("scaling", extra={"service": plan.name, "replicas": current, "to": desired})
+            await self._scale(plan, running, desired)
+
+    async def _scale(self, plan: ServicePlan, running: list[Replica], desired: int) -> None:
+        if desired > len(running):
+            free = [r for r in self.replicas[plan.name] if (plan.name, r.index) not in self._running]
+            for replica in free[: desired - len(running)]:
+                self._launch(plan, replica)
+        elif desired < len(running):
+            idle = [r for r in running[1:] if self._busy(r) == 0]  # replica 0 is unloaded when idle
+            if idle:  # one per interval, never one with requests in flight
+                process, task = self._running.pop((plan.name, idle[-1].index))
+                await process.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def retry_failed(self) -> int:
         """Start again every replica that gave up; how many there were."""
@@ -222,4 +274,5 @@ class Supervisor:
         for _, task in self._running.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._metrics.aclose()
         log.info("all engines stopped", extra={"count": len(self._running)})

@@ -11,10 +11,11 @@ from pathlib import Path
 from sovra.access.served import ModelCard
 from sovra.config import PlatformConfig
 from sovra.errors import EngineError
+from sovra.inference.autoscaler import Autoscaling
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
 from sovra.inference.supervisor import ServicePlan
-from sovra.spec import Catalog, EngineKind, InferenceService, Specialty
+from sovra.spec import Catalog, EngineKind, InferenceService, Scaling, Specialty
 from sovra.storage.hub import HubSource
 from sovra.storage.pypi import PypiSource
 from sovra.storage.refs import parse_ref
@@ -79,13 +80,27 @@ def plan_services(
         images = engine is EngineKind.VLLM or any(
             a.startswith(("--mmproj", "-mm")) for a in service.spec.engine_args
         )
-        scaling = service.spec.scaling
-        idle = config.engines.idle_unload_seconds or float(scaling.cooldown_seconds)
-        window = service.spec.model.context_window
-        plans.append(
-            ServicePlan(service.name, scaling.min_replicas, launch, engine_name, images, window, idle)
+        scaling = _scaling_here(service.spec.scaling, config)
+        autoscaling = Autoscaling(
+            scaling, service.spec.model.max_num_seqs, engine_name, float(scaling.polling_interval_seconds)
         )
+        window = service.spec.model.context_window
+        idle = float(scaling.cooldown_seconds)
+        plan = ServicePlan(
+            service.name, scaling.min_replicas, launch, engine_name, images, window, idle, autoscaling
+        )
+        plans.append(plan)
     return plans
+
+
+def _scaling_here(scaling: Scaling, config: PlatformConfig) -> Scaling:
+    """The declaration's scaling with this machine's overrides (`engines.cooldownSeconds`,
+    `engines.pollingIntervalSeconds`), which may go below what a declaration is allowed."""
+    overrides = {
+        "cooldown_seconds": config.engines.cooldown_seconds,
+        "polling_interval_seconds": config.engines.polling_interval_seconds,
+    }
+    return scaling.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 def model_card(service: InferenceService, engine: str, images: bool) -> ModelCard:

@@ -138,8 +138,15 @@ async def run_platform(
         pool = served[service].pool
         return Activity(pool.in_flight(), pool.last_leased)
 
+    def busy(replica: Replica) -> int:  # and what a replica has in flight
+        return served[replica.service].pool.outstanding(replica.index)
+
     supervisor = Supervisor(
-        plans, startup_timeout=config.engines.startup_timeout_seconds, answered=answered, activity=activity
+        plans,
+        startup_timeout=config.engines.startup_timeout_seconds,
+        answered=answered,
+        activity=activity,
+        busy=busy,
     )
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
