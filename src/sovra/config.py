@@ -81,6 +81,9 @@ class Engines(_Config):
     # scaling.pollingIntervalSeconds on this machine: for tests and demos, shorter than a cluster's.
     cooldown_seconds: Annotated[float, Field(gt=0)] | None = None
     polling_interval_seconds: Annotated[float, Field(gt=0)] | None = None
+    # What the llama.cpp replicas may take together, predicted from their GGUF headers; a load past
+    # it first unloads idle replicas (least recently used). Default: 90 % of this machine's memory.
+    memory_budget_bytes: Annotated[int, Field(gt=0)] | None = None
 
 
 class BalancingSettings(_Config):

@@ -32,7 +32,11 @@ def launch(port: int) -> Launch:
 
 @asynccontextmanager
 async def on_demand(
-    upstream: ScriptedUpstream, prober: FakeProber, ledger: Ledger, **settings: float
+    upstream: ScriptedUpstream,
+    prober: FakeProber,
+    ledger: Ledger,
+    memory: int | None = None,
+    **settings: float,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Supervisor, FakeLauncher, GatewayApp]]:
     """Model `m` with minReplicas 0 behind the real gateway app."""
     launcher = FakeLauncher()
@@ -42,12 +46,13 @@ async def on_demand(
         return Activity(served[service].pool.in_flight(), served[service].pool.last_leased)
 
     engines = Supervisor(
-        [ServicePlan("m", 0, launch, idle_unload_seconds=60)],
+        [ServicePlan("m", 0, launch, idle_unload_seconds=60, memory=memory)],
         startup_timeout=5.0,
         backoff=lambda: Backoff(first=0.01, give_up_after=2),
         activity=activity,
         launcher=lambda: launcher,
         prober=lambda: prober,
+        memory_budget=2**30,
     )
     served["m"] = ServedModel("m", ReplicaPool("m", engines.replicas["m"]))
     verifier = TokenVerifier({"test": TokenVerifier.digest(TOKEN)})
@@ -169,3 +174,14 @@ async def test_a_client_that_hangs_up_leaves_the_queue(upstream: ScriptedUpstrea
         finally:
             server.should_exit = True
             await serving
+
+
+async def test_a_model_that_can_never_fit_is_refused_with_its_size_and_the_budget(
+    upstream: ScriptedUpstream,
+) -> None:
+    async with on_demand(upstream, FakeProber(), Ledger(), memory=3 * 2**30) as (http, _, launcher, _):
+        answer = await http.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert_error(answer, 503, "insufficient_memory")
+        message = answer.json()["error"]["message"]
+        assert "3.00 GiB" in message and "1.00 GiB" in message and "never fit" in message
+        assert launcher.started == []

@@ -32,6 +32,7 @@ from sovra.access.response_store import ResponseStore
 from sovra.access.served import Capacity, ServedModel
 from sovra.access.upstream import Upstream, UpstreamResponse
 from sovra.access.validation import check_no_images, parse_body
+from sovra.errors import EngineError
 from sovra.observe.metrics import GatewayMetrics
 from sovra.routing.gate import RoutingGate, explain
 from sovra.routing.router import Decision
@@ -587,6 +588,8 @@ class Gateway:
         try:
             async with asyncio.timeout(self._settings.load_wait_seconds):
                 await asyncio.wait({loaded, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if loaded.done() and isinstance(loaded.exception(), EngineError):  # it does not fit
+                raise ApiError(503, str(loaded.exception()), "insufficient_memory", {"retry-after": "30"})
             if not loaded.done():  # the client hung up: it leaves the queue (the load goes on)
                 raise ApiError(
                     CLIENT_CLOSED, "the client closed the connection while the model loaded", "client_closed"

@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--engine-logs", action="store_true", help="forward every engine log line")
     with_sources(commands.add_parser("preload", help="fetch the weights of every declared service"))
     with_sources(commands.add_parser("validate", help="check declarations and the platform config"))
+    with_sources(commands.add_parser("plan", help="predicted memory of each service against the budget"))
     engines = commands.add_parser("engines", help="inference engines")
     engines_commands = engines.add_subparsers(dest="engines_command", required=True)
     install = engines_commands.add_parser(
@@ -168,6 +169,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "preload":
         _preload(catalog, config)
         return 0
+    if args.command == "plan":
+        from sovra.cli.plan import print_plan
+
+        return print_plan(catalog, config)
     if args.command == "render":
         build_gate(config, catalog)  # a policy that does not resolve fails here, not in the cluster
         return _render(catalog, config, args.output, args.group if args.crossplane else None)

@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sovra.autoscale import Stabiliser, proposal
+from sovra.errors import EngineError
 from sovra.inference.autoscaler import Autoscaling, HttpMetrics, MetricsReader, engine_load
 from sovra.inference.drivers import Launch
 from sovra.inference.launcher import Launcher, Prober
+from sovra.inference.memory import resident_bytes
 from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
 
 __all__ = ["Activity", "ServicePlan", "Supervisor"]
@@ -42,6 +44,7 @@ class ServicePlan:
     context_window: int | None = None  # tokens per sequence
     idle_unload_seconds: float | None = None  # with replicas 0: unloaded after this long unused
     autoscaling: Autoscaling | None = None  # scaled between min and max on the engines' load
+    memory: int | None = None  # bytes one replica is predicted to take (inference/memory.py)
 
     @property
     def slots(self) -> int:
@@ -70,19 +73,22 @@ class Supervisor:
         activity: Callable[[str], Activity] = lambda service: Activity(),
         busy: Callable[[Replica], int] = lambda replica: 0,
         metrics: MetricsReader | None = None,
+        memory_budget: int | None = None,
         launcher: Callable[[], Launcher | None] = lambda: None,
         prober: Callable[[], Prober | None] = lambda: None,
         idle_check_seconds: float = 1.0,
     ) -> None:
         """`answered` tells when the gateway last had a good answer from a replica, `activity`
         what it has of a service, `busy` what a replica has in flight (its balancer knows; the
-        supervisor does not import the gateway); `metrics` reads the engines' load for scaling."""
+        supervisor does not import the gateway); `metrics` reads the engines' load for scaling;
+        `memory_budget` bounds what the replicas are predicted to take together."""
         self._startup_timeout = startup_timeout
         self._backoff = backoff
         self._answered = answered
         self._activity = activity
         self._busy = busy
         self._metrics = metrics or HttpMetrics()
+        self.memory_budget = memory_budget
         self.last_scaling: dict[str, str] = {}  # the last scaling decision per service, in words
         self._launcher = launcher
         self._prober = prober
@@ -107,6 +113,10 @@ class Supervisor:
         """Start the replicas kept from the beginning; watch the on-demand ones for idleness."""
         for plan in self.plans:
             for replica in self.replicas[plan.name][: plan.replicas]:
+                if (problem := self._room_for(plan)) is not None:
+                    replica.failure = problem
+                    log.error("not started: it does not fit", extra={"service": plan.name, "reason": problem})
+                    break
                 self._launch(plan, replica)
             if plan.replicas == 0 and plan.idle_unload_seconds is not None:
                 self._watchers.append(asyncio.create_task(self._unload_when_idle(plan)))
@@ -150,6 +160,7 @@ class Supervisor:
         async with self._loading[service]:
             replica = self.replicas[service][0]
             if (service, 0) not in self._running:
+                await self._make_room(plan)
                 log.info("loading on demand", extra={"service": service})
                 self.loads[service] += 1
                 self._loaded_at[service] = time.monotonic()
@@ -163,15 +174,59 @@ class Supervisor:
             for wait in settled:
                 wait.cancel()
 
+    def _held_memory(self) -> int:
+        return sum(self._plans[service].memory or 0 for service, _ in self._running)
+
+    def _room_for(self, plan: ServicePlan) -> str | None:
+        """None if one more replica of `plan` fits the budget now; else why not, in words."""
+        if self.memory_budget is None or plan.memory is None:
+            return None
+        held = self._held_memory()
+        if held + plan.memory <= self.memory_budget:
+            return None
+        return (f"{plan.name} is predicted to take {_gib(plan.memory)}; {_gib(held)} of the memory budget "
+                f"of {_gib(self.memory_budget)} (engines.memoryBudgetBytes) is taken")  # fmt: skip
+
+    async def _make_room(self, plan: ServicePlan) -> None:
+        """Unload idle replicas of other services, least recently used first, until one more of
+        `plan` fits; never one with requests in flight, never below a service's minReplicas."""
+        if self._room_for(plan) is None:
+            return
+        assert self.memory_budget is not None and plan.memory is not None
+        if plan.memory > self.memory_budget:
+            raise EngineError(f"{self._room_for(plan)}: it can never fit")
+        for _, service, index in sorted(self._evictable(plan.name)):
+            log.info("unloading to make room", extra={"service": service, "replica": index, "for": plan.name})
+            await self._stop((service, index))
+            if self._room_for(plan) is None:
+                return
+        raise EngineError(f"{self._room_for(plan)} by replicas in use or kept by their minReplicas")
+
+    def _evictable(self, wanted: str) -> list[tuple[float, str, int]]:
+        """(last request, service, replica) of every replica that may be unloaded for `wanted`."""
+        running: dict[str, int] = {}
+        for service, _ in self._running:
+            running[service] = running.get(service, 0) + 1
+        return [
+            (self._activity(service).last_request, service, index)
+            for service, index in self._running
+            if service != wanted
+            and self._busy(self.replicas[service][index]) == 0
+            and running[service] > self._plans[service].replicas
+        ]
+
+    async def _stop(self, key: tuple[str, int]) -> None:
+        process, task = self._running.pop(key)
+        await process.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def unload(self, service: str) -> int:
         """Stop every replica of `service`; how many were running."""
         async with self._loading[service]:
             stopping = [(key, entry) for key, entry in self._running.items() if key[0] == service]
-            for key, (process, task) in stopping:
-                await process.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                del self._running[key]
+            for key, _ in stopping:
+                await self._stop(key)
         return len(stopping)
 
     def idle_for(self, service: str, now: float) -> float | None:
@@ -217,6 +272,14 @@ class Supervisor:
         }  # fmt: skip
         if service in self.last_scaling:
             described["last_scaling"] = self.last_scaling[service]
+        if plan.memory is not None:
+            pids = [p.pid for p in self.processes if p.replica.service == service and p.pid]
+            measured = [resident_bytes(pid) for pid in pids]
+            described["memory"] = {
+                "predicted_bytes": plan.memory * len(running),
+                "measured_bytes": sum(m or 0 for m in measured),
+                "budget_bytes": self.memory_budget,
+            }
         if idle is not None:
             described["idle_seconds"] = round(idle, 1)
             if plan.replicas == 0 and plan.idle_unload_seconds is not None:
@@ -250,14 +313,14 @@ class Supervisor:
         if desired > len(running):
             free = [r for r in self.replicas[plan.name] if (plan.name, r.index) not in self._running]
             for replica in free[: desired - len(running)]:
+                if self._room_for(plan) is not None:  # scaling out evicts nothing: it waits for room
+                    self.last_scaling[plan.name] += " (no room in the memory budget)"
+                    break
                 self._launch(plan, replica)
         elif desired < len(running):
             idle = [r for r in running[1:] if self._busy(r) == 0]  # replica 0 is unloaded when idle
             if idle:  # one per interval, never one with requests in flight
-                process, task = self._running.pop((plan.name, idle[-1].index))
-                await process.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await self._stop((plan.name, idle[-1].index))
 
     def retry_failed(self) -> int:
         """Start again every replica that gave up; how many there were."""
@@ -276,3 +339,7 @@ class Supervisor:
                 await task
         await self._metrics.aclose()
         log.info("all engines stopped", extra={"count": len(self._running)})
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB"

@@ -14,6 +14,7 @@ from sovra.errors import EngineError
 from sovra.inference.autoscaler import Autoscaling
 from sovra.inference.drivers import HostFacts, choose_engine, llama_server_argv, vllm_argv
 from sovra.inference.llamacpp_build import PROOF_MODEL, EngineBinary, install_llama_server
+from sovra.inference.memory import Prediction, machine_memory, predict, read_gguf
 from sovra.inference.supervisor import ServicePlan
 from sovra.spec import Catalog, EngineKind, InferenceService, Scaling, Specialty
 from sovra.storage.hub import HubSource
@@ -21,7 +22,7 @@ from sovra.storage.pypi import PypiSource
 from sovra.storage.refs import parse_ref
 from sovra.storage.store import Source, WeightStore
 
-__all__ = ["build_store", "engine_binary", "plan_services", "preload"]
+__all__ = ["build_store", "engine_binary", "memory_budget", "plan_services", "predicted_memory", "preload"]
 
 log = logging.getLogger("sovra")
 
@@ -86,11 +87,34 @@ def plan_services(
         )
         window = service.spec.model.context_window
         idle = float(scaling.cooldown_seconds)
+        memory = _planned_memory(service, path) if engine is EngineKind.LLAMACPP else None
         plan = ServicePlan(
-            service.name, scaling.min_replicas, launch, engine_name, images, window, idle, autoscaling
+            service.name, scaling.min_replicas, launch, engine_name, images, window, idle, autoscaling, memory
         )
         plans.append(plan)
     return plans
+
+
+def predicted_memory(service: InferenceService, weights: Path) -> Prediction:
+    """One llama.cpp replica of `service`: its weights, KV cache for contextWindow * maxNumSeqs tokens
+    at the cache type its engineArgs ask for, compute buffers."""
+    args = service.spec.engine_args
+    cache = next((a.split("=", 1)[1] for a in args if a.startswith("--cache-type-k=")), "f16")
+    model = service.spec.model
+    return predict(read_gguf(weights), model.context_window * model.max_num_seqs, cache)
+
+
+def _planned_memory(service: InferenceService, weights: Path) -> int | None:
+    """The prediction, or None (with a warning: the budget then ignores it) for a file it cannot read."""
+    try:
+        return predicted_memory(service, weights).total
+    except (OSError, EngineError) as exc:
+        log.warning("memory not planned", extra={"service": service.name, "reason": str(exc)})
+        return None
+
+
+def memory_budget(config: PlatformConfig) -> int:
+    return config.engines.memory_budget_bytes or int(0.9 * machine_memory())
 
 
 def _scaling_here(scaling: Scaling, config: PlatformConfig) -> Scaling:

@@ -33,7 +33,7 @@ from sovra.routing.policy import load_policy
 from sovra.routing.router import Router, default_policy
 from sovra.runtime import settings
 from sovra.runtime.auth import AuthSetup
-from sovra.runtime.engines import model_card
+from sovra.runtime.engines import memory_budget, model_card
 from sovra.spec import Catalog, Routing
 
 __all__ = ["build_gate", "build_limits", "local_models", "remote_models", "run_platform"]
@@ -147,6 +147,7 @@ async def run_platform(
         answered=answered,
         activity=activity,
         busy=busy,
+        memory_budget=memory_budget(config),
     )
     database = Database(config.database_url)
     await asyncio.to_thread(database.migrate)
