@@ -121,3 +121,26 @@ def test_the_readmes_example_config_is_valid(tmp_path: Path) -> None:
     config = load_platform_config(tmp_path / "sovra.yaml", environ={"CI_SOVRA_TOKEN": "x"})
     assert config.gateway.connections.header_seconds == 10 and config.limits.when_redis_is_down == "local"
     assert config.gateway.max_messages == 1000 and not config.gateway.metrics_auth
+
+
+def test_plan_names_weights_not_fetched_and_the_budget(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text(f"home: {tmp_path}\nengines: {{memoryBudgetBytes: 1073741824}}\n")
+    code, out, _ = run(capsys, "plan", "-f", str(CATALOG), "-c", str(config))
+    assert code == 0 and "memory budget: 1.00 GiB" in out
+    assert "smollm2" in out and "weights not fetched" in out  # nothing downloaded to plan
+
+
+@pytest.mark.engine
+def test_plan_predicts_the_default_model(
+    capsys: pytest.CaptureFixture[str], smollm2: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "sovra.yaml"
+    config.write_text("engines: {memoryBudgetBytes: 300000000}\n")  # the store where the tests keep it
+    code, out, _ = run(capsys, "plan", "-f", str(CATALOG), "-c", str(config))
+    assert code == 1 and "0.48 GiB" in out and "does NOT fit" in out  # 4 x 4096 tokens of KV cache
+    config.write_text("engines: {memoryBudgetBytes: 1000000000}\n")
+    code, out, _ = run(capsys, "plan", "-f", str(CATALOG), "-c", str(config))
+    assert code == 0 and "— fits" in out
