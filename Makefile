@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router train-router clean
+.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router bench-lifecycle train-router clean
 
 up: setup
 	$(BIN)/sovra up
@@ -36,6 +36,10 @@ bench: setup
 
 bench-router: install
 	$(BIN)/python bench/router.py
+
+# Loading on demand (cold vs warm, Sovra's overhead), memory predicted vs measured, the scaler's reaction.
+bench-lifecycle: setup
+	$(BIN)/python bench/lifecycle.py
 
 # The router's classifiers, from ../shared/datasets/router (deterministic: same data, same files).
 ROUTER_DATA ?= ../shared/datasets/router
