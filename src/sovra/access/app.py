@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sovra.access.auth import TokenVerifier
+from sovra.access.console import Console
 from sovra.access.dialects.anthropic import ANTHROPIC_CLIENT
 from sovra.access.dialects.openai import OPENAI_CLIENT
 from sovra.access.dialects.responses import ResponsesClient
@@ -169,6 +170,7 @@ def create_app(
 
     openai, messages = gateway.endpoint(OPENAI_CLIENT), gateway.endpoint(ANTHROPIC_CLIENT)
     responses_api = ResponsesClient(responses)
+    console = Console()
     routes: dict[str, dict[str, Handler]] = {
         "/v1/chat/completions": {"POST": openai},
         "/v1/completions": {"POST": openai},
@@ -186,6 +188,9 @@ def create_app(
         "/health": {"GET": gateway.health, "HEAD": gateway.health},
         "/metrics": {"GET": gateway.prometheus, "HEAD": gateway.prometheus},
         "/v1/status": {"GET": gateway.status},
+        "/ui": {"GET": console.page},
+        "/ui/console.js": {"GET": console.script},
+        "/ui/console.css": {"GET": console.style},
         "/v1/status/{id}/load": {"POST": gateway.load},
         "/v1/status/{id}/unload": {"POST": gateway.unload},
     }

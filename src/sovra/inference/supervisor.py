@@ -277,6 +277,7 @@ class Supervisor:
             measured = [resident_bytes(pid) for pid in pids]
             described["memory"] = {
                 "predicted_bytes": plan.memory * len(running),
+                "each_bytes": plan.memory,
                 "measured_bytes": sum(m or 0 for m in measured),
                 "budget_bytes": self.memory_budget,
             }
