@@ -155,7 +155,7 @@ class Gateway:
         self._usage = usage
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
-        self._models = frozenset({*served, *(gate.virtual_models if gate else ())})
+
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)
@@ -175,6 +175,12 @@ class Gateway:
                 services[name] |= {"failed": len(failures), "reason": failures[0]}
         ok = all(s["ready"] > 0 or s["replicas"] == 0 or "state" in s for s in services.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "services": services}, 200 if ok else 503)
+
+    @property
+    def _models(self) -> frozenset[str]:
+        """The names clients may ask for: the served models (a catalog reload changes them) and the
+        router's virtual ones."""
+        return frozenset({*self._served, *(self._gate.virtual_models if self._gate else ())})
 
     def _on_demand(self, service: str) -> bool:
         return self._capacity is not None and self._capacity.describe(service).get("state") == "unloaded"

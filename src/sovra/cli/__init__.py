@@ -198,7 +198,7 @@ def _up(args: argparse.Namespace, catalog: Catalog, config: PlatformConfig) -> i
         return _run(run_platform(config, [], auth, gate, catalog))
     weights = preload(catalog, build_store(config))
     plans = plan_services(catalog, config, weights, HostFacts.probe())
-    return _run(run_platform(config, plans, auth, gate, catalog))
+    return _run(run_platform(config, plans, auth, gate, catalog, catalog_path=args.file))
 
 
 def _render(catalog: Catalog, config: PlatformConfig, output: str, crossplane_group: str | None) -> int:

@@ -80,6 +80,7 @@ class Replica:
     failure: str = ""  # why the last start failed, in words; kept while FAILED
     # What the gateway sends to reach it: the engine's per-start secret, or nothing.
     headers: dict[str, str] = field(default_factory=dict)
+    draining: bool = False  # ready, but taking no new requests: about to be replaced or removed
 
     @property
     def base_url(self) -> str:
@@ -91,7 +92,7 @@ class Replica:
 
     @property
     def routable(self) -> bool:
-        return self.state is ReplicaState.READY
+        return self.state is ReplicaState.READY and not self.draining
 
 
 @dataclass

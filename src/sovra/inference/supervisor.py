@@ -101,7 +101,7 @@ class Supervisor:
         self._running: dict[tuple[str, int], tuple[EngineProcess, asyncio.Task[None]]] = {}
         self._loading: dict[str, asyncio.Lock] = {plan.name: asyncio.Lock() for plan in plans}
         self._loaded_at: dict[str, float] = {}
-        self._watchers: list[asyncio.Task[None]] = []
+        self._watchers: dict[str, list[asyncio.Task[None]]] = {}  # idle unload, scaling: per service
         self.loads: dict[str, int] = {plan.name: 0 for plan in plans}  # loads on demand, per service
 
     @property
@@ -118,10 +118,7 @@ class Supervisor:
                     log.error("not started: it does not fit", extra={"service": plan.name, "reason": problem})
                     break
                 self._launch(plan, replica)
-            if plan.replicas == 0 and plan.idle_unload_seconds is not None:
-                self._watchers.append(asyncio.create_task(self._unload_when_idle(plan)))
-            if plan.autoscaling is not None and plan.autoscaling.scaling.max_replicas > 1:
-                self._watchers.append(asyncio.create_task(self._autoscale(plan, plan.autoscaling)))
+            self._watch(plan)
 
     def _launch(self, plan: ServicePlan, replica: Replica) -> EngineProcess:
         process = EngineProcess(
@@ -155,24 +152,93 @@ class Supervisor:
         return bool(replicas) and not all(r.failed for r in replicas)
 
     async def wait_for_replica(self, service: str) -> None:
-        """Load `service` if it is unloaded; return once one of its replicas is ready or has given up."""
-        plan = self._plans[service]
-        async with self._loading[service]:
-            replica = self.replicas[service][0]
-            if (service, 0) not in self._running:
-                await self._make_room(plan)
-                log.info("loading on demand", extra={"service": service})
-                self.loads[service] += 1
-                self._loaded_at[service] = time.monotonic()
+        """Load `service` if it is unloaded; return once one of its replicas takes requests, or every
+        running one has given up. (Polled: a replica that is draining or restarting for a reload
+        becomes routable without an event of its own.)"""
+        while service in self._plans:
+            async with self._loading[service]:
+                if not any(key[0] == service for key in self._running):
+                    await self._load(self._plans[service])
+            running = [p.replica for p in self.processes if p.replica.service == service]
+            if any(r.routable for r in self.replicas[service]) or (
+                running and all(r.failed for r in running)
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+    async def _load(self, plan: ServicePlan) -> None:
+        await self._make_room(plan)
+        log.info("loading on demand", extra={"service": plan.name})
+        self.loads[plan.name] += 1
+        self._loaded_at[plan.name] = time.monotonic()
+        self._launch(plan, self.replicas[plan.name][0])
+
+    # A catalog reload (runtime/reload.py): services added, replaced replica by replica, removed.
+
+    async def add(self, plan: ServicePlan) -> list[Replica]:
+        """Run a service declared since the start: its kept replicas, its watchers."""
+        self.plans = (*self.plans, plan)
+        self._plans[plan.name] = plan
+        self.replicas[plan.name] = [Replica(plan.name, i) for i in range(plan.slots)]
+        self._loading[plan.name] = asyncio.Lock()
+        self.loads[plan.name] = 0
+        for replica in self.replicas[plan.name][: plan.replicas]:
+            if self._room_for(plan) is None:
                 self._launch(plan, replica)
-        settled = [
-            asyncio.create_task(p.wait_settled()) for p in self.processes if p.replica.service == service
-        ]
-        try:
-            await asyncio.wait(settled, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in settled:
-                wait.cancel()
+        self._watch(plan)
+        return self.replicas[plan.name]
+
+    async def replace(self, plan: ServicePlan, drain_seconds: float = 600.0) -> None:
+        """Run a changed declaration: each running replica in turn stops taking requests, finishes
+        those it has (up to `drain_seconds`), and starts again from the new plan; requests meanwhile
+        go to the others, or wait for it as for any load."""
+        old = self._plans[plan.name]
+        if plan.slots != old.slots:
+            raise EngineError(f"{plan.name}: a change of maxReplicas applies when `sovra up` restarts")
+        self._plans[plan.name] = plan
+        self.plans = tuple(plan if p.name == plan.name else p for p in self.plans)
+        for replica in self.replicas[plan.name]:
+            if (plan.name, replica.index) not in self._running:
+                continue
+            await self._drain(replica, drain_seconds)
+            async with self._loading[plan.name]:
+                await self._stop((plan.name, replica.index))
+                replica.draining = False
+                process = self._launch(plan, replica)
+            await process.wait_settled()
+            log.info("replica replaced", extra={"service": plan.name, "replica": replica.index})
+        self._cancel_watchers(plan.name)
+        self._watch(plan)
+
+    async def remove(self, service: str, drain_seconds: float = 600.0) -> None:
+        """Stop a service no longer declared, once its replicas have finished what they have."""
+        self._cancel_watchers(service)
+        for replica in self.replicas[service]:
+            if (service, replica.index) in self._running:
+                await self._drain(replica, drain_seconds)
+                await self._stop((service, replica.index))
+        self.plans = tuple(p for p in self.plans if p.name != service)
+        for table in (self._plans, self.replicas, self._loading, self.loads, self.last_scaling):
+            table.pop(service, None)
+
+    async def _drain(self, replica: Replica, within: float) -> None:
+        """No new requests to `replica`; wait (polling the balancer's count) for those it has."""
+        replica.draining = True
+        for _ in range(int(within / 0.05)):
+            if not self._busy(replica):
+                return
+            await asyncio.sleep(0.05)
+
+    def _watch(self, plan: ServicePlan) -> None:
+        watchers = self._watchers.setdefault(plan.name, [])
+        if plan.replicas == 0 and plan.idle_unload_seconds is not None:
+            watchers.append(asyncio.create_task(self._unload_when_idle(plan)))
+        if plan.autoscaling is not None and plan.autoscaling.scaling.max_replicas > 1:
+            watchers.append(asyncio.create_task(self._autoscale(plan, plan.autoscaling)))
+
+    def _cancel_watchers(self, service: str) -> None:
+        for watcher in self._watchers.pop(service, []):
+            watcher.cancel()
 
     def _held_memory(self) -> int:
         return sum(self._plans[service].memory or 0 for service, _ in self._running)
@@ -332,8 +398,8 @@ class Supervisor:
         return len(failed)
 
     async def stop(self) -> None:
-        for watcher in self._watchers:
-            watcher.cancel()
+        for service in list(self._watchers):
+            self._cancel_watchers(service)
         await asyncio.gather(*(p.stop() for p in self.processes), return_exceptions=True)
         for _, task in self._running.values():
             with contextlib.suppress(asyncio.CancelledError):

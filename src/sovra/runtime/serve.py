@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -34,6 +35,7 @@ from sovra.routing.router import Router, default_policy
 from sovra.runtime import settings
 from sovra.runtime.auth import AuthSetup
 from sovra.runtime.engines import memory_budget, model_card
+from sovra.runtime.reload import CatalogReloader
 from sovra.spec import Catalog, Routing
 
 __all__ = ["build_gate", "build_limits", "local_models", "remote_models", "run_platform"]
@@ -124,9 +126,11 @@ async def run_platform(
     auth: AuthSetup,
     gate: RoutingGate | None = None,
     catalog: Catalog | None = None,
+    catalog_path: Path | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM; engines are always stopped before this returns. With
-    `engines.remoteUrl`, `plans` is empty and the catalog's services are reached remotely."""
+    `engines.remoteUrl`, `plans` is empty and the catalog's services are reached remotely. With
+    `catalog_path`, the catalog is reloaded when a file changes or on SIGHUP."""
     sock = _bind(config.listen.host, config.listen.port)
     balancing = settings.balancing(config)
     served: dict[str, ServedModel] = {}
@@ -175,8 +179,20 @@ async def run_platform(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, supervisor.retry_failed)  # after a fix, without a restart
+    reloader = None
+    if catalog_path is not None and catalog is not None and plans:
+        reloader = CatalogReloader(catalog_path, catalog, config, supervisor, served, balancing)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def hangup() -> None:  # after a fix, without a restart: failed engines retried, catalog reread
+        supervisor.retry_failed()
+        if reloader is not None:
+            reloads.add(task := asyncio.create_task(reloader.reload()))
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await supervisor.start()
+    watching = asyncio.create_task(reloader.watch()) if reloader is not None else None
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         ready = asyncio.create_task(supervisor.wait_ready())
@@ -189,6 +205,8 @@ async def run_platform(
     finally:
         print("sovra: stopping", file=sys.stderr, flush=True)
         server.should_exit = True
+        if watching is not None:
+            watching.cancel()
         await supervisor.stop()
         await serving
         sock.close()
