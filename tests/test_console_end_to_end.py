@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.conftest import CATALOG, REPO, TOKEN, start_platform, stop_platform
@@ -49,6 +50,16 @@ def test_the_console_shows_a_service_change_state(
             page.click('tr[data-service="smollm2"] button[data-action="load"]')
             expect(state).to_have_text("ready", timeout=60_000)
             assert len(platform.engine_pids()) == 1
+            client = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=TOKEN, max_retries=0)
+            client.chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+            page.reload()  # the ledger's row shows in the usage panel (refreshed every 10 s otherwise)
+            page.fill("#token", TOKEN)
+            page.click("#login button")
+            usage = page.locator("#usage tr", has_text="smollm2")
+            expect(usage).to_contain_text("env", timeout=15_000)  # the tenant of the SOVRA_API_KEY token
+            expect(usage.locator("svg rect")).to_have_count(1)
             subprocess.run(
                 [sys.executable, "-m", "sovra", "unload", "smollm2", "--url", platform.base_url],
                 env={**os.environ, "SOVRA_API_KEY": TOKEN}, check=True, capture_output=True, timeout=60,

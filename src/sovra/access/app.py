@@ -170,7 +170,7 @@ def create_app(
 
     openai, messages = gateway.endpoint(OPENAI_CLIENT), gateway.endpoint(ANTHROPIC_CLIENT)
     responses_api = ResponsesClient(responses)
-    console = Console()
+    console = Console(gateway.authorize_operator, metrics, database)
     routes: dict[str, dict[str, Handler]] = {
         "/v1/chat/completions": {"POST": openai},
         "/v1/completions": {"POST": openai},
@@ -191,6 +191,7 @@ def create_app(
         "/ui": {"GET": console.page},
         "/ui/console.js": {"GET": console.script},
         "/ui/console.css": {"GET": console.style},
+        "/v1/status/reports": {"GET": console.reports},
         "/v1/status/{id}/load": {"POST": gateway.load},
         "/v1/status/{id}/unload": {"POST": gateway.unload},
     }

@@ -185,7 +185,8 @@ class Gateway:
     def _on_demand(self, service: str) -> bool:
         return self._capacity is not None and self._capacity.describe(service).get("state") == "unloaded"
 
-    def _operator(self, request: Request) -> None:
+    def authorize_operator(self, request: Request) -> None:
+        """Refuse a request without an operator token (401 without a token, 403 with a tenant's)."""
         key = self._authenticate(request)
         if self._verifier.is_stored(key):
             raise ApiError(403, f"{request.scope['path']} needs an operator token", "operator_only")
@@ -193,7 +194,7 @@ class Gateway:
     async def status(self, request: Request) -> Response:
         """`GET /v1/status` (operator tokens): each local service's state, replicas, requests in
         flight and held, loads on demand and idle time."""
-        self._operator(request)
+        self.authorize_operator(request)
         services: dict[str, Any] = {}
         for name, model in self._served.items():
             described = dict(self._capacity.describe(name)) if self._capacity else {}
@@ -219,7 +220,7 @@ class Gateway:
         return JSONResponse({"service": name, "stopped": stopped, **self._capacity.describe(name)})
 
     def _local_service(self, request: Request) -> str:
-        self._operator(request)
+        self.authorize_operator(request)
         name = str(request.path_params["id"])
         if self._capacity is None or not self._capacity.describe(name):
             raise ApiError(404, f"no service {name!r} runs on this machine", "model_not_found")

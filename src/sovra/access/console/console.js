@@ -92,10 +92,79 @@ async function refresh() {
   }
 }
 
+function rows(id, items, columns) {
+  const body = document.getElementById(id);
+  if (!items.length) return;
+  body.replaceChildren(...items.map((item) => {
+    const tr = document.createElement("tr");
+    for (const column of columns) {
+      const value = column(item);
+      if (value instanceof Node) {
+        const td = document.createElement("td");
+        td.append(value);
+        tr.append(td);
+      } else {
+        tr.append(cell(value));
+      }
+    }
+    return tr;
+  }));
+}
+
+function sparkline(hours, since) {
+  // Requests per hour over the window, as an inline SVG (no chart library).
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", "120");
+  svg.setAttribute("height", "20");
+  const most = Math.max(1, ...Object.values(hours));
+  for (const [hour, count] of Object.entries(hours)) {
+    const slot = Math.floor((Number(hour) - since) / 3600);
+    const rect = document.createElementNS(ns, "rect");
+    const height = Math.max(1, (18 * count) / most);
+    rect.setAttribute("x", String(slot * 5));
+    rect.setAttribute("y", String(20 - height));
+    rect.setAttribute("width", "4");
+    rect.setAttribute("height", String(height));
+    svg.append(rect);
+  }
+  return svg;
+}
+
+async function reports() {
+  if (!token()) return;
+  let data;
+  try {
+    data = await call("GET", "/v1/status/reports?hours=24");
+  } catch (error) {
+    return; // the status table reports a bad token
+  }
+  const since = Math.floor(Date.now() / 3600000) * 3600 - 23 * 3600;
+  const totals = new Map();
+  for (const row of data.usage || []) {
+    const key = `${row.tenant}\u0000${row.model}`;
+    const total = totals.get(key) || { tenant: row.tenant, model: row.model, requests: 0, errors: 0, input: 0, output: 0, hours: {} };
+    total.requests += row.requests; total.errors += row.errors;
+    total.input += row.input_tokens; total.output += row.output_tokens;
+    total.hours[row.hour] = (total.hours[row.hour] || 0) + row.requests;
+    totals.set(key, total);
+  }
+  rows("usage", [...totals.values()], [(t) => t.tenant, (t) => t.model, (t) => String(t.requests),
+    (t) => String(t.errors), (t) => String(t.input), (t) => String(t.output), (t) => sparkline(t.hours, since)]);
+  rows("router", data.router || [], [(d) => d.rule, (d) => d.action, (d) => String(d.count)]);
+  rows("evals", data.evaluations || [], [(e) => e.suite, (e) => new Date(e.at * 1000).toLocaleString(),
+    (e) => `${(100 * e.pass_rate).toFixed(1)} %`,
+    (e) => Object.entries(e.models).map(([m, r]) => `${m} ${(100 * r).toFixed(0)} %`).join(", ")]);
+}
+
 document.getElementById("login").addEventListener("submit", (event) => {
   event.preventDefault();
   sessionStorage.setItem("sovra-token", document.getElementById("token").value);
   refresh();
+  reports();
 });
 refresh();
+reports();
 setInterval(refresh, 2000);
+setInterval(reports, 10000);
