@@ -90,9 +90,15 @@ class CatalogReloader:
         removed = [n for n in old if n not in new]
         wanted = Catalog(services=tuple(new[n] for n in added + changed))
         weights = await asyncio.to_thread(preload, wanted, build_store(self._config))
-        plans = {p.name: p for p in plan_services(wanted, self._config, weights, HostFacts.probe())}
+        planned = await asyncio.to_thread(plan_services, wanted, self._config, weights, HostFacts.probe())
+        plans = {p.name: p for p in planned}
         for name in changed:
-            await self._supervisor.replace(plans[name])
+            try:
+                await self._supervisor.replace(plans[name])
+            except SovraError as error:  # this change waits for a restart; the others go on
+                log.error("declaration not applied", extra={"service": name, "reason": str(error)})
+                new[name] = old[name]
+                continue
             self._served[name] = dataclasses.replace(
                 self._served[name], **self._description(plans[name], new[name])
             )
@@ -105,7 +111,7 @@ class CatalogReloader:
         for name in removed:
             self._served.pop(name, None)  # no new requests: it leaves /v1/models now
             await self._supervisor.remove(name)
-        self.catalog = catalog
+        self.catalog = Catalog(services=tuple(new.values()))  # as applied
         log.info("catalog reloaded", extra={"added": ",".join(added), "changed": ",".join(changed),
                                             "removed": ",".join(removed)})  # fmt: skip
 
