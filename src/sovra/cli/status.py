@@ -77,7 +77,8 @@ def _call(args: argparse.Namespace, config: PlatformConfig, path: str, timeout: 
 
 
 def _message(error: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.load(error)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return str(error.reason)
+    with error:  # the answer's socket, closed once read
+        try:
+            return str(json.load(error)["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            return str(error.reason)
