@@ -145,13 +145,7 @@ def memory() -> None:
         argv = llama_server_argv(service, binary, weights, free_port()).argv
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port = argv[argv.index("--port") + 1]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        wait_healthy(f"http://127.0.0.1:{port}")
         measured = resident_bytes(process.pid) or 0
         process.terminate()
         process.wait(10)
@@ -201,7 +195,7 @@ def wait_healthy(base: str) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError("sovra up did not become healthy")
+    raise RuntimeError(f"{base} did not become healthy")
 
 
 async def run(rounds: int) -> None:

@@ -408,7 +408,8 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
         raise ConfigError([Problem(str(path), "", f"not valid YAML: {exc}")]) from exc
 
 
-def _declaration_files(path: Path) -> list[Path]:
+def declaration_files(path: Path) -> list[Path]:
+    """The files `load_catalog` reads: `path` itself, or the YAML files in that directory."""
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     if path.is_file():
@@ -422,7 +423,7 @@ def load_catalog(path: Path, allow_empty: bool = False) -> Catalog:
     problems: list[Problem] = []
     services: list[InferenceService] = []
     sources: dict[str, Path] = {}
-    for file in _declaration_files(path):
+    for file in declaration_files(path):
         try:
             documents = _documents(file)
         except ConfigError as exc:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sovra.access.console.reports import evaluations, router_decisions, usage_by_hour
+from sovra.access.console.reports import eval_history, evaluations, router_decisions, usage_by_hour
 from sovra.database import Database
 from sovra.observe.metrics import GatewayMetrics
 
@@ -29,7 +29,7 @@ def test_usage_is_grouped_by_hour_tenant_and_model(tmp_path: Path) -> None:
         {"hour": 7200, "tenant": "team-b", "model": "m", "requests": 1, "errors": 0, "input_tokens": 2, "output_tokens": 2},
         {"hour": 10800, "tenant": "team-a", "model": "m", "requests": 1, "errors": 0, "input_tokens": 1, "output_tokens": 1},
     ]  # fmt: skip
-    assert evaluations(database) == []  # no `sovra eval` yet: nothing, not an error
+    assert evaluations(eval_history(database)) == []  # no `sovra eval` yet: nothing, not an error
 
 
 def test_router_decisions_are_counted_per_rule_and_action() -> None:

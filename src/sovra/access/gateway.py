@@ -155,7 +155,6 @@ class Gateway:
         self._usage = usage
         self._limits = limits
         self.metrics = metrics or GatewayMetrics()
-
         self._background: set[asyncio.Task[None]] = set()
         self._settings = settings or GatewaySettings()
         self._bounds = Bounds(self._settings.default_max_tokens, self._settings.max_messages)
@@ -183,7 +182,7 @@ class Gateway:
         return frozenset({*self._served, *(self._gate.virtual_models if self._gate else ())})
 
     def _on_demand(self, service: str) -> bool:
-        return self._capacity is not None and self._capacity.describe(service).get("state") == "unloaded"
+        return self._capacity is not None and self._capacity.state(service) == "unloaded"
 
     def authorize_operator(self, request: Request) -> None:
         """Refuse a request without an operator token (401 without a token, 403 with a tenant's)."""
@@ -222,15 +221,13 @@ class Gateway:
     def _local_service(self, request: Request) -> str:
         self.authorize_operator(request)
         name = str(request.path_params["id"])
-        if self._capacity is None or not self._capacity.describe(name):
+        if self._capacity is None or self._capacity.state(name) is None:
             raise ApiError(404, f"no service {name!r} runs on this machine", "model_not_found")
         return name
 
     async def prometheus(self, request: Request) -> Response:
         if self._settings.metrics_auth:
-            key = self._authenticate(request)
-            if self._verifier.is_stored(key):
-                raise ApiError(403, "/metrics needs an operator token", "operator_only")
+            self.authorize_operator(request)
         # Rendering takes ~1 s per 100k series: never on the event loop that serves requests.
         body = await asyncio.to_thread(self.metrics.exposition)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

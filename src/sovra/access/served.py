@@ -64,9 +64,12 @@ class Capacity(Protocol):
         """Stop its replicas (a later request loads it again); how many there were."""
         ...
 
+    def state(self, service: str) -> str | None:
+        """`unloaded`, `loading`, `ready` or `failed`; None for a service it does not run."""
+        ...
+
     def describe(self, service: str) -> Mapping[str, object]:
-        """Its state (`unloaded`, `loading`, `ready`, `failed`), replicas, loads and idle time;
-        nothing for a service it does not run."""
+        """Its state, replicas, loads, memory and idle time; nothing for a service it does not run."""
         ...
 
 

@@ -9,12 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-
 from sovra.autoscale import Load
 from sovra.spec import Scaling
 
-__all__ = ["Autoscaling", "HttpMetrics", "MetricsReader", "engine_load"]
+__all__ = ["Autoscaling", "MetricsReader", "engine_load"]
 
 # What each engine calls requests being decoded, waiting, and its KV-cache use.
 _NAMES = {
@@ -38,33 +36,13 @@ class Autoscaling:
 
 
 class MetricsReader(Protocol):
+    """What reads an engine's Prometheus text: `launcher.HttpProber`, or a fake in tests."""
+
     async def read(self, url: str, headers: Mapping[str, str], within: float) -> str | None:
         """The Prometheus text at `url`, or None if it did not answer in time."""
         ...
 
     async def aclose(self) -> None: ...
-
-
-class HttpMetrics:
-    """GET over one aiohttp session, opened on first use (on the running loop)."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    async def read(self, url: str, headers: Mapping[str, str], within: float) -> str | None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        try:
-            timeout = aiohttp.ClientTimeout(total=within)
-            async with self._session.get(url, headers=dict(headers), timeout=timeout) as response:
-                return await response.text() if response.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError):
-            return None
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def engine_load(texts: Sequence[str], autoscaling: Autoscaling) -> Load:

@@ -147,6 +147,17 @@ class HttpProber:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
+    async def read(self, url: str, headers: Mapping[str, str], within: float) -> str | None:
+        """The body at `url` (an engine's /metrics), or None unless it answered 200 in time."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            timeout = aiohttp.ClientTimeout(total=within)
+            async with self._session.get(url, headers=dict(headers), timeout=timeout) as response:
+                return await response.text() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from sovra.errors import EngineError
 
-__all__ = ["ModelFacts", "Prediction", "machine_memory", "predict", "read_gguf", "resident_bytes"]
+__all__ = ["ModelFacts", "Prediction", "gib", "machine_memory", "predict", "read_gguf", "resident_bytes"]
 
 _MAGIC = b"GGUF"
 # GGUF value types → struct format (8: string, 9: array are read apart).
@@ -146,3 +146,8 @@ def machine_memory() -> int:
     except OSError:
         pass
     return total
+
+
+def gib(size: float) -> str:
+    """A size as people read memory: GiB, two decimals."""
+    return f"{size / 2**30:.2f} GiB"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from sovra.autoscale import Stabiliser, proposal
 from sovra.errors import EngineError
-from sovra.inference.autoscaler import Autoscaling, HttpMetrics, MetricsReader, engine_load
+from sovra.inference.autoscaler import Autoscaling, MetricsReader, engine_load
 from sovra.inference.drivers import Launch
-from sovra.inference.launcher import Launcher, Prober
-from sovra.inference.memory import resident_bytes
+from sovra.inference.launcher import HttpProber, Launcher, Prober
+from sovra.inference.memory import gib, resident_bytes
 from sovra.inference.process import Backoff, EngineProcess, Replica, ReplicaState
 
 __all__ = ["Activity", "ServicePlan", "Supervisor"]
@@ -87,13 +87,12 @@ class Supervisor:
         self._answered = answered
         self._activity = activity
         self._busy = busy
-        self._metrics = metrics or HttpMetrics()
+        self._metrics = metrics or HttpProber()
         self.memory_budget = memory_budget
         self.last_scaling: dict[str, str] = {}  # the last scaling decision per service, in words
         self._launcher = launcher
         self._prober = prober
         self._idle_check = idle_check_seconds
-        self.plans = tuple(plans)
         self._plans = {plan.name: plan for plan in plans}
         self.replicas: dict[str, list[Replica]] = {
             plan.name: [Replica(plan.name, i) for i in range(plan.slots)] for plan in plans
@@ -105,6 +104,11 @@ class Supervisor:
         self.loads: dict[str, int] = {plan.name: 0 for plan in plans}  # loads on demand, per service
 
     @property
+    def plans(self) -> tuple[ServicePlan, ...]:
+        """The services it runs, in the order they were declared."""
+        return tuple(self._plans.values())
+
+    @property
     def processes(self) -> list[EngineProcess]:
         """The engine processes running now."""
         return [process for process, _ in self._running.values()]
@@ -112,13 +116,17 @@ class Supervisor:
     async def start(self) -> None:
         """Start the replicas kept from the beginning; watch the on-demand ones for idleness."""
         for plan in self.plans:
-            for replica in self.replicas[plan.name][: plan.replicas]:
-                if (problem := self._room_for(plan)) is not None:
-                    replica.failure = problem
-                    log.error("not started: it does not fit", extra={"service": plan.name, "reason": problem})
-                    break
-                self._launch(plan, replica)
+            self._start_kept(plan)
             self._watch(plan)
+
+    def _start_kept(self, plan: ServicePlan) -> None:
+        """Launch the replicas `plan` keeps (minReplicas), as far as the memory budget allows."""
+        for replica in self.replicas[plan.name][: plan.replicas]:
+            if (problem := self._room_for(plan)) is not None:
+                replica.failure = problem
+                log.error("not started: it does not fit", extra={"service": plan.name, "reason": problem})
+                return
+            self._launch(plan, replica)
 
     def _launch(self, plan: ServicePlan, replica: Replica) -> EngineProcess:
         process = EngineProcess(
@@ -157,7 +165,7 @@ class Supervisor:
         becomes routable without an event of its own.)"""
         while service in self._plans:
             async with self._loading[service]:
-                if not any(key[0] == service for key in self._running):
+                if not self._running_replicas(service):
                     await self._load(self._plans[service])
             running = [p.replica for p in self.processes if p.replica.service == service]
             if any(r.routable for r in self.replicas[service]) or (
@@ -177,14 +185,11 @@ class Supervisor:
 
     async def add(self, plan: ServicePlan) -> list[Replica]:
         """Run a service declared since the start: its kept replicas, its watchers."""
-        self.plans = (*self.plans, plan)
         self._plans[plan.name] = plan
         self.replicas[plan.name] = [Replica(plan.name, i) for i in range(plan.slots)]
         self._loading[plan.name] = asyncio.Lock()
         self.loads[plan.name] = 0
-        for replica in self.replicas[plan.name][: plan.replicas]:
-            if self._room_for(plan) is None:
-                self._launch(plan, replica)
+        self._start_kept(plan)
         self._watch(plan)
         return self.replicas[plan.name]
 
@@ -196,10 +201,7 @@ class Supervisor:
         if plan.slots != old.slots:
             raise EngineError(f"{plan.name}: a change of maxReplicas applies when `sovra up` restarts")
         self._plans[plan.name] = plan
-        self.plans = tuple(plan if p.name == plan.name else p for p in self.plans)
-        for replica in self.replicas[plan.name]:
-            if (plan.name, replica.index) not in self._running:
-                continue
+        for replica in self._running_replicas(plan.name):
             await self._drain(replica, drain_seconds)
             async with self._loading[plan.name]:
                 await self._stop((plan.name, replica.index))
@@ -213,11 +215,9 @@ class Supervisor:
     async def remove(self, service: str, drain_seconds: float = 600.0) -> None:
         """Stop a service no longer declared, once its replicas have finished what they have."""
         self._cancel_watchers(service)
-        for replica in self.replicas[service]:
-            if (service, replica.index) in self._running:
-                await self._drain(replica, drain_seconds)
-                await self._stop((service, replica.index))
-        self.plans = tuple(p for p in self.plans if p.name != service)
+        for replica in self._running_replicas(service):
+            await self._drain(replica, drain_seconds)
+            await self._stop((service, replica.index))
         for table in (self._plans, self.replicas, self._loading, self.loads, self.last_scaling):
             table.pop(service, None)
 
@@ -250,8 +250,8 @@ class Supervisor:
         held = self._held_memory()
         if held + plan.memory <= self.memory_budget:
             return None
-        return (f"{plan.name} is predicted to take {_gib(plan.memory)}; {_gib(held)} of the memory budget "
-                f"of {_gib(self.memory_budget)} (engines.memoryBudgetBytes) is taken")  # fmt: skip
+        return (f"{plan.name} is predicted to take {gib(plan.memory)}; {gib(held)} of the memory budget "
+                f"of {gib(self.memory_budget)} (engines.memoryBudgetBytes) is taken")  # fmt: skip
 
     async def _make_room(self, plan: ServicePlan) -> None:
         """Unload idle replicas of other services, least recently used first, until one more of
@@ -290,14 +290,14 @@ class Supervisor:
     async def unload(self, service: str) -> int:
         """Stop every replica of `service`; how many were running."""
         async with self._loading[service]:
-            stopping = [(key, entry) for key, entry in self._running.items() if key[0] == service]
-            for key, _ in stopping:
-                await self._stop(key)
+            stopping = self._running_replicas(service)
+            for replica in stopping:
+                await self._stop((service, replica.index))
         return len(stopping)
 
     def idle_for(self, service: str, now: float) -> float | None:
         """Seconds `service` has been loaded and unused, or None while it is in use or unloaded."""
-        if not any(key[0] == service for key in self._running):
+        if not self._running_replicas(service):
             return None
         activity = self._activity(service)
         if activity.in_flight:
@@ -314,20 +314,28 @@ class Supervisor:
                 log.info("unloading: idle", extra={"service": plan.name, "idle_s": round(idle, 1)})
                 await self.unload(plan.name)
 
+    def _running_replicas(self, service: str) -> list[Replica]:
+        return [r for r in self.replicas[service] if (service, r.index) in self._running]
+
+    def state(self, service: str) -> str | None:
+        """`unloaded`, `loading`, `ready` or `failed`; None for a service not run here."""
+        if service not in self._plans:
+            return None
+        running = self._running_replicas(service)
+        if any(r.routable for r in self.replicas[service]):
+            return "ready"
+        if running and all(r.failed for r in running):
+            return "failed"
+        return "loading" if running else "unloaded"
+
     def describe(self, service: str) -> dict[str, object]:
         """The service as `sovra status` shows it: its state, replicas, loads, and idle time (nothing
         for a service not run here)."""
-        if service not in self._plans:
+        state = self.state(service)
+        if state is None:
             return {}
-        plan, replicas, now = self._plans[service], self.replicas[service], time.monotonic()
-        running = [r for r in replicas if (service, r.index) in self._running]
-        idle = self.idle_for(service, now)
-        if any(r.routable for r in replicas):
-            state = "ready"
-        elif running and all(r.failed for r in running):
-            state = "failed"
-        else:
-            state = "loading" if running else "unloaded"
+        plan, running = self._plans[service], self._running_replicas(service)
+        idle = self.idle_for(service, time.monotonic())
         described: dict[str, object] = {
             "state": state,
             "replicas": [{"index": r.index, "state": r.state.value, "port": r.port or None,
@@ -359,7 +367,7 @@ class Supervisor:
         stabiliser = Stabiliser(autoscaling.scaling)
         while True:
             await asyncio.sleep(autoscaling.polling_seconds)
-            running = [r for r in self.replicas[plan.name] if (plan.name, r.index) in self._running]
+            running = self._running_replicas(plan.name)
             ready = [r for r in running if r.routable]
             if not ready:
                 continue  # unloaded, or still loading: on-demand loading has it
@@ -406,7 +414,3 @@ class Supervisor:
                 await task
         await self._metrics.aclose()
         log.info("all engines stopped", extra={"count": len(self._running)})
-
-
-def _gib(size: int) -> str:
-    return f"{size / 2**30:.2f} GiB"

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from sovra.access.served import ModelCard
+from sovra.access.balancer import ReplicaPool
+from sovra.access.served import ModelCard, ServedModel
 from sovra.config import PlatformConfig
 from sovra.errors import EngineError
 from sovra.inference.autoscaler import Autoscaling
@@ -22,7 +23,10 @@ from sovra.storage.pypi import PypiSource
 from sovra.storage.refs import parse_ref
 from sovra.storage.store import Source, WeightStore
 
-__all__ = ["build_store", "engine_binary", "memory_budget", "plan_services", "predicted_memory", "preload"]
+__all__ = [
+    "build_store", "engine_binary", "memory_budget", "plan_services", "predicted_memory", "preload",
+    "served_model",
+]  # fmt: skip
 
 log = logging.getLogger("sovra")
 
@@ -125,6 +129,14 @@ def _scaling_here(scaling: Scaling, config: PlatformConfig) -> Scaling:
         "polling_interval_seconds": config.engines.polling_interval_seconds,
     }
     return scaling.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def served_model(plan: ServicePlan, service: InferenceService | None, pool: ReplicaPool) -> ServedModel:
+    """What the gateway serves for a planned service, over `pool` (the supervisor's replicas)."""
+    card = model_card(service, plan.engine, plan.images) if service is not None else ModelCard()
+    return ServedModel(
+        plan.name, pool, plan.engine, images=plan.images, context_window=plan.context_window, card=card
+    )
 
 
 def model_card(service: InferenceService, engine: str, images: bool) -> ModelCard:

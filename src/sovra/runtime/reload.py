@@ -10,20 +10,18 @@ stops once its requests are done. The router's policy is not rebuilt (a restart 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
 
 from sovra.access.balancer import Balancing, ReplicaPool
 from sovra.access.served import ServedModel
 from sovra.config import PlatformConfig
 from sovra.errors import ConfigError, SovraError
 from sovra.inference.drivers import HostFacts
-from sovra.inference.supervisor import ServicePlan, Supervisor
-from sovra.runtime.engines import build_store, model_card, plan_services, preload
-from sovra.spec import Catalog, InferenceService, load_catalog
+from sovra.inference.supervisor import Supervisor
+from sovra.runtime.engines import build_store, plan_services, preload, served_model
+from sovra.spec import Catalog, declaration_files, load_catalog
 
 __all__ = ["CatalogReloader"]
 
@@ -50,7 +48,11 @@ class CatalogReloader:
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
-        files = sorted(self._path.glob("*.y*ml")) if self._path.is_dir() else [self._path]
+        """Name, mtime and size of every file `load_catalog` reads."""
+        try:
+            files = declaration_files(self._path)
+        except ConfigError:  # the catalog itself is gone: reloading will say so
+            return ()
         stats = []
         for file in files:
             try:
@@ -99,14 +101,11 @@ class CatalogReloader:
                 log.error("declaration not applied", extra={"service": name, "reason": str(error)})
                 new[name] = old[name]
                 continue
-            self._served[name] = dataclasses.replace(
-                self._served[name], **self._description(plans[name], new[name])
-            )
+            self._served[name] = served_model(plans[name], new[name], self._served[name].pool)
         for name in added:
             replicas = await self._supervisor.add(plans[name])
-            pool = ReplicaPool(name, replicas, self._balancing)
-            self._served[name] = ServedModel(
-                name, pool, plans[name].engine, **self._description(plans[name], new[name])
+            self._served[name] = served_model(
+                plans[name], new[name], ReplicaPool(name, replicas, self._balancing)
             )
         for name in removed:
             self._served.pop(name, None)  # no new requests: it leaves /v1/models now
@@ -114,12 +113,3 @@ class CatalogReloader:
         self.catalog = Catalog(services=tuple(new.values()))  # as applied
         log.info("catalog reloaded", extra={"added": ",".join(added), "changed": ",".join(changed),
                                             "removed": ",".join(removed)})  # fmt: skip
-
-    @staticmethod
-    def _description(plan: ServicePlan, service: InferenceService) -> dict[str, Any]:
-        """What a served model says of itself, from its plan and declaration."""
-        return {
-            "images": plan.images,
-            "context_window": plan.context_window,
-            "card": model_card(service, plan.engine, plan.images),
-        }

@@ -23,7 +23,7 @@ from sovra.access.keys import ApiKey
 from sovra.access.ledger import tokens_used
 from sovra.access.limits import Limits, MemoryLimits, RedisLimits
 from sovra.access.providers import provider_pools
-from sovra.access.served import FixedEndpoint, ModelCard, ServedModel
+from sovra.access.served import FixedEndpoint, ServedModel
 from sovra.config import PlatformConfig
 from sovra.database import Database
 from sovra.errors import EngineError
@@ -34,7 +34,7 @@ from sovra.routing.policy import load_policy
 from sovra.routing.router import Router, default_policy
 from sovra.runtime import settings
 from sovra.runtime.auth import AuthSetup
-from sovra.runtime.engines import memory_budget, model_card
+from sovra.runtime.engines import memory_budget, model_card, served_model
 from sovra.runtime.reload import CatalogReloader
 from sovra.spec import Catalog, Routing
 
@@ -91,15 +91,8 @@ def local_models(
     """A served model per planned service, balanced over the supervisor's replicas."""
     services = {service.name: service for service in catalog.services} if catalog is not None else {}
     return {
-        plan.name: ServedModel(
-            plan.name,
-            ReplicaPool(plan.name, supervisor.replicas[plan.name], balancing),
-            plan.engine,
-            images=plan.images,
-            context_window=plan.context_window,
-            card=model_card(services[plan.name], plan.engine, plan.images)
-            if plan.name in services
-            else ModelCard(),
+        plan.name: served_model(
+            plan, services.get(plan.name), ReplicaPool(plan.name, supervisor.replicas[plan.name], balancing)
         )
         for plan in supervisor.plans
     }

@@ -10,13 +10,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sovra.access.console.reports import evaluations, router_decisions, usage_by_hour
+from sovra.access.console.reports import eval_history, evaluations, router_decisions, usage_by_hour
 from sovra.database import Database
 from sovra.observe.metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from sovra.evals.history import EvalHistory
 
 __all__ = ["Console"]
 
@@ -38,6 +42,7 @@ class Console:
         self._authorize = authorize
         self._metrics = metrics
         self._database = database
+        self._history: EvalHistory | None = None  # migrated on the first report, not per refresh
         here = files(__package__)
         self._page = here.joinpath("index.html").read_bytes()
         self._script = here.joinpath("console.js").read_bytes()
@@ -64,5 +69,7 @@ class Console:
         if self._database is not None:
             database = self._database
             body["usage"] = await asyncio.to_thread(usage_by_hour, database, time.time() - hours * 3600)
-            body["evaluations"] = await asyncio.to_thread(evaluations, database)
+            if self._history is None:
+                self._history = await asyncio.to_thread(eval_history, database)
+            body["evaluations"] = await asyncio.to_thread(evaluations, self._history)
         return JSONResponse(body)

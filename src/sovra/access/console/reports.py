@@ -5,12 +5,15 @@ pass rate of each evaluation suite per model (`sovra eval` history). Read-only, 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sovra.database import Database
 from sovra.observe.metrics import GatewayMetrics
 
-__all__ = ["evaluations", "router_decisions", "usage_by_hour"]
+if TYPE_CHECKING:
+    from sovra.evals.history import EvalHistory
+
+__all__ = ["eval_history", "evaluations", "router_decisions", "usage_by_hour"]
 
 
 def usage_by_hour(database: Database, since: float) -> list[dict[str, Any]]:
@@ -44,12 +47,17 @@ def router_decisions(metrics: GatewayMetrics) -> list[dict[str, Any]]:
     return sorted(decided, key=lambda d: -d["count"])
 
 
-def evaluations(database: Database) -> list[dict[str, Any]]:
-    """The latest run of each suite: when, its pass rate, and each model's."""
+def eval_history(database: Database) -> EvalHistory:
+    """The `sovra eval` history in the platform database, its tables created if no eval ran yet."""
     from sovra.evals.history import EvalHistory
 
     history = EvalHistory(database)
     history.migrate()
+    return history
+
+
+def evaluations(history: EvalHistory) -> list[dict[str, Any]]:
+    """The latest run of each suite: when, its pass rate, and each model's."""
     latest: dict[str, Any] = {}
     for run in history.runs(limit=200):
         if run.suite not in latest:
