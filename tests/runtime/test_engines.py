@@ -57,3 +57,15 @@ def test_a_vllm_service_calls_tools_only_with_a_parser(tmp_path: Path) -> None:
     model = service.spec.model.model_copy(update={"tool_call_parser": None})
     plain = service.model_copy(update={"spec": service.spec.model_copy(update={"model": model})})
     assert "tools" not in model_card(plain, "vllm", images=True).capabilities
+
+
+@pytest.mark.parametrize("args", [["--cache-type-k=q8_0"], ["--cache-type-k", "q8_0"], ["-ctk", "q8_0"]])
+def test_the_kv_cache_is_predicted_at_the_cache_type_the_engine_gets(tmp_path: Path, args: list[str]) -> None:
+    from sovra.runtime.engines import predicted_memory
+    from tests.inference.test_memory import SMALL, gguf
+
+    weights = gguf(tmp_path / "m.gguf", SMALL)
+    service = load_catalog(Path(__file__).parents[2] / "catalog").services[0]
+    quantised = service.model_copy(update={"spec": service.spec.model_copy(update={"engine_args": args})})
+    f16, q8 = predicted_memory(service, weights).kv_cache, predicted_memory(quantised, weights).kv_cache
+    assert q8 == int(f16 * 34 / 64)  # q8_0: 34 bytes a block of 32, against 2 bytes an element

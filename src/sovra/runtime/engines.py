@@ -102,8 +102,10 @@ def plan_services(
 def predicted_memory(service: InferenceService, weights: Path) -> Prediction:
     """One llama.cpp replica of `service`: its weights, KV cache for contextWindow * maxNumSeqs tokens
     at the cache type its engineArgs ask for, compute buffers."""
-    args = service.spec.engine_args
-    cache = next((a.split("=", 1)[1] for a in args if a.startswith("--cache-type-k=")), "f16")
+    # As the driver passes them: `--flag=value` and `--flag value` alike.
+    args = [part for arg in service.spec.engine_args for part in arg.split("=", 1)]
+    flags = [i for i, a in enumerate(args[:-1]) if a in ("--cache-type-k", "-ctk")]
+    cache = args[flags[-1] + 1] if flags else "f16"
     model = service.spec.model
     return predict(read_gguf(weights), model.context_window * model.max_num_seqs, cache)
 
