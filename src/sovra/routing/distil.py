@@ -47,12 +47,13 @@ def load_weights(path: Path, sha256: str = UPSTREAM_SHA256) -> Weights:
     """The encoder's float tensors, by their names without the `bert.` prefix."""
     import hashlib
 
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = path.read_bytes()  # read once: hashed, then parsed
+    digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise IntegrityError(f"{path}: sha256 {digest}, expected the upstream model's {sha256}")
-    return {name.removeprefix("bert."): value for name, value in load_file(str(path)).items()
+    return {name.removeprefix("bert."): value for name, value in load(data).items()
             if value.dtype == np.float32}  # fmt: skip
 
 
