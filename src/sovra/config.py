@@ -192,6 +192,11 @@ class RenderSettings(BaseModel):
     # Envoy AI Gateway: the Gateway every AIGatewayRoute attaches to.
     ai_gateway: str = "ai-gateway"
     ai_gateway_namespace: str = "envoy-ai-gateway-system"
+    # `gateway.endpointPicker`: the Flux OCIRepository holding the Inference Extension's `inferencepool`
+    # chart (in the model's namespace unless named), and the picker's image (the CRDs' version).
+    endpoint_picker_chart: str = "inferencepool"
+    endpoint_picker_chart_namespace: str | None = None
+    endpoint_picker_image: str = "registry.k8s.io/gateway-api-inference-extension/epp:v1.6.0"
     # Who may reach a model's pods: the Sovra gateway, Envoy's data plane, the metrics scraper.
     scraper_namespace: str = "observability"
     scraper_name: str = "vmagent"

@@ -198,11 +198,32 @@ class Canary(_Spec):
     weight_percent: Annotated[int, Field(ge=1, le=99)]
 
 
+class EndpointPicker(_Spec):
+    """The Gateway API Inference Extension's Endpoint Picker: an InferencePool of this model's
+    replicas, each request scored per replica (queue, KV cache, prefix, LoRA) instead of the
+    Service's round-robin."""
+
+    enabled: bool = False
+
+
 class GatewaySpec(_Spec):
     """Envoy AI Gateway routing for this model (Backend, AIServiceBackend, AIGatewayRoute)."""
 
     enabled: bool = True
     canaries: tuple[Canary, ...] = Field(default=(), max_length=8)  # base-model traffic shares for adapters
+    endpoint_picker: EndpointPicker = EndpointPicker()
+
+
+# A directory inside the shared volume: relative, no `..`, no empty or hidden parts.
+_SUB_PATH = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
+
+
+class WeightsFileSystem(_Spec):
+    """Where on the shared weights volume this model's store lives. Unset, every model shares one
+    store (one copy of each repository@revision); a `subPath` gives the model a store of its own
+    under that directory, as the reference composition lays its volume out."""
+
+    sub_path: str | None = Field(default=None, pattern=_SUB_PATH, max_length=253)
 
 
 class Toggle(_Spec):
@@ -224,6 +245,9 @@ class Route(_Spec):
 
     enabled: bool = False
     hostname: str | None = None
+    # The Gateway API Gateway it attaches to; unset, `render.httpGateway` / `httpGatewayNamespace`.
+    parent_gateway: str | None = Field(default=None, pattern=_DNS_LABEL, max_length=253)
+    parent_gateway_namespace: str | None = Field(default=None, pattern=_DNS_LABEL, max_length=63)
 
 
 class ExternalSecretRef(_Spec):
@@ -285,6 +309,7 @@ class ServiceSpec(_Spec):
     gateway: GatewaySpec = GatewaySpec()
     cache: Cache = Cache()
     route: Route = Route()
+    weights_file_system: WeightsFileSystem = WeightsFileSystem()
     external_secrets: tuple[ExternalSecretRef, ...] = ()
     env_from_secrets: tuple[str, ...] = ()
     network_policies: NetworkPolicies = NetworkPolicies()
@@ -298,7 +323,7 @@ class ServiceSpec(_Spec):
     CLUSTER_ONLY: ClassVar[tuple[str, ...]] = (
         "loraAdapters", "gateway.canaries", "route", "externalSecrets", "envFromSecrets", "networkPolicies",
         "resources", "healthProbes", "securityContext", "observability", "gpu.minVRAM", "cache.kvOffload",
-        "model.streaming",
+        "model.streaming", "gateway.endpointPicker", "weightsFileSystem",
     )  # fmt: skip
 
     def cluster_only_fields(self) -> list[str]:
@@ -314,6 +339,21 @@ class ServiceSpec(_Spec):
         if sum(c.weight_percent for c in self.gateway.canaries) > 99:
             raise ValueError(
                 "gateway.canaries: the weights add up to more than 99 (the base model keeps some)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _endpoint_picker_needs_a_plain_gateway_route(self) -> ServiceSpec:
+        # An InferencePool backendRef carries neither weight nor modelNameOverride, and a rule holds
+        # one InferencePool: canaries and the picker cannot share the base model's rule.
+        if not self.gateway.endpoint_picker.enabled:
+            return self
+        if not self.gateway.enabled:
+            raise ValueError("gateway.endpointPicker.enabled requires gateway.enabled")
+        if self.gateway.canaries:
+            raise ValueError(
+                "gateway.endpointPicker.enabled and gateway.canaries exclude each other "
+                "(an InferencePool backendRef has no weight nor modelNameOverride)"
             )
         return self
 
@@ -336,7 +376,7 @@ def _declared(spec: BaseModel | None, path: list[str]) -> bool:
     value = getattr(spec, name)
     if len(path) > 1:
         return _declared(value, path[1:])
-    if isinstance(value, Toggle | KvOffload | Streaming | Route):
+    if isinstance(value, Toggle | KvOffload | Streaming | Route | EndpointPicker):
         return bool(value.enabled)
     return bool(value != type(spec).model_fields[name].get_default(call_default_factory=True))
 
@@ -369,6 +409,17 @@ class InferenceService(_Spec):
         if no_gpu or self.spec.model.is_gguf or not gpu_engine_available:
             return EngineKind.LLAMACPP
         return EngineKind.VLLM
+
+    @model_validator(mode="after")
+    def _endpoint_picker_scores_vllm(self) -> InferenceService:
+        # The picker reads vLLM's queue and KV-cache metrics; llama-server exports other names.
+        picked = self.spec.gateway.endpoint_picker.enabled
+        if picked and self.engine_for(gpu_engine_available=True) is EngineKind.LLAMACPP:
+            raise ValueError(
+                "gateway.endpointPicker: the Endpoint Picker scores vLLM replicas, and this service "
+                "runs on llama.cpp (engine llamacpp, gpu.count 0 or a GGUF file)"
+            )
+        return self
 
 
 class Catalog(BaseModel):

@@ -35,7 +35,7 @@ def claims() -> list[dict[str, Any]]:
 
 
 def test_the_crossplane_objects_validate_against_crossplanes_crds() -> None:
-    assert [p for o in crossplane_objects("example/function:1") for p in problems(o)] == []
+    assert [p for o in crossplane_objects("registry.example.com/function:1") for p in problems(o)] == []
 
 
 def test_the_xrd_accepts_what_sovra_validate_accepts() -> None:
@@ -169,6 +169,11 @@ def _cel(rule: str, value: Any) -> bool:
         ("", {"loraAdapters": [{"name": "sql"}], "gateway": {"canaries": [{"adapter": "sql"}]}}, True),
         ("", {"gateway": {"canaries": [{"adapter": "sql"}]}}, False),
         ("", {"model": {"repository": "a/b"}}, True),
+        ("gateway", {"endpointPicker": {"enabled": True}}, True),
+        ("gateway", {"enabled": True, "endpointPicker": {"enabled": True}, "canaries": []}, True),
+        ("gateway", {"enabled": False, "endpointPicker": {"enabled": True}}, False),
+        ("gateway", {"endpointPicker": {"enabled": True}, "canaries": [{"adapter": "sql"}]}, False),
+        ("gateway", {"endpointPicker": {"enabled": False}, "canaries": [{"adapter": "sql"}]}, True),
     ],
 )  # fmt: skip
 def test_the_cel_rules_accept_and_refuse_like_the_pydantic_validators(

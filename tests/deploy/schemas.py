@@ -1,5 +1,6 @@
 """Validating a manifest: Kubernetes' own kinds against the API schemas (kubernetes-validate),
-custom resources against the upstream CRD's openAPIV3Schema (jsonschema)."""
+custom resources against the upstream CRD's openAPIV3Schema (jsonschema) and its CEL rules
+(cel-python)."""
 
 from functools import cache
 from pathlib import Path
@@ -56,4 +57,61 @@ def problems(manifest: dict[str, Any]) -> list[str]:
     if key not in crd_schemas():
         return [f"{key}: no schema to validate against"]
     validator = jsonschema.Draft7Validator(crd_schemas()[key])
-    return [f"{key}: {e.message} at {list(e.absolute_path)}" for e in validator.iter_errors(manifest)]
+    found = [f"{key}: {e.message} at {list(e.absolute_path)}" for e in validator.iter_errors(manifest)]
+    schema = crd_schemas()[key]
+    return found or [f"{key}: {message}" for message in cel_problems(schema, defaulted(schema, manifest))]
+
+
+def defaulted(schema: Any, value: Any) -> Any:
+    """`value` with the schema's defaults filled in, as the API server does before its CEL rules."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        filled = dict(value)
+        for name, sub in schema["properties"].items():
+            if name not in filled and isinstance(sub, dict) and "default" in sub:
+                filled[name] = sub["default"]
+            if name in filled:
+                filled[name] = defaulted(sub, filled[name])
+        return filled
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [defaulted(schema["items"], item) for item in value]
+    return value
+
+
+# The Kubernetes CEL library's string extensions that upstream CRDs use and cel-python lacks.
+_KUBERNETES_CEL = {
+    "lowerAscii": lambda text: type(text)(text.lower()),
+    "upperAscii": lambda text: type(text)(text.upper()),
+}
+
+
+def cel_problems(schema: Any, value: Any, path: str = "") -> list[str]:
+    """The CRD's own CEL rules (`x-kubernetes-validations`) that `value` breaks, evaluated with
+    cel-python as the API server would on create: where the field is present, `oldSelf` rules
+    (transitions) left out."""
+    import celpy
+
+    found = []
+    for rule in schema.get("x-kubernetes-validations", []) if isinstance(schema, dict) else []:
+        if "oldSelf" in rule["rule"]:
+            continue
+        environment = celpy.Environment()
+        program = environment.program(environment.compile(rule["rule"]), functions=_KUBERNETES_CEL)
+        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+            found.append(f"{rule.get('message', rule['rule'])} at {path or '/'}")
+    if not isinstance(schema, dict):
+        return found
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                found += cel_problems(sub, value[name], f"{path}/{name}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for name, item in value.items():
+                if name not in schema.get("properties", {}):
+                    found += cel_problems(extra, item, f"{path}/{name}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found += cel_problems(schema["items"], item, f"{path}/{index}")
+    return found

@@ -38,6 +38,19 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
             "message": "engineArgs may not set a flag Sovra manages",
         },
     ],
+    "gateway": [
+        {
+            "rule": "!has(self.endpointPicker) || !self.endpointPicker.enabled "
+            "|| !has(self.enabled) || self.enabled",
+            "message": "gateway.endpointPicker.enabled requires gateway.enabled",
+        },
+        {
+            "rule": "!has(self.endpointPicker) || !self.endpointPicker.enabled || !has(self.canaries) "
+            "|| size(self.canaries) == 0",
+            "message": "gateway.endpointPicker.enabled and gateway.canaries exclude each other "
+            "(an InferencePool backendRef has no weight nor modelNameOverride)",
+        },
+    ],
     "": [
         {
             "rule": "!has(self.gateway) || !has(self.gateway.canaries) || self.gateway.canaries.all(c, "

@@ -18,17 +18,25 @@ def _kind(settings: RenderSettings, victoria: str, prometheus: str) -> dict[str,
 
 
 def scrape(
-    name: str, namespace: str, component: str, settings: RenderSettings, interval: str | None = None
+    name: str,
+    namespace: str,
+    component: str,
+    settings: RenderSettings,
+    interval: str | None = None,
+    *,
+    match_labels: dict[str, str] | None = None,
+    port: str = "http",
 ) -> Manifest:
+    """The Service `name` (by Sovra's labels, or `match_labels` for one a chart made)."""
     return {
         **_kind(settings, "VMServiceScrape", "ServiceMonitor"),
         "metadata": metadata(name, namespace, component),
         "spec": {
-            "selector": {"matchLabels": selector(name, component)},
+            "selector": {"matchLabels": match_labels or selector(name, component)},
             "namespaceSelector": {"matchNames": [namespace]},
             # `service` label = the Service's name: what the KEDA queries select on.
             "endpoints": [
-                {"port": "http", "path": "/metrics", "interval": interval or settings.scrape_interval}
+                {"port": port, "path": "/metrics", "interval": interval or settings.scrape_interval}
             ],
         },
     }

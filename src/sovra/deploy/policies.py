@@ -8,7 +8,7 @@ from sovra.config import RenderSettings
 from sovra.deploy.objects import PORT, Manifest, metadata, selector
 from sovra.spec import InferenceService
 
-__all__ = ["GATEWAY", "gateway_policy", "preload_policy", "serving_policy"]
+__all__ = ["GATEWAY", "endpoint_picker_policy", "gateway_policy", "preload_policy", "serving_policy"]
 
 GATEWAY = "sovra-gateway"
 HUB_HOSTS = ("huggingface.co", "*.huggingface.co", "*.hf.co", "pypi.org", "files.pythonhosted.org")
@@ -36,16 +36,25 @@ def _scraper(settings: RenderSettings) -> Manifest:
     return _peer(settings.scraper_namespace, "app.kubernetes.io/name", settings.scraper_name)
 
 
-def _port() -> list[Manifest]:
-    return [{"ports": [{"port": str(PORT), "protocol": "TCP"}]}]
+def _port(number: int = PORT) -> list[Manifest]:
+    return [{"ports": [{"port": str(number), "protocol": "TCP"}]}]
+
+
+def _picker(service: InferenceService) -> Manifest:
+    """The model's Endpoint Picker (same namespace), by the chart's label on its pods."""
+    return {"matchLabels": {"app.kubernetes.io/name": f"{service.name}-epp"}}
 
 
 def serving_policy(service: InferenceService, settings: RenderSettings) -> Manifest:
     """Declared `networkPolicies` rules replace the defaults; the scraper keeps its way in (or the
-    model's metrics, and so its autoscaling, would silently stop)."""
+    model's metrics, and so its autoscaling, would silently stop), and so does the Endpoint Picker,
+    which reads each replica's metrics to score it."""
     declared = service.spec.network_policies
     callers = [{"fromEndpoints": _callers(settings), "toPorts": _port()}]
-    scraper = {"fromEndpoints": [_scraper(settings)], "toPorts": _port()}
+    watchers = [_scraper(settings)]
+    if service.spec.gateway.endpoint_picker.enabled:
+        watchers.append(_picker(service))
+    scraper = {"fromEndpoints": watchers, "toPorts": _port()}
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
@@ -73,6 +82,31 @@ def preload_policy(service: InferenceService) -> Manifest:
                     "toFQDNs": [{"matchPattern": h} if "*" in h else {"matchName": h} for h in HUB_HOSTS],
                     "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
                 },
+            ],
+        },
+    }
+
+
+def endpoint_picker_policy(
+    service: InferenceService, name: str, ext_proc_port: int, metrics_port: int, settings: RenderSettings
+) -> Manifest:
+    """The EPP: asked by Envoy's data plane, read by the scraper; it reads the model's replicas'
+    metrics and watches its pods and pool through the API server."""
+    envoy = _callers(settings)[1]
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": metadata(name, service.metadata.namespace, "endpoint-picker"),
+        "spec": {
+            "endpointSelector": _picker(service),
+            "ingress": [
+                {"fromEndpoints": [envoy], "toPorts": _port(ext_proc_port)},
+                {"fromEndpoints": [_scraper(settings)], "toPorts": _port(metrics_port)},
+            ],
+            "egress": [
+                _DNS,
+                {"toEndpoints": [{"matchLabels": selector(service.name, "inference")}], "toPorts": _port()},
+                {"toEntities": ["kube-apiserver"]},
             ],
         },
     }

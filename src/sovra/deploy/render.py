@@ -3,7 +3,8 @@ platform shares, as plain YAML a GitOps repository can commit.
 
 Per service: ServiceAccount, declaration ConfigMap, preload Job and its network policy, Deployment
 (vLLM on GPUs, or llama-server on CPUs), Service, serving network policy, KEDA ScaledObject,
-VMServiceScrape, VMRule, Envoy AI Gateway Backend + AIServiceBackend + AIGatewayRoute.
+VMServiceScrape, VMRule, Envoy AI Gateway Backend + AIServiceBackend + AIGatewayRoute, and with
+`gateway.endpointPicker` the InferencePool's HelmRelease, scrape and network policy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from sovra.config import RenderSettings
-from sovra.deploy import monitoring, policies, routes, scaling, workloads
+from sovra.deploy import monitoring, picker, policies, routes, scaling, workloads
 from sovra.deploy.objects import Manifest
 from sovra.deploy.platform import platform_objects
 from sovra.spec import Catalog, InferenceService
@@ -39,6 +40,7 @@ def service_objects(service: InferenceService, settings: RenderSettings) -> list
         ),
         monitoring.rules(service, settings),
         *routes.service_routes(service, settings),
+        *picker.endpoint_picker(service, settings),
     ]
 
 

@@ -3,8 +3,9 @@
 Per model: an Envoy Gateway `Backend` (the Service's cluster DNS name), an `AIServiceBackend` that
 says it speaks OpenAI's API, and an `AIGatewayRoute` whose rule matches the header. LoRA adapters
 are model names of their own, pinned to the same pods; `gateway.canaries` sends a share of the base
-model's traffic to an adapter (`modelNameOverride`). `MoM` is routed the same way, to the Sovra
-gateway (router, keys, ledger). `route.enabled` adds a plain HTTPRoute straight to the model.
+model's traffic to an adapter (`modelNameOverride`); `gateway.endpointPicker` sends the base model's
+rule to its InferencePool instead, whose picker scores each replica. `MoM` is routed the same way, to
+the Sovra gateway (router, keys, ledger). `route.enabled` adds a plain HTTPRoute straight to the model.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def service_routes(service: InferenceService, settings: RenderSettings) -> list[
         base = [{"name": name, "weight": 100 - sum(c.weight_percent for c in canaries)}]
     base += [{"name": backend, "weight": c.weight_percent, "modelNameOverride": c.adapter}
              for backend, c in zip(canary_names, canaries, strict=True)]  # fmt: skip
+    if spec.gateway.endpoint_picker.enabled:  # the pool's picker chooses the replica (picker.py)
+        base = [{"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": name}]
     # An adapter asked for by name always reaches it (vLLM dispatches on the body's model).
     pinned = [_rule(adapter.name, [{"name": name}]) for adapter in spec.lora_adapters]
     return [
@@ -101,8 +104,11 @@ def service_routes(service: InferenceService, settings: RenderSettings) -> list[
 
 
 def http_route(service: InferenceService, settings: RenderSettings) -> Manifest:
+    route = service.spec.route
+    parent = {"name": route.parent_gateway or settings.http_gateway,
+              "namespace": route.parent_gateway_namespace or settings.http_gateway_namespace}  # fmt: skip
     spec: dict[str, Any] = {
-        "parentRefs": [{"name": settings.http_gateway, "namespace": settings.http_gateway_namespace}],
+        "parentRefs": [parent],
         "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
                    "backendRefs": [{"name": service.name, "port": PORT}]}],
     }  # fmt: skip

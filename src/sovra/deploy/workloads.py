@@ -29,6 +29,7 @@ __all__ = [
     "engine_service",
     "preload_job",
     "service_account",
+    "store_root",
     "weights_path",
 ]
 
@@ -47,9 +48,16 @@ def gpu_count(service: InferenceService) -> int:
     return service.spec.gpu.count if service.spec.gpu is not None else 1
 
 
+def store_root(service: InferenceService) -> PurePosixPath:
+    """The weight store this model uses on the shared volume: the one every model shares, or its
+    own under `weightsFileSystem.subPath`."""
+    sub_path = service.spec.weights_file_system.sub_path
+    return WEIGHTS_MOUNT / sub_path if sub_path else WEIGHTS_MOUNT
+
+
 def weights_path(service: InferenceService) -> PurePosixPath:
     """Where `sovra preload` puts this model's weights on the shared volume."""
-    return WEIGHTS_MOUNT / in_store(service.spec.model.weights)
+    return store_root(service) / in_store(service.spec.model.weights)
 
 
 def revision_label(service: InferenceService) -> str:
@@ -70,7 +78,7 @@ def service_account(service: InferenceService) -> Manifest:
 def declaration(service: InferenceService, settings: RenderSettings) -> Manifest:
     """The declaration and a store config, for the preload Job's `sovra preload`."""
     document = service.model_dump(by_alias=True, exclude_defaults=True, mode="json")
-    config = {"home": "/tmp/sovra", "store": {"path": str(WEIGHTS_MOUNT)}}
+    config = {"home": "/tmp/sovra", "store": {"path": str(store_root(service))}}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -140,15 +148,15 @@ def preload_job(service: InferenceService, settings: RenderSettings) -> Manifest
     }
 
 
-def adapter_path(adapter: LoraAdapter) -> PurePosixPath:
-    return WEIGHTS_MOUNT / adapter.weights.store_key
+def adapter_path(service: InferenceService, adapter: LoraAdapter) -> PurePosixPath:
+    return store_root(service) / adapter.weights.store_key
 
 
 def cluster_flags(service: InferenceService) -> list[str]:
     """vLLM flags only a cluster gets: LoRA adapters (preloaded by the Job), KV offload, streaming."""
     spec, flags = service.spec, []
     if spec.lora_adapters:
-        modules = [f"{a.name}={adapter_path(a)}" for a in spec.lora_adapters]
+        modules = [f"{a.name}={adapter_path(service, a)}" for a in spec.lora_adapters]
         flags += [
             "--enable-lora",
             "--max-loras",
@@ -229,7 +237,7 @@ def _weights_mounts(service: InferenceService, llama: bool) -> list[Manifest]:
     """Read-only, and only this model's repository@revision (and its adapters): a model cannot
     read, or spoil, another's weights."""
     paths = [weights_path(service).parent if llama else weights_path(service)]
-    paths += [adapter_path(a) for a in service.spec.lora_adapters]
+    paths += [adapter_path(service, a) for a in service.spec.lora_adapters]
     return [
         {
             "name": "models",
@@ -256,7 +264,9 @@ def _container(service: InferenceService, settings: RenderSettings) -> Manifest:
         "volumeMounts": [*_weights_mounts(service, llama), {"name": "tmp", "mountPath": "/tmp"}],
         **_probes(service, settings),
     }
-    secrets = [s.name for s in service.spec.external_secrets] + list(service.spec.env_from_secrets)
+    # Once each: a synced Secret is often also listed in envFromSecrets (the reference's examples do).
+    synced = [s.name for s in service.spec.external_secrets]
+    secrets = list(dict.fromkeys([*synced, *service.spec.env_from_secrets]))
     if secrets:
         container["envFrom"] = [{"secretRef": {"name": name}} for name in secrets]
     return container
