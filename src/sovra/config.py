@@ -205,6 +205,10 @@ class RenderSettings(BaseModel):
     gateway_replicas: int = 2
     cold_start_budget_seconds: int = 900  # how long a new replica may take to become ready
     error_rate_threshold: float = 0.05  # share of failed requests that raises the alert
+    ttft_p95_objective_seconds: float = 2.0  # the first-token service level (p95, at the gateway)
+    # The Grafana Operator: which Grafana instances import the dashboard, and into which folder.
+    grafana_selector: dict[str, str] = {"dashboards": "grafana"}
+    grafana_folder: str = "LLM Platform"
 
 
 class PlatformConfig(_Config):

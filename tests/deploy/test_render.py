@@ -70,9 +70,10 @@ def test_each_service_gets_its_resources_and_the_platform_its_own() -> None:
                  (name, f"{name}-declaration", f"{name}-preload", f"{name}-backend")
                  or o["metadata"]["name"].startswith(f"{name}-preload-")]  # fmt: skip
         assert sorted(kinds) == sorted(PER_SERVICE), name
-    platform = [o["kind"] for o in rendered[:9]]
+    platform = [o["kind"] for o in rendered[:10]]
     assert platform == ["PersistentVolumeClaim", "ConfigMap", "Deployment", "Service", "CiliumNetworkPolicy",
-                        "VMServiceScrape", "Backend", "AIServiceBackend", "AIGatewayRoute"]  # fmt: skip
+                        "VMServiceScrape", "GrafanaDashboard", "Backend", "AIServiceBackend",
+                        "AIGatewayRoute"]  # fmt: skip
 
 
 def test_keda_owns_the_replica_count_and_updates_recreate() -> None:

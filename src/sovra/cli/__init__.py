@@ -1,5 +1,5 @@
-"""`sovra` command line: up, preload, validate, render, function serve, engines install, keys, usage,
-eval, router train.
+"""`sovra` command line: up, preload, validate, render, dashboards, function serve, engines install,
+keys, usage, eval, router train.
 
 Errors print as `file: field: reason` lines and exit non-zero (2 for bad configuration, 1 for
 everything else); a traceback is a bug. Each command imports what it needs when it runs (`keys.py`,
@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         "--crossplane", action="store_true", help="also the XRD, the Composition and the Function packages"
     )
     render.add_argument("--group", default="sovra.dev", help="the XRD's API group (with --crossplane)")
+    dashboards = commands.add_parser(
+        "dashboards", help="the Grafana dashboard, for a Grafana on this machine"
+    )
+    dashboards.add_argument(
+        "-o", "--output", default="-", help="a directory (dashboard + provisioning files), or - for stdout"
+    )
+    dashboards.add_argument(
+        "--prometheus-url", default="http://127.0.0.1:9090", help="the data source the provisioning names"
+    )
     function = commands.add_parser("function", help="the Crossplane composition function")
     function_commands = function.add_subparsers(dest="function_command", required=True)
     serve = function_commands.add_parser("serve", help="serve RunFunction over gRPC")
@@ -155,6 +164,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _train_router(args.data, args.out, load_platform_config(args.config))
     if args.command == "function":
         return _serve_function(args.address, args.tls_certs_dir, args.insecure)
+    if args.command == "dashboards":
+        return _dashboards(args.output, args.prometheus_url)
     overrides = {}
     if getattr(args, "host", None):
         overrides["listen.host"] = args.host
@@ -177,6 +188,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         build_gate(config, catalog)  # a policy that does not resolve fails here, not in the cluster
         return _render(catalog, config, args.output, args.group if args.crossplane else None)
     return _up(args, catalog, config)
+
+
+def _dashboards(output: str, prometheus_url: str) -> int:
+    from sovra.observe.dashboards import dashboard_json, write_local
+
+    if output == "-":
+        sys.stdout.write(dashboard_json())
+        return 0
+    try:
+        written = write_local(Path(output), prometheus_url)
+    except OSError as error:
+        raise SovraError(f"{output}: cannot write the dashboard: {error.strerror or error}") from error
+    for path in written:
+        print(path)
+    provisioning = (Path(output) / "provisioning").resolve()
+    print(f"Grafana: GF_PATHS_PROVISIONING={provisioning} grafana-server (scrape the gateway's /metrics)")
+    return 0
 
 
 def _preload(catalog: Catalog, config: PlatformConfig) -> None:

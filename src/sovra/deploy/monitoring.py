@@ -1,14 +1,18 @@
 """VictoriaMetrics (or the Prometheus Operator): scrape each model's engine metrics; alert when a
-replica outlives its cold-start budget unready, or when too many of a model's requests fail (as
-the Sovra gateway counts them)."""
+replica outlives its cold-start budget unready, when too many of a model's requests fail (as the
+Sovra gateway counts them), and on the model's service levels — first-token latency (p95) over its
+objective, or an engine saturated (every slot busy and requests waiting). The "LLM Platform"
+Grafana dashboard (`observe/dashboards.py`) for the Grafana Operator."""
 
 from __future__ import annotations
 
 from sovra.config import RenderSettings
 from sovra.deploy.objects import Manifest, metadata, selector
+from sovra.deploy.scaling import engine_metrics, engine_selector
+from sovra.observe.dashboards import DASHBOARD_UID, dashboard_json
 from sovra.spec import InferenceService
 
-__all__ = ["rules", "scrape"]
+__all__ = ["grafana_dashboard", "rules", "scrape"]
 
 
 def _kind(settings: RenderSettings, victoria: str, prometheus: str) -> dict[str, str]:
@@ -64,7 +68,39 @@ def _default_groups(service: InferenceService, settings: RenderSettings) -> list
         "labels": {"severity": "critical", "model": name},
         "annotations": {"summary": f"{name}: {share} of requests or more fail"},
     }
-    return [{"name": f"sovra-{name}", "rules": [cold_start, errors]}]
+    return [{"name": f"sovra-{name}", "rules": [cold_start, errors]}, _slo_group(service, settings)]
+
+
+def _slo_group(service: InferenceService, settings: RenderSettings) -> Manifest:
+    """Service levels: what a user of the model feels (first token, p95, as the gateway sees it) and
+    what comes before it (an engine with every slot busy while requests wait)."""
+    name, objective = service.name, settings.ttft_p95_objective_seconds
+    buckets = f'gen_ai_server_time_to_first_token_seconds_bucket{{gen_ai_response_model="{name}"}}'
+    ttft = f"histogram_quantile(0.95, sum by (le) (rate({buckets}[5m])))"
+    running, waiting, _ = engine_metrics(service)
+    where, slots = engine_selector(service), service.spec.model.max_num_seqs
+    busy = f"sum({running}{{{where}}}) / ({slots} * count({running}{{{where}}}))"
+    saturated = f"({busy} >= 0.95) and (sum({waiting}{{{where}}}) > 0)"
+    labels = {"model": name, "slo": "true"}
+    return {
+        "name": f"sovra-{name}-slo",
+        "rules": [
+            {
+                "alert": "InferenceTimeToFirstTokenSlow",
+                "expr": f"{ttft} > {objective:g}",
+                "for": "10m",
+                "labels": {"severity": "warning", **labels},
+                "annotations": {"summary": f"{name}: p95 time to first token above {objective:g} s"},
+            },
+            {
+                "alert": "InferenceSaturated",
+                "expr": saturated,
+                "for": "10m",
+                "labels": {"severity": "warning", **labels},
+                "annotations": {"summary": f"{name}: every slot busy and requests waiting (scaled to max?)"},
+            },
+        ],
+    }
 
 
 def rules(service: InferenceService, settings: RenderSettings) -> Manifest:
@@ -75,4 +111,20 @@ def rules(service: InferenceService, settings: RenderSettings) -> Manifest:
         **_kind(settings, "VMRule", "PrometheusRule"),
         "metadata": metadata(service.name, service.metadata.namespace, "inference"),
         "spec": {"groups": groups},
+    }
+
+
+def grafana_dashboard(settings: RenderSettings) -> Manifest:
+    """The "LLM Platform" dashboard, for the Grafana Operator's instances that `grafanaSelector` picks."""
+    return {
+        "apiVersion": "grafana.integreatly.org/v1beta1",
+        "kind": "GrafanaDashboard",
+        "metadata": metadata(DASHBOARD_UID, settings.namespace, "dashboards"),
+        "spec": {
+            "instanceSelector": {"matchLabels": dict(settings.grafana_selector)},
+            "folder": settings.grafana_folder,
+            "allowCrossNamespaceImport": True,  # the Grafana instance usually lives in its own namespace
+            "resyncPeriod": "10m",
+            "json": dashboard_json(),
+        },
     }

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from sovra.config import RenderSettings
-from sovra.deploy.monitoring import scrape
+from sovra.deploy.monitoring import grafana_dashboard, scrape
 from sovra.deploy.objects import PORT, Manifest, container_security, metadata, pod_security, selector
 from sovra.deploy.policies import GATEWAY, gateway_policy
 from sovra.deploy.routes import model_route
@@ -118,5 +118,6 @@ def platform_objects(
         gateway_service(settings),
         gateway_policy(settings, namespaces),
         scrape(GATEWAY, settings.namespace, "gateway", settings),
+        grafana_dashboard(settings),
     ]
     return objects + model_route(virtual_models, GATEWAY, settings.namespace, settings, "gateway")

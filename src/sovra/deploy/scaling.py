@@ -16,21 +16,26 @@ from sovra.deploy.objects import Manifest, metadata
 from sovra.deploy.workloads import engine_kind
 from sovra.spec import EngineKind, InferenceService
 
-__all__ = ["scaled_object", "trigger_queries"]
+__all__ = ["engine_metrics", "engine_selector", "scaled_object", "trigger_queries"]
+
+
+def engine_metrics(service: InferenceService) -> tuple[str, str, str | None]:
+    """(requests running, requests waiting, KV-cache use or None) as this service's engine names them."""
+    if engine_kind(service) is EngineKind.LLAMACPP:
+        return "llamacpp:requests_processing", "llamacpp:requests_deferred", None
+    return "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"
+
+
+def engine_selector(service: InferenceService) -> str:
+    """The labels that pick this service's engine series (the scrape's, by its Service)."""
+    return f'namespace="{service.metadata.namespace}",service="{service.name}"'
 
 
 def trigger_queries(service: InferenceService) -> list[tuple[str, str, str, str]]:
     """(name, PromQL, threshold, metric type) per trigger."""
     slots = service.spec.model.max_num_seqs
-    where = f'namespace="{service.metadata.namespace}",service="{service.name}"'
-    if engine_kind(service) is EngineKind.LLAMACPP:
-        running, waiting, cache = "llamacpp:requests_processing", "llamacpp:requests_deferred", None
-    else:
-        running, waiting, cache = (
-            "vllm:num_requests_running",
-            "vllm:num_requests_waiting",
-            "vllm:kv_cache_usage_perc",
-        )
+    where = engine_selector(service)
+    running, waiting, cache = engine_metrics(service)
     queries = {
         "running-ratio": f"sum({running}{{{where}}}) / ({slots} * count({running}{{{where}}}))",
         "kv-cache": f"avg({cache}{{{where}}})",
