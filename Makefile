@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router bench-lifecycle train-router clean
+.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router bench-lifecycle bench-autoscaling train-router clean
 
 up: setup
 	$(BIN)/sovra up
@@ -40,6 +40,10 @@ bench-router: install
 # Loading on demand (cold vs warm, Sovra's overhead), memory predicted vs measured, the scaler's reaction.
 bench-lifecycle: setup
 	$(BIN)/python bench/lifecycle.py
+
+# The KEDA triggers replayed on bursty traces (docs/autoscaling.md): no engine, about 10 s.
+bench-autoscaling: install
+	$(BIN)/python bench/autoscaling.py --seeds 5
 
 # The router's classifiers, from ../shared/datasets/router (deterministic: same data, same files).
 ROUTER_DATA ?= ../shared/datasets/router

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,11 +57,18 @@ def triggers(scaling: Scaling, kv_cache: bool) -> list[Trigger]:
     return chosen
 
 
-def proposal(scaling: Scaling, current: int, load: Load, kv_cache: bool = False) -> int:
-    """How many replicas the triggers ask for now, within [minReplicas (at least 1), maxReplicas]."""
+def proposal(
+    scaling: Scaling,
+    current: int,
+    load: Load,
+    kv_cache: bool = False,
+    chosen: Sequence[Trigger] | None = None,
+) -> int:
+    """How many replicas the triggers ask for now, within [minReplicas (at least 1), maxReplicas];
+    `chosen` replaces the service's triggers (to compare other trigger sets on the same load)."""
     current = max(current, 1)
     wanted = []
-    for trigger in triggers(scaling, kv_cache):
+    for trigger in triggers(scaling, kv_cache) if chosen is None else chosen:
         value = load.value(trigger.name)
         if value is None:
             continue
@@ -71,8 +79,8 @@ def proposal(scaling: Scaling, current: int, load: Load, kv_cache: bool = False)
             ratio = value / (trigger.threshold * current)
             count = math.ceil(value / trigger.threshold - 1e-9)
         wanted.append(current if abs(ratio - 1.0) <= TOLERANCE else count)
-    chosen = max(wanted) if wanted else current  # the largest proposal wins
-    return min(max(chosen, scaling.min_replicas, 1), scaling.max_replicas)
+    largest = max(wanted) if wanted else current  # the largest proposal wins
+    return min(max(largest, scaling.min_replicas, 1), scaling.max_replicas)
 
 
 class Stabiliser:
