@@ -739,3 +739,15 @@ async def test_rerank_reaches_the_engine_and_is_metered(upstream: ScriptedUpstre
         5,
         2,
     )
+
+
+async def test_every_answer_names_its_ledger_row(upstream: ScriptedUpstream) -> None:
+    """`x-request-id` is the usage row's id: on a success, a stream and an error alike."""
+    ledger = Ledger()
+    async with client(upstream, {"m": served("m", [replica(1001)])}, ledger=ledger) as gateway:
+        plain = await gateway.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        stream = await gateway.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH)
+        missing = await gateway.post("/v1/chat/completions", json={**CHAT, "model": "gone"}, headers=AUTH)
+    ids = [r.headers["x-request-id"] for r in (plain, stream, missing)]
+    assert missing.status_code == 404
+    assert ids == [row.request_id for row in ledger.rows] and len(set(ids)) == 3

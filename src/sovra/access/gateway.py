@@ -45,6 +45,8 @@ __all__ = ["Gateway", "GatewaySettings", "UsageSink"]
 # its requests share better than their first characters do: all of it lands on one replica's cache.
 SESSION_HEADER = "x-claude-code-session-id"
 _ANTHROPIC_HEADERS = ("anthropic-beta", "anthropic-version")
+# The ledger row's id, on every answer: what a client quotes and an operator finds in `usage`.
+REQUEST_ID_HEADER = "x-request-id"
 
 
 def _session_key(request: Request, payload: Mapping[str, Any]) -> bytes | None:
@@ -402,10 +404,12 @@ class Gateway:
             response = await self._send(served.pool, call, dialects, exchange, affinity)
             if decision is not None:
                 response.headers.update(_route_headers(decision))
+            response.headers[REQUEST_ID_HEADER] = exchange.request_id
             return response
         except ApiError as error:
             exchange.status = error.status
             exchange.error_type = error.code
+            error.headers[REQUEST_ID_HEADER] = exchange.request_id
             await self._finish(exchange)
             raise
 
