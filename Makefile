@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router bench-lifecycle bench-autoscaling train-router clean
+.PHONY: up test setup install lint bench bench-gateway bench-codex bench-router bench-lifecycle bench-autoscaling bench-fleet train-router clean
 
 up: setup
 	$(BIN)/sovra up
@@ -40,6 +40,10 @@ bench-router: install
 # Loading on demand (cold vs warm, Sovra's overhead), memory predicted vs measured, the scaler's reaction.
 bench-lifecycle: setup
 	$(BIN)/python bench/lifecycle.py
+
+# Three gateways behind HAProxy, one PostgreSQL ledger, one Redis, under faults (root: namespaces).
+bench-fleet: setup
+	$(BIN)/python bench/fleet.py $(BENCH_ARGS)
 
 # The KEDA triggers replayed on bursty traces (docs/autoscaling.md): no engine, about 10 s.
 bench-autoscaling: install

@@ -116,11 +116,22 @@ def _narrow(path: Path) -> None:
             each.chmod(0o600)
 
 
+# What a connection does when the database's host stops answering (a partition, not a refusal):
+# give up on a connect or on unacknowledged writes after a few seconds, so that the ledger's writer
+# reconnects soon after the network comes back instead of waiting out TCP's retransmissions
+# (minutes). The URL's own settings win.
+_PARTITION_DEFAULTS = {"connect_timeout": "5", "tcp_user_timeout": "5000", "keepalives_idle": "5",
+                       "keepalives_interval": "2", "keepalives_count": "2"}  # fmt: skip
+
+
 class _Postgres:
     def __init__(self, url: str) -> None:
         import psycopg  # only needed when configured
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        self._db = psycopg.connect(url)
+        given = conninfo_to_dict(url)
+        extra = {k: v for k, v in _PARTITION_DEFAULTS.items() if k not in given}
+        self._db = psycopg.connect(make_conninfo(url, **extra))
 
     @staticmethod
     def _sql(sql: str) -> str:

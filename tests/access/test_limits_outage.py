@@ -79,8 +79,10 @@ async def test_local_mode_keeps_enforcing_limits_while_redis_is_down_and_returns
         started = time.monotonic()
         during = [await limits.admit(KEY, 10, NOW + 1) for _ in range(4)]
         assert time.monotonic() - started < 2  # one 0.5 s timeout, then Redis is left alone
-        assert [a.allowed for a in during] == [True, True, True, False] and all(a.local for a in during)
-        assert during[-1].limit == "rpm"  # the same limits, counted here meanwhile
+        # The same limits, counted here meanwhile, from where the shared bucket was: two of the three
+        # requests a minute were already used through Redis, so one more (not a fresh three).
+        assert [a.allowed for a in during] == [True, False, False, False] and all(a.local for a in during)
+        assert during[-1].limit == "rpm"
         await limits.settle(KEY, 10, 4, NOW + 1, local=True)
         await limits.settle(KEY, 10, 4, NOW + 1)  # a shared reservation with Redis gone: no error
         redis.start()
@@ -181,3 +183,31 @@ async def test_stored_keys_are_not_trusted_forever_while_the_database_is_away() 
         assert (
             await gateway.post("/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-rpm"})
         ).status_code == 200
+
+
+async def test_a_key_first_seen_during_an_outage_gets_its_own_full_bucket(redis: OwnRedis) -> None:
+    """Nothing known of it: the limit itself, counted here (not refused, not unlimited)."""
+    limits = RedisLimits(redis.url, when_down="local", prefix=f"n{redis.port}")
+    try:
+        redis.stop()
+        during = [await limits.admit(KEY, 10, NOW) for _ in range(4)]
+        assert [a.allowed for a in during] == [True, True, True, False]
+    finally:
+        await limits.aclose()
+
+
+async def test_each_outage_starts_from_the_shared_bucket_again(redis: OwnRedis) -> None:
+    limits = RedisLimits(redis.url, when_down="local", prefix=f"o{redis.port}")
+    try:
+        assert (await limits.admit(KEY, 10, NOW)).allowed
+        redis.stop()
+        assert [(await limits.admit(KEY, 10, NOW)).allowed for _ in range(3)] == [True, True, False]
+        redis.start()
+        await asyncio.sleep(2.1)
+        assert not (await limits.admit(KEY, 10, NOW + 20)).local  # back: Redis had 2, refilled to 3
+        redis.stop()
+        # From Redis's level after that admission (2 left), not from the old local bucket (0 + 1
+        # refilled in 20 s).
+        assert [(await limits.admit(KEY, 10, NOW + 20)).allowed for _ in range(3)] == [True, True, False]
+    finally:
+        await limits.aclose()

@@ -16,9 +16,13 @@ several gateways share the counts.
 
 When Redis cannot be reached (0.5 s timeouts; then left alone for 2 s before it is tried again),
 `limits.whenRedisIsDown` decides: `local` (the default) enforces the same limits in this gateway's
-memory until Redis answers again — so with N gateways a key can get up to N times its minute limits
-during the outage, and budgets are counted from the ledger — while `refuse` answers 503
-`limits_unavailable` with `Retry-After`. Either way no request gets a 500. A budget whose ledger
+memory until Redis answers again, each key's buckets starting where the shared ones were at its last
+admission through this gateway (a fresh, full bucket only for a key it had not seen) — so during an
+outage a key can get, beyond its limit, what the shared bucket held then once per gateway plus what
+refills meanwhile (nearly nothing for a key that was at its limit), and budgets are counted from the
+ledger — while `refuse` answers 503 `limits_unavailable` with `Retry-After`. Redis keeps nothing on
+disk: restarted, its buckets are full again (one more minute's worth). Either way no request gets a
+500. A budget whose ledger
 count cannot be read (the database is down) is refused the same way.
 """
 
@@ -109,6 +113,16 @@ class MemoryLimits:
         self._states: dict[str, _KeyState] = {}
         self._baseline = baseline
 
+    def seed(self, key: ApiKey, requests: float, tokens: float, at: float) -> None:
+        """Start a key's buckets at these levels (as of `at`), unless it has state already."""
+        if key.id not in self._states:
+            rpm = _Bucket((key.rpm or 0) if requests < 0 else requests, at)  # < 0: Redis had none
+            tpm = _Bucket((key.tpm or 0) if tokens < 0 else tokens, at)
+            self._states[key.id] = _KeyState(rpm, tpm)
+
+    def forget(self) -> None:
+        self._states.clear()
+
     async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission:
         state = self._states.get(key.id)
         if state is None:
@@ -174,24 +188,26 @@ end
 local requests, tok = 0, 0
 if rpm > 0 then
   requests = bucket('rpm', rpm)
-  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60.0 / rpm)} end
+  if requests < 1 then return {0, 'rpm', tostring((1 - requests) * 60.0 / rpm), tostring(requests), '-1'} end
 end
 local cost = tokens
 if tpm > 0 then
   cost = math.min(tokens, tpm)
   tok = bucket('tpm', tpm)
-  if tok < cost then return {0, 'tpm', tostring((cost - tok) * 60.0 / tpm)} end
+  if tok < cost then
+    return {0, 'tpm', tostring((cost - tok) * 60.0 / tpm), tostring(requests), tostring(tok)}
+  end
 end
 if budget >= 0 then
   redis.call('SET', KEYS[2], baseline, 'NX', 'EX', ttl)
   local used = tonumber(redis.call('GET', KEYS[2]))
-  if used + tokens > budget then return {0, 'budget', '0'} end
+  if used + tokens > budget then return {0, 'budget', '0', tostring(requests), tostring(tok)} end
   redis.call('INCRBY', KEYS[2], tokens)
 end
 if rpm > 0 then redis.call('HSET', KEYS[1], 'rpm:level', tostring(requests - 1), 'rpm:at', tostring(now)) end
 if tpm > 0 then redis.call('HSET', KEYS[1], 'tpm:level', tostring(tok - cost), 'tpm:at', tostring(now)) end
 redis.call('EXPIRE', KEYS[1], 120)
-return {1, '', '0'}
+return {1, '', '0', tostring(requests - 1), tostring(tok - cost)}
 """
 
 _SETTLE = """
@@ -228,6 +244,9 @@ class RedisLimits:
         self._when_down = when_down
         self._local = MemoryLimits(baseline)
         self._down_until = 0.0  # monotonic: Redis is not tried again before then
+        self._was_down = False
+        # Per key, the shared buckets' levels (requests, tokens) after its last admission here, and when.
+        self._seen: dict[str, tuple[float, float, float]] = {}
         self._unreachable = (OSError, RedisError)
 
     def _keys(self, key: ApiKey, now: float) -> list[str]:
@@ -237,11 +256,18 @@ class RedisLimits:
     async def admit(self, key: ApiKey, tokens: int, now: float) -> Admission:
         if time.monotonic() >= self._down_until:
             try:
-                return await self._admit_shared(key, tokens, now)
+                admission = await self._admit_shared(key, tokens, now)
             except self._unreachable as exc:
                 self._down(exc)
+            else:
+                if self._was_down:  # what an operator (and the fault proof) looks for
+                    self._was_down = False
+                    log.info("Redis reachable again for limits; counting there again")
+                return admission
         if self._when_down == "refuse":
             raise LimitsUnavailable("the limits store (Redis) cannot be reached")
+        if key.id in self._seen:  # go on from the shared bucket as this gateway last saw it
+            self._local.seed(key, *self._seen.pop(key.id))
         return dataclasses.replace(await self._local.admit(key, tokens, now), local=True)
 
     async def _admit_shared(self, key: ApiKey, tokens: int, now: float) -> Admission:
@@ -253,7 +279,8 @@ class RedisLimits:
             if not await self._redis.exists(keys[1]):
                 baseline = await _read_baseline(self._baseline, key, now)
         args = [now, key.rpm or 0, key.tpm or 0, tokens, budget, baseline, ttl]
-        allowed, limit, wait = await self._admit(keys=keys, args=args)
+        allowed, limit, wait, requests, level = await self._admit(keys=keys, args=args)
+        self._seen[key.id] = (float(requests), float(level), now)
         if int(allowed):
             return Admission(True, reserved=tokens)
         name = limit.decode() if isinstance(limit, bytes) else str(limit)
@@ -273,6 +300,9 @@ class RedisLimits:
             log.warning("a reservation could not be settled in Redis", extra={"key": key.id})
 
     def _down(self, exc: BaseException) -> None:
+        if not self._was_down:  # a new outage: the local buckets start from what Redis said last
+            self._local.forget()
+        self._was_down = True
         if time.monotonic() >= self._down_until:
             log.warning(
                 "Redis unreachable for limits",
