@@ -128,3 +128,21 @@ async def test_a_database_outage_is_503s_then_recovery(schema: str, proxy: Cut) 
             assert time.monotonic() < deadline, "the gateway did not recover after the database returned"
             await asyncio.sleep(0.2)
         assert (await ask(http, budget)).status_code == 200
+
+
+def test_a_postgresql_connection_gives_up_on_a_partition_in_seconds() -> None:
+    """A host that stops answering (packets dropped, not refused) must not hold the ledger's writer
+    or the key refresh for TCP's retransmission time (minutes): connect, unacknowledged writes and
+    idle connections time out in seconds; what the URL says wins."""
+    connection = Database(POSTGRES).connect()
+    try:
+        options = {o.keyword.decode(): (o.val or b"").decode() for o in connection._db.pgconn.info}  # type: ignore[attr-defined]
+    finally:
+        connection.close()
+    assert options["connect_timeout"] == "5" and options["tcp_user_timeout"] == "5000"
+    assert options["keepalives_idle"] == "5"
+    own = Database(f"{POSTGRES}?connect_timeout=2").connect()
+    try:
+        assert {o.keyword.decode(): o.val for o in own._db.pgconn.info}["connect_timeout"] == b"2"  # type: ignore[attr-defined]
+    finally:
+        own.close()
