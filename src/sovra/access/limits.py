@@ -22,8 +22,7 @@ outage a key can get, beyond its limit, what the shared bucket held then once pe
 refills meanwhile (nearly nothing for a key that was at its limit), and budgets are counted from the
 ledger — while `refuse` answers 503 `limits_unavailable` with `Retry-After`. Redis keeps nothing on
 disk: restarted, its buckets are full again (one more minute's worth). Either way no request gets a
-500. A budget whose ledger
-count cannot be read (the database is down) is refused the same way.
+500. A budget whose ledger count cannot be read (the database is down) is refused the same way.
 """
 
 from __future__ import annotations

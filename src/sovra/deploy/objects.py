@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PORT", "container_security", "labels", "metadata", "pod_security"]
+__all__ = ["PORT", "container_security", "labels", "metadata", "picker_name", "pod_security", "selector"]
 
 Manifest = dict[str, Any]
 PORT = 8000  # every model server and the Sovra gateway listen here
@@ -22,6 +22,11 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 def metadata(name: str, namespace: str, component: str, **extra: Any) -> Manifest:
     return {"name": name, "namespace": namespace, "labels": labels(name, component), **extra}
+
+
+def picker_name(model: str) -> str:
+    """The Endpoint Picker of a model's InferencePool, as the `inferencepool` chart names it."""
+    return f"{model}-epp"
 
 
 def selector(name: str, component: str) -> dict[str, str]:

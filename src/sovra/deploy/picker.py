@@ -14,18 +14,14 @@ from __future__ import annotations
 
 from sovra.config import RenderSettings
 from sovra.deploy.monitoring import scrape
-from sovra.deploy.objects import PORT, Manifest, metadata, selector
+from sovra.deploy.objects import PORT, Manifest, metadata, picker_name, selector
 from sovra.deploy.policies import endpoint_picker_policy
 from sovra.spec import InferenceService
 
-__all__ = ["EXT_PROC_PORT", "METRICS_PORT", "endpoint_picker", "inference_pool", "picker_name"]
+__all__ = ["EXT_PROC_PORT", "METRICS_PORT", "endpoint_picker", "inference_pool"]
 
 EXT_PROC_PORT = 9002  # Envoy asks the EPP for an endpoint here (gRPC ext-proc)
 METRICS_PORT = 9090  # the chart's `http-metrics` port
-
-
-def picker_name(service: InferenceService) -> str:
-    return f"{service.name}-epp"
 
 
 def inference_pool(service: InferenceService) -> Manifest:
@@ -37,7 +33,7 @@ def inference_pool(service: InferenceService) -> Manifest:
         "spec": {
             "targetPorts": [{"number": PORT}],
             "selector": {"matchLabels": selector(service.name, "inference")},
-            "endpointPickerRef": {"name": picker_name(service), "port": {"number": EXT_PROC_PORT}},
+            "endpointPickerRef": {"name": picker_name(service.name), "port": {"number": EXT_PROC_PORT}},
         },
     }
 
@@ -73,7 +69,7 @@ def _helm_release(service: InferenceService, settings: RenderSettings) -> Manife
     return {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
-        "metadata": metadata(picker_name(service), namespace, "endpoint-picker"),
+        "metadata": metadata(picker_name(service.name), namespace, "endpoint-picker"),
         "spec": {
             "releaseName": service.name,  # the chart names the InferencePool after the release
             "chartRef": chart,
@@ -89,7 +85,7 @@ def endpoint_picker(service: InferenceService, settings: RenderSettings) -> list
     """HelmRelease, the EPP's scrape and its network policy; nothing unless it is enabled."""
     if not service.spec.gateway.endpoint_picker.enabled:
         return []
-    name, namespace = picker_name(service), service.metadata.namespace
+    name, namespace = picker_name(service.name), service.metadata.namespace
     return [
         _helm_release(service, settings),
         scrape(
@@ -100,5 +96,5 @@ def endpoint_picker(service: InferenceService, settings: RenderSettings) -> list
             match_labels={"app.kubernetes.io/name": name},  # the chart's label on the EPP's Service
             port="http-metrics",
         ),
-        endpoint_picker_policy(service, name, EXT_PROC_PORT, METRICS_PORT, settings),
+        endpoint_picker_policy(service, EXT_PROC_PORT, METRICS_PORT, settings),
     ]

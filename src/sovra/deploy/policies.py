@@ -5,7 +5,7 @@ by Envoy and the scraper."""
 from __future__ import annotations
 
 from sovra.config import RenderSettings
-from sovra.deploy.objects import PORT, Manifest, metadata, selector
+from sovra.deploy.objects import PORT, Manifest, metadata, picker_name, selector
 from sovra.spec import InferenceService
 
 __all__ = ["GATEWAY", "endpoint_picker_policy", "gateway_policy", "preload_policy", "serving_policy"]
@@ -42,7 +42,7 @@ def _port(number: int = PORT) -> list[Manifest]:
 
 def _picker(service: InferenceService) -> Manifest:
     """The model's Endpoint Picker (same namespace), by the chart's label on its pods."""
-    return {"matchLabels": {"app.kubernetes.io/name": f"{service.name}-epp"}}
+    return {"matchLabels": {"app.kubernetes.io/name": picker_name(service.name)}}
 
 
 def serving_policy(service: InferenceService, settings: RenderSettings) -> Manifest:
@@ -88,7 +88,7 @@ def preload_policy(service: InferenceService) -> Manifest:
 
 
 def endpoint_picker_policy(
-    service: InferenceService, name: str, ext_proc_port: int, metrics_port: int, settings: RenderSettings
+    service: InferenceService, ext_proc_port: int, metrics_port: int, settings: RenderSettings
 ) -> Manifest:
     """The EPP: asked by Envoy's data plane, read by the scraper; it reads the model's replicas'
     metrics and watches its pods and pool through the API server."""
@@ -96,7 +96,7 @@ def endpoint_picker_policy(
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
-        "metadata": metadata(name, service.metadata.namespace, "endpoint-picker"),
+        "metadata": metadata(picker_name(service.name), service.metadata.namespace, "endpoint-picker"),
         "spec": {
             "endpointSelector": _picker(service),
             "ingress": [
