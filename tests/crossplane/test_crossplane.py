@@ -30,6 +30,9 @@ ARTICLE = ROOT / "catalog" / "cluster" / "article.yaml"
 FULL_CLAIM = ROOT / "tests" / "fixtures" / "claim-full.yaml"
 
 
+REFERENCE = Path(__file__).parent.parent / "fixtures" / "reference"
+
+
 def claims() -> list[dict[str, Any]]:
     return [*yaml.safe_load_all(ARTICLE.read_text()), yaml.safe_load(FULL_CLAIM.read_text())]
 
@@ -42,7 +45,14 @@ def test_the_xrd_accepts_what_sovra_validate_accepts() -> None:
     validator = jsonschema.Draft4Validator(
         openapi_schema()
     )  # OpenAPI v3.0's dialect: boolean exclusiveMinimum
-    for claim in claims():
+    reference = [yaml.safe_load(p.read_text()) for p in sorted(REFERENCE.glob("*.yaml"))]
+    assert len(reference) == 7
+    spec = xrd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for claim in reference:  # the reference platform's own claims, and the XRD's CEL rules on them
+        for path, rules in (("", spec), ("gateway", spec["properties"]["gateway"])):
+            value = claim["spec"].get(path, {}) if path else claim["spec"]
+            assert all(_cel(r["rule"], value) for r in rules["x-kubernetes-validations"]), claim["metadata"]
+    for claim in [*claims(), *reference]:
         assert list(validator.iter_errors(claim["spec"])) == [], claim["metadata"]["name"]
 
 
