@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import calendar
 import contextlib
 import json
 import os
@@ -411,9 +412,7 @@ class Fleet:
             if f'msg="{message}' in line or f"msg={message}" in line:
                 stamp = re.match(r"ts=(\S+)Z", line)
                 if stamp:
-                    seconds = (
-                        time.mktime(time.strptime(stamp.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-                    )
+                    seconds = calendar.timegm(time.strptime(stamp.group(1)[:19], "%Y-%m-%dT%H:%M:%S"))
                     stamps.append(seconds + float("0" + stamp.group(1)[19:]))
         return stamps
 
