@@ -30,7 +30,7 @@ def written(data: Any, prefix: str = "") -> set[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             paths.add(prefix + key)
-            if key != "models":  # a provider's model map: names, not settings
+            if key not in ("models", "grafanaSelector"):  # maps of names (models, labels), not settings
                 paths |= written(value, prefix + key + ".")
     elif isinstance(data, list):
         for item in data:
