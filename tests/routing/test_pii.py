@@ -63,6 +63,12 @@ def test_only_the_asked_types_are_found() -> None:
         ("my name is lena andersson and my card is lost", "lena andersson"),
         ("Ken N. Fukuda will be talking in the morning.", "Ken N. Fukuda"),
         ("Send it to Andrew before noon.", "Andrew"),
+        # A naming cue: any name, known or not, capitalised or not.
+        ("Name: Toshimi Arata\nPhone: 0490 75 40 80", "Toshimi Arata"),
+        ("sometimes people call me višeslav", "višeslav"),
+        ("Her maiden name is Josefsen, I think.", "Josefsen"),
+        # A known name that lives, is from or speaks, in lower case where a sentence starts.
+        ("selma is from stillwater", "selma"),
     ],
 )
 def test_person_names_in_context(text: str, found: str) -> None:
@@ -93,6 +99,11 @@ def test_street_addresses(text: str, found: str) -> None:
         "Send the report via email in 2 parts, in place of the old one.",
         "NASA and the ACE team met in South Carolina.",
         "I have 3 kids and a dog park nearby.",
+        # Naming words before an answer option, a term of art, a word that is no name.
+        "The development of an egg without fertilization is known as\nA. meiosis\nB. parthenogenesis",
+        "Give the full name:\nA. the first one\nB. the second one",
+        "my name is not important here",
+        "Russia said the talks would resume.",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

@@ -196,6 +196,90 @@ _CUES = re.compile(
     r"wife|husband|son|daughter|friend|colleague|manager)[\s:,]+$",
     re.IGNORECASE,
 )
+# Words that say the next one is a name, whatever it is (a name the gazetteer does not know, or one
+# written in lower case): "my name is višeslav", "Name: Toshimi Arata", "call me Snežana".
+_NAMING = re.compile(
+    r"\b(?:my name is|my name's|(?:first|last|full|maiden|real|nick) ?name(?: is)?|name:|names? are|"
+    r"call me|calls me|call him|call her|i am called|i'm called)[\s:,]+",
+    re.IGNORECASE,
+)
+# What "my name is …" may be followed by that is not a name.
+_NOT_NAMES = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "not",
+        "no",
+        "just",
+        "so",
+        "very",
+        "also",
+        "too",
+        "here",
+        "there",
+        "it",
+        "this",
+        "that",
+        "what",
+        "which",
+        "who",
+        "unknown",
+        "secret",
+        "irrelevant",
+        "important",
+        "on",
+        "in",
+        "at",
+        "of",
+        "for",
+        "and",
+        "or",
+        "but",
+        "is",
+        "was",
+    ]
+)
+# What a person does, right after their name: "Trivo lives on …", "selma is from stillwater".
+_ACTS = re.compile(
+    r" (?:is from|lives (?:in|on|at)|was born|had given|has given|said|says|told|asked|wrote) ", re.IGNORECASE
+)
+# Capitalised at a sentence's start without being names.
+_PRONOUNS = frozenset(
+    [
+        "i",
+        "you",
+        "he",
+        "she",
+        "it",
+        "we",
+        "they",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "who",
+        "which",
+        "the",
+        "a",
+        "an",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "their",
+        "its",
+        "everyone",
+        "someone",
+        "nobody",
+        "somebody",
+        "anyone",
+    ]
+)
 _PARTICLES = frozenset(["van", "von", "de", "der", "den", "da", "di", "del", "della", "du", "le", "la"])
 _TOKEN = re.compile(r"[A-Z]\.(?=\s)|[^\W\d_][\w'\u2019-]*")  # an initial, or a word
 
@@ -216,9 +300,18 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
     ("my name is"), any known name (lower case too, after a cue)."""
     first, last = gazetteer = _gazetteer()
     tokens = list(_TOKEN.finditer(text))
+    named = {m.end() for m in _NAMING.finditer(text)}  # where a word is said to be a name
     index = 0
     while index < len(tokens):
         word = tokens[index].group()
+        if tokens[index].start() in named and (span := _named(text, tokens, index, gazetteer)):
+            yield span
+            index += 1
+            continue
+        if _acting(text, tokens[index], gazetteer):
+            yield tokens[index].start(), tokens[index].end()
+            index += 1
+            continue
         if not _title_case(word) and word.lower() not in first and word.lower() not in last:
             index += 1  # no run starts here, cue or not: skip the look behind (most words)
             continue
@@ -237,6 +330,33 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         if (len(names) >= 2 and known) or given or (titled and names) or (cued and known):
             yield tokens[run[0]].start(), tokens[run[-1]].end()
         index = run[-1] + 1
+
+
+def _named(
+    text: str, tokens: list[re.Match[str]], index: int, gazetteer: tuple[frozenset[str], frozenset[str]]
+) -> tuple[int, int] | None:
+    """The name a naming cue announces: a capitalised run, or one word in lower case that ends the
+    phrase ("my name is selma."), unless it is a word that is no name ("my name is not …")."""
+    run = _run(text, tokens, index, True, gazetteer)  # capitalised words, or known names in any case
+    word = tokens[index].group()
+    if run and any(len(tokens[i].group().rstrip(".")) > 1 for i in run):  # not an answer option's "A."
+        return tokens[run[0]].start(), tokens[run[-1]].end()
+    after = text[tokens[index].end() : tokens[index].end() + 1]
+    if word.lower() not in _NOT_NAMES and word.isalpha() and (not after or after in ".,;:!?\n\"'"):
+        return tokens[index].start(), tokens[index].end()
+    return None
+
+
+def _acting(text: str, token: re.Match[str], gazetteer: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """One known name that lives, is from, was born or speaks: capitalised, or in lower case where a
+    sentence starts ("selma is from stillwater"; "Russia said" is no one)."""
+    word, (first, last) = token.group(), gazetteer
+    lowered = word.lower()
+    known = lowered in first or lowered in last
+    if lowered in _PRONOUNS or not known or not _ACTS.match(text, token.end()):
+        return False
+    start = text[: token.start()].rstrip(" \t\"'")
+    return _title_case(word) or not start or start[-1] in ".!?\n"
 
 
 def _title_case(word: str) -> bool:
