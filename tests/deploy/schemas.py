@@ -86,6 +86,15 @@ _KUBERNETES_CEL = {
 }
 
 
+@cache
+def _program(rule: str) -> Any:
+    """A CEL rule compiled once (every manifest of a kind meets the same rules)."""
+    import celpy
+
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule), functions=_KUBERNETES_CEL)
+
+
 def cel_problems(schema: Any, value: Any, path: str = "") -> list[str]:
     """The CRD's own CEL rules (`x-kubernetes-validations`) that `value` breaks, evaluated with
     cel-python as the API server would on create: where the field is present, `oldSelf` rules
@@ -96,9 +105,7 @@ def cel_problems(schema: Any, value: Any, path: str = "") -> list[str]:
     for rule in schema.get("x-kubernetes-validations", []) if isinstance(schema, dict) else []:
         if "oldSelf" in rule["rule"]:
             continue
-        environment = celpy.Environment()
-        program = environment.program(environment.compile(rule["rule"]), functions=_KUBERNETES_CEL)
-        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+        if not _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}):
             found.append(f"{rule.get('message', rule['rule'])} at {path or '/'}")
     if not isinstance(schema, dict):
         return found

@@ -59,11 +59,13 @@ def _either(vllm: str, llama: str, by: str = "service", agg: str = "sum") -> str
     return f"{agg} by ({by}) ({vllm}{{{_ENGINE}}}) or {agg} by ({by}) ({llama}{{{_ENGINE}}})"
 
 
+def _rate(metric: str) -> str:
+    """Per model, the rate of one engine counter."""
+    return f"sum by (service) (rate({metric}{{{_ENGINE}}}[{_RATE}]))"
+
+
 def _rate_either(vllm: str, llama: str) -> str:
-    return (
-        f"sum by (service) (rate({vllm}{{{_ENGINE}}}[{_RATE}])) "
-        f"or sum by (service) (rate({llama}{{{_ENGINE}}}[{_RATE}]))"
-    )
+    return f"{_rate(vllm)} or {_rate(llama)}"
 
 
 def _fleet() -> list[Panel]:
@@ -111,8 +113,7 @@ def _fleet() -> list[Panel]:
 
 
 def _ratio(part: str, whole: str) -> str:
-    rate = "sum by (service) (rate({}{{" + _ENGINE + "}}[" + _RATE + "]))"
-    return f"{rate.format(part)} / {rate.format(whole)}"
+    return f"{_rate(part)} / {_rate(whole)}"
 
 
 def _model() -> list[Panel]:
