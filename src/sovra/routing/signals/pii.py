@@ -254,7 +254,8 @@ _TITLES = frozenset(
 _CUES = re.compile(
     r"\b(?:my name is|my name's|i am called|i'm called|call me|named|called|this is|dear|signed|"
     r"regards|sincerely|contact|ask for|attn|attention|patient|client|customer|mother|father|"
-    r"wife|husband|son|daughter|friend|colleague|manager)[\s:,]+$",
+    r"wife|husband|son|daughter|friend|colleague|manager|directed by|starring|written by|sung by|"
+    r"says|assistant to|follow up with|talk to|speak to|meet|met with|founders|including)[\s:,]+$",
     re.IGNORECASE,
 )
 # Words that say the next one is a name, whatever it is (a name the gazetteer does not know, or one
