@@ -38,6 +38,7 @@ from sovra.routing.datasets import (
     jailbreak_examples,
     stem,
 )
+from sovra.routing.policy import Thresholds
 from sovra.routing.router import Router, default_policy, shipped_classifiers
 from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
@@ -113,11 +114,13 @@ def jailbreak_report(data: Path, threshold: float) -> None:
     """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
     sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes."""
     classifier = shipped_classifiers().jailbreak
-    # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), and
-    # the background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON").
-    lookalikes = [Example(json.loads(line)["text"], BENIGN, f"bench/data/{name}")
-                  for name in ("benign_lookalikes.jsonl", "app_tasks.jsonl")
-                  for line in (HERE / "data" / name).read_text().splitlines() if line]  # fmt: skip
+    # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), the
+    # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
+    # requests about a pasted document (ticket, notes, article, log), each also with an instruction
+    # planted in the document — wrappers of its own, none of them BIPIA's e-mail assistant.
+    lookalikes = [Example(row["text"], row.get("label", BENIGN), f"bench/data/{name}")
+                  for name in ("benign_lookalikes.jsonl", "app_tasks.jsonl", "pasted_documents.jsonl")
+                  for row in map(json.loads, (HERE / "data" / name).read_text().splitlines()) if row]  # fmt: skip
     sides = {
         "in distribution": list(jailbreak_examples(data, "held_out")),
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
@@ -150,8 +153,9 @@ _ATTACK_KINDS = {
     "direct injections and short hijacks": {"jailbreak/sysprompt_extraction_attacks.jsonl",
                                             "jailbreak/cyberseceval_prompt_injection_train.jsonl",
                                             "jailbreak/giskard_prompt_injections.jsonl"},
-    "indirect injections (planted in e-mails)": {"jailbreak/bipia_email_injections.jsonl",
-                                                 "jailbreak/email_embedded_hijacks.jsonl"},
+    "indirect injections (planted in e-mails and documents)": {"jailbreak/bipia_email_injections.jsonl",
+                                                               "jailbreak/email_embedded_hijacks.jsonl",
+                                                               "bench/data/pasted_documents.jsonl"},
 }  # fmt: skip
 
 # The older generator's names for the same kinds (presidio_generated_large.jsonl).
@@ -238,10 +242,12 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "router")
     parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--threshold", type=float, default=0.5, help="jailbreak score threshold")
+    parser.add_argument("--threshold", type=float, default=Thresholds().jailbreak,
+                        help="jailbreak score threshold (default: the shipped policy's; 0.5 is shown beside it)")  # fmt: skip
     args = parser.parse_args()
     domain_report(args.data)
-    jailbreak_report(args.data, args.threshold)
+    for threshold in sorted({0.5, args.threshold}):
+        jailbreak_report(args.data, threshold)
     pii_report(args.data)
     latency_report(args.data, args.rounds)
     artefacts_report()

@@ -67,6 +67,8 @@ def test_only_the_asked_types_are_found() -> None:
         ("Name: Toshimi Arata\nPhone: 0490 75 40 80", "Toshimi Arata"),
         ("sometimes people call me višeslav", "višeslav"),
         ("Her maiden name is Josefsen, I think.", "Josefsen"),
+        # One known name where the words before it say a person comes next.
+        ("a 1973 comedy starring Maclean, a hit that year", "Maclean"),
         # A known name that lives, is from or speaks, in lower case where a sentence starts.
         ("selma is from stillwater", "selma"),
     ],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,6 @@ class Example:
     text: str
     label: str
     source: str  # the file it came from
-    weight: float = 1.0  # how much it counts in training (a clean e-mail: as much as its attacked copies)
 
 
 def _rows(root: Path, name: str) -> list[dict[str, object]]:
@@ -186,15 +184,9 @@ def jailbreak_examples(root: Path, side: Side | Literal["out_of_distribution"]) 
                 yield Example(text, BENIGN, name)
     if side != "out_of_distribution":
         for name, (field, positive, group) in _LABELLED.items():
-            rows = [row for row in _rows(root, name) if _side(f"{name}#{row[group]}") == side]
-            # Each e-mail comes clean once and attacked several times: its clean copy counts as much
-            # as the attacked ones together, so the e-mail and its wrapper say nothing either way
-            # and only what was planted in it can make a row an attack.
-            attacked = Counter(row[group] for row in rows if row[field] == positive)
-            for row in rows:
-                is_attack = row[field] == positive
-                weight = 1.0 if is_attack else float(max(1, attacked[row[group]]))
-                yield Example(str(row["text"]), ATTACK if is_attack else BENIGN, name, weight)
+            for row in _rows(root, name):
+                if _side(f"{name}#{row[group]}") == side:
+                    yield Example(str(row["text"]), ATTACK if row[field] == positive else BENIGN, name)
 
 
 def _texts_for(root: Path, name: str, side: Side | Literal["out_of_distribution"]) -> list[str]:

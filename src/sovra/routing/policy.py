@@ -1,6 +1,6 @@
 """The routing policy: signals → decisions, as an operator writes them in YAML.
 
-    thresholds: {jailbreak: 0.5}
+    thresholds: {jailbreak: 0.75}
     keywords:  [{name: legal-hold, words: [subpoena, litigation hold]}]
     domains:   [{name: hr, examples: ["How many days of leave do I have left?"], threshold: 0.35}]
     rules:                              # highest priority first; ties keep file order
@@ -116,7 +116,10 @@ class CustomDomain(_Policy):
 
 
 class Thresholds(_Policy):
-    jailbreak: Probability = 0.5  # score at or above which the jailbreak signal is on
+    # Score at or above which the jailbreak signal is on: the lowest at which, on the held-out rows of
+    # the trained sources, ordinary assistant prompts (personas, role-play, writing tasks) are flagged
+    # at most 1 % and security requests at most 3 % (0.5 flagged 8.7 % of those; models/README.md).
+    jailbreak: Probability = 0.75
     domain: Probability = 0.0  # below this, the domain classifier's answer is "other"
 
 

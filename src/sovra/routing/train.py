@@ -87,7 +87,7 @@ def fit(
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     model = LogisticRegression(C=strength, max_iter=3000, class_weight="balanced" if balanced else None)
-    weights = [e.weight * (3.0 if e.source in hard_negatives else 1.0) for e in examples]
+    weights = [3.0 if e.source in hard_negatives else 1.0 for e in examples]
     model.fit(
         _matrix((e.text for e in examples), embeddings), [e.label for e in examples], sample_weight=weights
     )
