@@ -106,6 +106,14 @@ def test_street_addresses(text: str, found: str) -> None:
     assert text[entity.start : entity.end] == found
 
 
+def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> None:
+    dialogue = "Ubul: What a wife.\nNicole: Remember me?\nUbul: I do."  # "Ubul": a name only as a speaker
+    people = [dialogue[e.start : e.end] for e in find_entities(dialogue) if e.type == "PERSON"]
+    assert people == ["Ubul", "Nicole", "Ubul"]
+    form = "Date: 3 May\nPhone: unknown\nTopic: refunds"
+    assert not [e for e in find_entities(form) if e.type == "PERSON"]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -356,6 +356,27 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(names["first"]), frozenset(names["last"])
 
 
+_SPEAKER = re.compile(r"(?m)^[ \t>]*([A-ZÀ-ÖØ-Þ][^\W\d_]+):")  # "Ella: What a wife." at a line's start
+
+
+def _speakers(text: str) -> Iterator[tuple[int, int]]:
+    """The speakers of a dialogue: words that label lines ("Ella: …", "Destiny: …"), at least two
+    of them, half or more known names — so a form's "Name:", "Phone:", "Date:" is no dialogue."""
+    labels = list(_SPEAKER.finditer(text))
+    distinct = {m.group(1) for m in labels}
+    first, last = _gazetteer()
+    known = {w for w in distinct if w.lower() in first or w.lower() in last}
+    if len(distinct) < 2 or 2 * len(known) < len(distinct):
+        return
+    for match in labels:
+        yield match.start(1), match.end(1)
+
+
+def _persons(text: str) -> Iterator[tuple[int, int]]:
+    yield from _speakers(text)
+    yield from _people(text)
+
+
 def _people(text: str) -> Iterator[tuple[int, int]]:
     """Spans of person names: a run of capitalised words (particles and initials inside) with a
     known given name and another known name or a second word; or, after a title ("Mrs.") or a cue
@@ -452,7 +473,7 @@ def _run(
 
 _CONTEXTUAL: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
     ("STREET_ADDRESS", _addresses),
-    ("PERSON", _people),
+    ("PERSON", _persons),
 )
 ENTITY_TYPES = (*STRUCTURED, *(kind for kind, _ in _CONTEXTUAL))
 
