@@ -30,9 +30,6 @@ log = logging.getLogger("sovra.router")
 # Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
 # models README); not tuned on the held-out side.
 _STRENGTH = {"domain": 20.0, "jailbreak": 20.0}
-# Both weigh each class the same: out of distribution the domain classifier otherwise leans on the
-# classes its sources are rich in (health, law) and misses the thin ones (engineering) — on the
-# validation sources, each trained without, 59.1 -> 63.4 % (models/README.md).
 # Which classifiers also read the static embeddings. The domain one: on whole sources held out for
 # validation it gains; the jailbreak one loses in distribution (more false alarms on security
 # requests), so it stays on n-grams (models/README.md has the figures).
@@ -249,6 +246,9 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
         log.info("training", extra={"classifier": name, "examples": len(examples)})
         reads = embeddings if _READS_MEANING[name] else None
         negatives = HARD_NEGATIVES if name == "jailbreak" else frozenset()
+        # Each class weighs the same: unweighted, the domain classifier leans out of distribution on
+        # the classes its sources are rich in (health, law) and misses the thin ones (engineering) —
+        # on validation sources, each trained without, 59.1 -> 63.4 % (models/README.md).
         classifier = fit(examples, _STRENGTH[name], True, reads, negatives)
         path = out / f"{name}.npz"
         classifier.save(path)
