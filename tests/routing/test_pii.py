@@ -20,6 +20,7 @@ def found(text: str) -> list[tuple[str, str]]:
         ("SSN 123-45-6789.", [("US_SSN", "123-45-6789")]),
         ("from 192.168.10.254 to 2001:db8::8a2e:370:7334", [("IP_ADDRESS", "192.168.10.254"), ("IP_ADDRESS", "2001:db8::8a2e:370:7334")]),
         ("call +33 6 12 34 56 78 or (415) 555-2671 x204", [("PHONE_NUMBER", "+33 6 12 34 56 78"), ("PHONE_NUMBER", "(415) 555-2671 x204")]),
+        ("555-201-7784-Office, 020 7946 0958-Fax", [("PHONE_NUMBER", "555-201-7784"), ("PHONE_NUMBER", "020 7946 0958")]),
         ("key sk-proj-abcdefghijklmnopqrstuvwxyz012345 and AKIAIOSFODNN7EXAMPLE", [("SECRET", "sk-proj-abcdefghijklmnopqrstuvwxyz012345"), ("SECRET", "AKIAIOSFODNN7EXAMPLE")]),
     ],
 )  # fmt: skip

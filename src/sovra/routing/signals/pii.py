@@ -148,7 +148,7 @@ _RECOGNIZERS = (
         re.compile(
             r"(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,5}"
             r"|(?<![\w+])\+\d{7,14}|\b[2-9]\d{2}[2-9]\d{6})"  # +E.164; a US number without separators
-            r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?![\w-])"  # an extension
+            r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\w|-\d)"  # an extension; then no digit (a label may follow: "-Fax")
         ),
         _phone,
     ),
