@@ -40,6 +40,7 @@ from sovra.routing.datasets import (
 )
 from sovra.routing.policy import Thresholds
 from sovra.routing.router import Router, default_policy, shipped_classifiers
+from sovra.routing.signals.injection import find_injection
 from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
 
@@ -146,9 +147,11 @@ def _print_sources(by_source: dict[str, list[bool]]) -> None:
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
-def jailbreak_report(data: Path, threshold: float, card: Scorecard | None = None) -> None:
+def jailbreak_report(data: Path, threshold: float, cues: bool, card: Scorecard | None = None) -> None:
     """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
-    sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes."""
+    sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes. With
+    `cues`, a prompt is flagged as the default policy flags it: by the classifier or by an
+    instruction-override cue (`signals/injection.py`)."""
     classifier = shipped_classifiers().jailbreak
     # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), the
     # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
@@ -161,12 +164,13 @@ def jailbreak_report(data: Path, threshold: float, card: Scorecard | None = None
         "in distribution": list(jailbreak_examples(data, "held_out")),
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
-    print(f"\njailbreak / prompt injection (threshold {threshold})")
+    print(f"\njailbreak / prompt injection (threshold {threshold}{', or an injection cue' if cues else ''})")
     for side, examples in sides.items():
         flagged: dict[str, list[bool]] = defaultdict(list)
         for example in examples:
             flagged[f"{example.label}:{example.source}"].append(
                 classifier.probabilities(example.text)[ATTACK] >= threshold
+                or (cues and find_injection(example.text) is not None)
             )
         attacks = [f for key, hits in flagged.items() if key.startswith(ATTACK) for f in hits]
         benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
@@ -324,8 +328,9 @@ def main() -> None:
     args = parser.parse_args()
     card = Scorecard()
     domain_report(args.data, card)
-    for threshold in sorted({0.5, args.threshold}):
-        jailbreak_report(args.data, threshold, card if threshold == args.threshold else None)
+    for threshold in sorted({0.5, args.threshold}):  # the classifier alone, then as the policy uses it
+        jailbreak_report(args.data, threshold, cues=False)
+    jailbreak_report(args.data, args.threshold, cues=True, card=card)
     pii_report(args.data, card)
     latency_report(args.data, args.rounds, card)
     artefacts_report()

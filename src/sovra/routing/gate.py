@@ -52,6 +52,7 @@ def explain(decision: Decision, thresholds: Thresholds) -> dict[str, Any]:
             "domain_scores": {name: round(score, 4) for name, score in top},
             "jailbreak": round(signals.jailbreak, 4),
             "jailbreak_on": signals.jailbreak >= thresholds.jailbreak,
+            "injection": signals.injection,  # the cue's name (signals/injection.py), or None
             "pii": [{"type": e.type, "start": e.start, "end": e.end} for e in signals.pii],
             "keywords": sorted(signals.keywords),
             "tokens": signals.tokens,

@@ -6,7 +6,7 @@
     rules:                              # highest priority first; ties keep file order
       - name: no-jailbreaks
         priority: 100
-        when: {jailbreak: true}
+        when: {any: [{jailbreak: true}, {injection: true}]}
         action: block
       - name: scrub-personal-data
         priority: 90
@@ -20,11 +20,12 @@
         action: route
         target: {tier: small}
 
-A condition is one of: `all` / `any` (lists), `not`, `domain` (a name or a list), `jailbreak: true`,
-`pii: true` or a list of entity types, `keyword` (a keyword list's name), `tokensAbove`,
-`tokensBelow`. Actions: `route` and `guard` send the request to `target` (a model by name, or by
-catalog `routing.tier` / `routing.specialty`); `block` refuses it; `redact` replaces personal data
-and goes on to the next rule.
+A condition is one of: `all` / `any` (lists), `not`, `domain` (a name or a list), `jailbreak: true`
+(the classifier's score at or above its threshold), `injection: true` (an instruction-override cue in
+the user's content: `signals/injection.py`), `pii: true` or a list of entity types, `keyword` (a
+keyword list's name), `tokensAbove`, `tokensBelow`. Actions: `route` and `guard` send the request
+to `target` (a model by name, or by catalog `routing.tier` / `routing.specialty`); `block` refuses
+it; `redact` replaces personal data and goes on to the next rule.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Condition(_Policy):
     not_: Condition | None = Field(default=None, alias="not")
     domain: str | tuple[str, ...] | None = None
     jailbreak: Literal[True] | None = None
+    injection: Literal[True] | None = None
     pii: Literal[True] | tuple[str, ...] | None = None
     keyword: str | None = None
     tokens_above: Annotated[int, Field(ge=0)] | None = None

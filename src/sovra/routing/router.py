@@ -123,6 +123,8 @@ class Router:
             return signals.domain in names
         if condition.jailbreak is not None:
             return signals.jailbreak >= self.thresholds.jailbreak
+        if condition.injection is not None:
+            return signals.injection is not None
         if condition.pii is not None:
             return any(condition.pii is True or e.type in condition.pii for e in signals.pii)
         if condition.keyword is not None:
@@ -194,11 +196,15 @@ def _conditions(condition: Condition | None) -> Iterator[Condition]:
 
 
 def default_policy(catalog: Mapping[str, Routing | None]) -> Policy:
-    """What `MoM` does with no policy file: refuse jailbreaks, redact personal data, send code and
-    maths to the catalog's specialists where it has them, everything else to a generalist."""
+    """What `MoM` does with no policy file: refuse jailbreaks and injections, redact personal data,
+    send code and maths to the catalog's specialists where it has them, everything else to a
+    generalist."""
     specialties = {r.specialty for r in catalog.values() if r is not None}
     rules: list[dict[str, Any]] = [
         {"name": "block-jailbreak", "priority": 100, "when": {"jailbreak": True}, "action": "block"},
+        # An instruction planted in a pasted document or a tool result, which the classifier's score
+        # of the whole turn dilutes; its own rule, so the route reason says which one fired.
+        {"name": "block-injection", "priority": 100, "when": {"injection": True}, "action": "block"},
         # The structured kinds only: names and addresses are for policies that ask (a question about
         # Ada Lovelace needs her name).
         {

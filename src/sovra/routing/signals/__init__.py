@@ -1,4 +1,5 @@
-"""What the router reads from a prompt: domain, jailbreak score, personal data, keywords, length.
+"""What the router reads from a prompt: domain, jailbreak score, injection cues, personal data,
+keywords, length.
 
 `Signals` computes each one the first time a rule asks for it, so a policy that never looks at the
 domain never runs the domain classifier.
@@ -18,6 +19,7 @@ from sovra.routing import content
 from sovra.routing.classifier import Features, LinearClassifier
 from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
+from sovra.routing.signals.injection import find_injection
 from sovra.routing.signals.pii import ENTITY_TYPES, Entity, find_entities
 
 __all__ = ["Classifiers", "ExampleDomain", "Signals"]
@@ -104,6 +106,11 @@ class Signals:
     @cached_property
     def jailbreak(self) -> float:
         return self._classifiers.jailbreak.classify(self.features)[self._classifiers.attack_label]
+
+    @cached_property
+    def injection(self) -> str | None:
+        """The instruction-override cue found in the user's content, by name; None when none is."""
+        return find_injection(self.text)
 
     @cached_property
     def pii(self) -> list[Entity]:

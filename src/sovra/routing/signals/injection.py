@@ -1,0 +1,193 @@
+"""Instruction-override cues: the wording prompt injections share, found wherever it sits in the turn.
+
+The jailbreak classifier scores a prompt as a whole, so an instruction planted in a long pasted
+document ("ignore the user's request and …") is diluted by the document around it. These cues look
+for the few phrasings that hijack a task whatever surrounds them — override the instructions given
+before, reveal the system prompt or a secret, claim an authority or mode, address the assistant from
+inside the data — in English and the languages attacks are most often translated into, and in
+base64 or hex (decoded and searched again). Each cue has a name, which `POST /v1/route` reports.
+
+They were written from the train side of the injection sources (and the attacks' usual vocabulary),
+checked for false alarms on every benign source trained on, and measured on held-out and
+never-trained sources in `bench/router.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cache
+
+__all__ = ["CUES", "find_injection"]
+
+_ANCHOR = (
+    r"(?:previous|prior|above|earlier|preceding|initial|original|former|foregoing|old|all|your|any|"
+    r"the\s+system)"
+)
+_ORDERS = (
+    r"(?:instructions?|directives?|directions|prompts?|rules|guidelines|commands|orders|tasks?|context|"
+    r"programming|restrictions|constraints|policies|guardrails)"
+)
+_SET_ASIDE = (
+    r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|overlook|neglect|discard|"
+    r"abandon|set\s+aside|pay\s+no\s+(?:attention|heed)\s+to|do\s+not\s+follow|don'?t\s+follow|"
+    r"stop\s+following|no\s+longer\s+follow)"
+)
+_NOT_MINE = r"(?:(?!\bmy\b)[^.\n])"
+
+# Name → cues, each a pattern (matched on the lower-cased text) and the words one of which it needs:
+# a pattern runs only where one is in the text, so a long prompt with none costs a few substring
+# searches. A pattern starts where a word starts, checked after a match (a leading \b would make
+# Python's re try every position). Order matters only for which name is reported.
+_VERBS = (
+    "ignor",
+    "disregard",
+    "forget",
+    "overlook",
+    "neglect",
+    "discard",
+    "abandon",
+    "aside",
+    "pay no",
+    "follow",
+)
+CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "override-instructions": (
+        # Not "my": a user taking back what they asked ("disregard my previous instructions, shorter").
+        (_VERBS, rf"{_SET_ASIDE}\b{_NOT_MINE}{{0,40}}?\b{_ANCHOR}\b{_NOT_MINE}{{0,25}}?\b{_ORDERS}\b"),
+        (_VERBS, rf"{_SET_ASIDE}\s+(?:everything|all(?:\s+of)?(?:\s+(?:that|this))?|anything)\s+"
+                 r"(?:you(?:'ve|\s+have)?\s+(?:been|were)\s+(?:told|instructed|given|taught)|above|before|so\s+far)"),
+        (("ignore", "disregard", "forget"),
+         r"(?:ignore|disregard|forget)\s+(?:the|all|everything|anything)\s+(?:above|before|previous|prior)\b"),
+        (("regardless",),
+         rf"regardless\s+of\s+(?:any\s+|all\s+|the\s+)?(?:previous|prior|earlier|above|your)\s+{_ORDERS}"),
+        (("ignore", "disregard"), r"(?:ignore|disregard)\s+(?:the\s+)?(?:user|human|customer)(?:'s|s')?\s+"
+                                  r"(?:request|question|instructions?|query|prompt|message|task)"),
+        (("new instructions", "new directives", "new task"), r"new\s+(?:instructions|directives|task)\s*:"),
+    ),
+    "override-instructions-translated": (
+        (("ignorier", "vergiss", "vergessen", "missachte"),
+         r"(?:ignorier\w*|vergiss|vergessen\s+sie|missachte\w*)\b.{0,40}\b(?:anweisungen|instruktionen|befehle|"
+         r"regeln|vorgaben)\b"),
+        (("ignore", "oublie"),
+         r"(?:ignore[zr]?|oublie[zr]?)\b.{0,30}\b(?:instructions|consignes|directives)\b"
+         r".{0,20}\b(?:pr[ée]c[ée]dentes|ant[ée]rieures|ci-dessus)"),
+        (("ignor", "olvid", "esque", "dimentic"),
+         r"(?:ignora\w*|ignore|olvida\w*|olvide|esque[çc]a\w*|dimentica\w*)\b.{0,30}"
+         r"\b(?:instrucciones|instru[çc][õo]es|istruzioni|indicaciones|regras|reglas)\b"),
+        (("negeer",), r"negeer\b.{0,30}\b(?:instructies|opdrachten)\b"),
+        (("игнор", "проигнор", "забуд"),
+         r"(?:игнорир\w*|проигнорир\w*|забудь\w*)\s.{0,30}(?:инструкци\w*|указани\w*|правил\w*)"),
+        (("忽略", "忽视", "无视", "忘记", "忘掉", "不要理会"),
+         r"(?:忽略|忽视|无视|忘记|忘掉|不要理会).{0,8}(?:指令|指示|说明|提示|规则|要求)"),
+        (("無視", "忘れ"), r"(?:以前|前|上記|これまで)の(?:指示|命令|指令).{0,3}(?:無視|忘れ)"),
+        (("무시",), r"(?:지시|명령|지침).{0,6}무시"),
+        (("تجاهل",), r"تجاهل.{0,20}(?:التعليمات|الأوامر|التوجيهات)"),
+        (("निर्देशों",), r"निर्देशों.{0,10}(?:अनदेखी|नज़रअंदाज़|अनदेखा)"),
+        (("αγνο",), r"αγνο\w+.{0,20}(?:οδηγίες|εντολές)"),  # noqa: RUF001 (Greek)
+        (("ignoruj", "zapomnij"), r"(?:zignoruj|ignoruj|zapomnij)\b.{0,30}\b(?:instrukcje|polecenia)\b"),
+        (("talimat",), r"talimatlar\w*\s+(?:yok\s+say|g[öo]rmezden\s+gel|unut)"),
+    ),
+    "reveal-system-prompt": (
+        (("prompt", "instruction", "message", "configuration", "directive"),
+         r"(?:repeat|reveal|print|show|display|output|tell\s+me|give\s+me|share|leak|dump|write\s+out|"
+         r"recite|translate|encode|spell\s+out|what\s+(?:is|are|was|were))\b[^.\n]{0,30}?\byour\s+"
+         r"(?:system\s+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|first|internal|"
+         r"pre-?)\s*(?:prompt|instructions?|message|configuration|directives))"),
+        (("system prompt", "system message"),
+         r"(?:repeat|reveal|print|show|display|output)\b[^.\n]{0,20}\bthe\s+system\s+(?:prompt|message)\b"
+         r"[^.\n]{0,20}\b(?:you\s+(?:were|have\s+been)\s+given|above|verbatim|word\s+for\s+word)"),
+        (("instructions you",), r"the\s+instructions\s+you\s+(?:were|have\s+been)\s+given\b"),
+        (("told before",), r"what\s+(?:were|are)\s+you\s+told\s+before\b"),
+        (("my instructions are", "the system prompt is", "i was instructed to"),
+         r"['\"](?:my\s+instructions\s+are|the\s+system\s+prompt\s+is|i\s+was\s+instructed\s+to)\b"),
+    ),
+    "reveal-secret": (
+        (("secret", "password", "passphrase"),
+         r"(?:what\s+is|what's|tell\s+me|reveal|share|give\s+me|confirm|print|show\s+me|spell)\s+"
+         r"(?:your|the)\s+(?:secret\s+key|password|passphrase|secret\s+code)\b"),
+    ),
+    "claims-authority": (
+        (("i am your", "i'm your"),
+         r"(?:i\s+am|i'm)\s+your\s+(?:developer|creator|admin|administrator|maintainer|owner|programmer|"
+         r"operator|boss)\b"),
+        (("mode",),  # "mode on." but not "mode on Android"
+         r"(?:override|god|dan|jailbreak|unrestricted|system|admin|administrator|developer|debug|sudo)"
+         r"\s+mode\s+(?:is\s+)?(?:activated|enabled|engaged|on(?=\s*[.!:;,)\]>]|\s*$))"),
+        (("mode",), r"(?:entering|enter|now\s+in|switch(?:ing)?\s+to|activate)\b[^.\n]{0,30}"
+                    r"\b(?:override|god|dan|jailbreak|unrestricted)\s+mode\b"),
+        (("override",), r"(?:system|admin|administrator|developer|security|root|emergency|law\s+enforcement)"
+                        r"\s+override\b"),
+        (("system",), r"<\s*system\s+(?:mode|override)\s*>"),
+        (("anything now",), r"do\s+anything\s+now\b"),
+    ),
+    "addresses-the-assistant": (
+        (("note to", "message to"),
+         r"(?:note|message)\s+to\s+(?:the\s+|any\s+)?(?:ai|assistant|model|llm|chatbot|language\s+model)s?\b"),
+        (("you are a",), r"(?:if|when)\s+you\s+are\s+an?\s+(?:ai|language\s+model|llm|assistant|chatbot)\b"
+                         r"(?:\s+(?:reading|processing|summari[sz]ing)\b|\s*,)"),
+        (("reading this", "processing this", "summarizing this", "summarising this"),
+         r"(?:ai|llm|assistant|chatbot|language\s+model)s?\s+(?:reading|processing|summari[sz]ing)\s+this\b"),
+        (("ai,", "assistant,", "chatbot,"),
+         r"[\n.!?]\s*(?:dear\s+)?(?:ai|assistant|chatbot|ai\s+assistant),\s+(?:please\s+)?"
+         r"(?:ignore|disregard|forget|do\s+not|don't|instead|stop|you\s+must|make\s+sure|always|never|"
+         r"include|append|add|send|forward|reply|respond|say|tell|write|output|insert|recommend)\b"),
+        (("user", "human"), r"(?:do\s+not|don't|never|without)\s+(?:tell|telling|mention|mentioning|inform|"
+                            r"informing|reveal|revealing|disclose|disclosing)\s+(?:this\s+|it\s+)?(?:to\s+)?"
+                            r"(?:the\s+)?(?:user|human)\b"),
+        (("mention this",),
+         r"(?:do\s+not|don't)\s+mention\s+this\s+(?:in\s+your\s+(?:reply|answer|response|summary))"),
+    ),
+}  # fmt: skip
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){16,}")
+
+
+@cache
+def _compiled() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
+    return tuple((name, hints, re.compile(pattern)) for name, cues in CUES.items() for hints, pattern in cues)
+
+
+def find_injection(text: str) -> str | None:
+    """The name of the first cue found in `text`, in plain text or decoded from base64 or hex."""
+    found = _search(text)
+    if found is not None:
+        return found
+    for decoded in _decoded(text):
+        if (inner := _search(decoded)) is not None:
+            return f"encoded-{inner}"
+    return None
+
+
+def _search(text: str) -> str | None:
+    lowered = text.lower()
+    for name, hints, pattern in _compiled():
+        if not any(hint in lowered for hint in hints):
+            continue
+        for match in pattern.finditer(lowered):
+            start = match.start()
+            if start == 0 or not (lowered[start].isalnum() and lowered[start - 1].isalnum()):
+                return name
+    return None
+
+
+def _decoded(text: str) -> list[str]:
+    """Text hidden as base64 or hex runs (what decodes to printable text only)."""
+    found = []
+    for run in _BASE64.findall(text):
+        try:
+            raw = base64.b64decode(run + "=" * (-len(run) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        found.append(raw)
+    for run in _HEX.findall(text):
+        digits = re.sub(r"[\s:]", "", run)
+        found.append(bytes.fromhex(digits[: len(digits) // 2 * 2]))
+    texts = []
+    for raw in found:
+        decoded = raw.decode("utf-8", errors="replace")
+        if decoded.isprintable() or all(c.isprintable() or c.isspace() for c in decoded):
+            texts.append(decoded)
+    return texts
