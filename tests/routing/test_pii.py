@@ -72,6 +72,8 @@ def test_only_the_asked_types_are_found() -> None:
         ("a 1973 comedy starring Maclean, a hit that year", "Maclean"),
         # A known name that lives, is from or speaks, in lower case where a sentence starts.
         ("selma is from stillwater", "selma"),
+        # A surname that is also a place word stays a name.
+        ("Send it to Andrew Hill before noon.", "Andrew Hill"),
     ],
 )
 def test_person_names_in_context(text: str, found: str) -> None:
@@ -105,6 +107,15 @@ def test_person_names_in_context(text: str, found: str) -> None:
 def test_street_addresses(text: str, found: str) -> None:
     (entity,) = [e for e in find_entities(text) if e.type == "STREET_ADDRESS"]
     assert text[entity.start : entity.end] == found
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["She spent a year at Conway Inc. before joining us.", "The Davis and Williamson Orchestra was founded in 1977.",
+     "These early shows on Kent Street were important to them."],
+)  # fmt: skip
+def test_firms_and_streets_named_after_people_are_not_people(text: str) -> None:
+    assert not [e for e in find_entities(text) if e.type == "PERSON"]
 
 
 def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> None:

@@ -148,7 +148,7 @@ _RECOGNIZERS = (
         re.compile(
             r"(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,5}"
             r"|(?<![\w+])\+\d{7,14}|\b[2-9]\d{2}[2-9]\d{6})"  # +E.164; a US number without separators
-            r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\w|-\d)"  # an extension; then no digit (a label may follow: "-Fax")
+            r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\w|-\d)"  # an extension; no digit next ("-Fax" may follow)
         ),
         _phone,
     ),
@@ -343,6 +343,18 @@ _PRONOUNS = frozenset(
     ]
 )
 _PARTICLES = frozenset(["van", "von", "de", "der", "den", "da", "di", "del", "della", "du", "le", "la"])
+# Words that end street and place names, never a person's (unlike Park, Hill or Lane, also surnames).
+_PLACE_WORDS = frozenset(
+    ["street", "road", "avenue", "boulevard", "drive", "terrace", "parkway", "highway", "bypass", "islands",
+     "mall", "loop", "expressway", "freeway", "turnpike", "st", "rd", "ave", "blvd"]
+)  # fmt: skip
+# A name that ends or is followed by one of these names a firm or a body ("Conway Inc.", "The Clark,
+# Romero and Hall Orchestra"), not a person.
+_ORGANISATION = re.compile(
+    r"(?:[ \t]*,?[ \t]*(?:and|&)?[ \t]*[A-Z][\w'-]*)?[ \t]*,?[ \t]*(?:Inc|Ltd|LLC|LLP|PLC|GmbH|AG|SA|Corp|"
+    r"Corporation|Company|Co|Group|Partners|Associates|Investments|Holdings|Orchestra|Foundation|Bank|"
+    r"University|Institute|Agency|Industries|Enterprises|Solutions|Systems|Technologies|Insurance)\b"
+)
 _TOKEN = re.compile(r"[A-Z]\.(?=\s)|[^\W\d_][\w'\u2019-]*")  # an initial, or a word
 
 
@@ -410,8 +422,13 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         names = [w for w in words if len(w) > 1 and w not in _PARTICLES]
         given = sum(w in first for w in names)
         known = sum(w in first or w in last for w in names)
+        end = tokens[run[-1]].end()
+        firm = _ORGANISATION.match(text, end) or _ORGANISATION.match(" " + tokens[run[-1]].group())
+        if firm or _PLACE_WORDS.intersection(words[1:]):
+            index = run[-1] + 1  # a firm or a street named after people ("Conway Inc.", "Kent Street")
+            continue
         if (len(names) >= 2 and known) or given or (titled and names) or (cued and known):
-            yield tokens[run[0]].start(), tokens[run[-1]].end()
+            yield tokens[run[0]].start(), end
         index = run[-1] + 1
 
 
