@@ -72,6 +72,8 @@ def test_only_the_asked_types_are_found() -> None:
         ("a 1973 comedy starring Maclean, a hit that year", "Maclean"),
         # A known name that lives, is from or speaks, in lower case where a sentence starts.
         ("selma is from stillwater", "selma"),
+        # A given name, an initial and a surname, neither known to the gazetteer.
+        ("Have you been to a Ravil G Yefimov concert before?", "Ravil G Yefimov"),
         # A surname that is also a place word stays a name.
         ("Send it to Andrew Hill before noon.", "Andrew Hill"),
     ],
@@ -107,6 +109,20 @@ def test_person_names_in_context(text: str, found: str) -> None:
 def test_street_addresses(text: str, found: str) -> None:
     (entity,) = [e for e in find_entities(text) if e.type == "STREET_ADDRESS"]
     assert text[entity.start : entity.end] == found
+
+
+def test_a_list_of_given_names_or_of_names_after_a_cue_is_people_and_a_firm_is_not() -> None:
+    def people(text: str) -> list[str]:
+        return [text[e.start : e.end] for e in find_entities(text) if e.type == "PERSON"]
+
+    assert people("They had 4: Gaetane, Hannah, Derek and Anna.") == ["Gaetane", "Hannah", "Derek", "Anna"]
+    assert people("the brainchild of our founders: Kónya, Becker and Vasquez.") == [
+        "Kónya",
+        "Becker",
+        "Vasquez",
+    ]
+    assert people("She spent a year at Hawkins, Richardson and Santana as a clerk.") == []
+    assert people("It was State A. The other was State B.") == []
 
 
 @pytest.mark.parametrize(

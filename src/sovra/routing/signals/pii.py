@@ -386,6 +386,7 @@ def _speakers(text: str) -> Iterator[tuple[int, int]]:
 
 def _persons(text: str) -> Iterator[tuple[int, int]]:
     yield from _speakers(text)
+    yield from _listed(text)
     yield from _people(text)
 
 
@@ -427,9 +428,49 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         if firm or _PLACE_WORDS.intersection(words[1:]):
             index = run[-1] + 1  # a firm or a street named after people ("Conway Inc.", "Kent Street")
             continue
-        if (len(names) >= 2 and known) or given or (titled and names) or (cued and known):
+        said = (titled and names) or (cued and known)  # the words before say a person comes
+        if (len(names) >= 2 and known) or given or said or _initialled(words):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
+
+
+def _initialled(words: list[str]) -> bool:
+    """A given name, an initial and a surname ("Faina D. Yefremova"), known to the gazetteer or not;
+    not a label and the next sentence ("State A. The …"), a pronoun or a numeral ("How I Became")."""
+    if len(words) != 3 or len(words[1]) != 1 or words[1] in "ivx":
+        return False
+    return len(words[0]) > 1 and len(words[2]) > 1 and not _FUNCTION_WORDS.intersection((words[0], words[2]))
+
+
+_FUNCTION_WORDS = frozenset(
+    ["the", "a", "an", "how", "what", "why", "when", "where", "which", "who", "if", "is", "are", "was",
+     "one", "should", "this", "that", "it", "in", "on", "for", "from", "to", "we", "you", "they",
+     "there", "and", "or", "but", "as", "at", "by", "of", "with", "after", "before", "then"]
+)  # fmt: skip
+
+
+# A list of capitalised words ("our founders: Kónya, Becker and Vasquez"): people when most are names.
+_WORD = r"[A-ZÀ-ÖØ-Þ][\w'\u2019-]+"
+_LIST = re.compile(rf"\b(?:{_WORD}, ){{1,8}}{_WORD},? and {_WORD}\b")
+_ITEM = re.compile(r"[^\W\d_][\w'\u2019-]*")
+
+
+def _listed(text: str) -> Iterator[tuple[int, int]]:
+    """The items of a list of single capitalised words: half or more given names ("They had 6:
+    Gaetane, Hannah, Anthony and Derek"), or half or more names after a cue ("our founders: Kónya,
+    Becker and Vasquez") — not surnames alone, which is how firms are named ("Hawkins, Richardson
+    and Santana")."""
+    first, last = _gazetteer()
+    for match in _LIST.finditer(text):
+        before = text[max(0, match.start() - 24) : match.start()]
+        if before.endswith(("The ", "the ")) or _ORGANISATION.match(text, match.end()):
+            continue  # "The Jones, Smith and Davis Orchestra"
+        items = [m for m in _ITEM.finditer(text, match.start(), match.end()) if m.group() != "and"]
+        words = [_POSSESSIVE.sub("", m.group()).lower() for m in items]
+        given = sum(w in first for w in words)
+        known = sum(w in first or w in last for w in words)
+        if 2 * given >= len(words) or (_CUES.search(before) and 2 * known >= len(words)):
+            yield from ((m.start(), m.end()) for m in items)
 
 
 def _named(
