@@ -74,6 +74,8 @@ def test_only_the_asked_types_are_found() -> None:
         ("selma is from stillwater", "selma"),
         # A given name, an initial and a surname, neither known to the gazetteer.
         ("Have you been to a Ravil G Yefimov concert before?", "Ravil G Yefimov"),
+        # Given names that are also part of a place's name ("Santa Maria") stay names.
+        ("Could you ask Maria whether the room is free?", "Maria"),
         # A surname that is also a place word stays a name.
         ("Send it to Andrew Hill before noon.", "Andrew Hill"),
     ],
@@ -156,6 +158,8 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "my name is not important here",
         "Russia said the talks would resume.",
         "Invoice of 03 Feb 2022, due 17 March 2022.",
+        # Places made of a given name, told by their first or last word.
+        "She flew from San Jose to Santa Ana, then on to South Carolina and Alice Springs.",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

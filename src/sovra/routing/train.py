@@ -98,14 +98,19 @@ def fit(
 def names(data: Path) -> dict[str, list[str]]:
     """The PII signal's gazetteer: given names and surnames of Faker's Latin-script locales (MIT),
     lower-cased, minus the words the router's own corpora use in lower case (ordinary words such as
-    "will", "may", "park": a name there would make every sentence personal)."""
+    "will", "may", "park": a name there would make every sentence personal) and place names: given
+    names minus whole places ("Lima"; a given name alone is taken for a person), surnames minus
+    every word of one ("New York") — not given names that are only part of one ("Santa Ana", "Alice
+    Springs": Ana and Alice stay names; `signals/pii.py` knows such places by their first word)."""
     given: set[str] = set()
     surnames: set[str] = set()
     for attribute, values in _faker_lists("person", lambda a: a.startswith(("first_names", "last_names"))):
         into = given if attribute.startswith("first_names") else surnames
         into |= {str(n).lower() for n in values if _latin(str(n))}
-    not_names = _ordinary_words(data) | _places() | _NOT_NAMES
-    return {"first": sorted(given - not_names), "last": sorted(surnames - not_names)}
+    places = _places()
+    not_names = _ordinary_words(data) | _NOT_NAMES
+    parts = {part for place in places for part in place.split()}
+    return {"first": sorted(given - not_names - places), "last": sorted(surnames - not_names - parts)}
 
 
 # Capitalised words the corpora use for other things: months, days, planets, continents, faiths.
@@ -189,12 +194,12 @@ _NOT_NAMES = frozenset(
 
 
 def _places() -> set[str]:
-    """Countries, states, regions and cities of Faker's address providers (one word or several)."""
+    """Countries, states, regions and cities of Faker's address providers, lower-cased."""
     kinds = {"countries", "states", "cities", "city_names", "real_city_names", "provinces", "regions"}
-    words: set[str] = set()
+    names: set[str] = set()
     for _, places in _faker_lists("address", kinds.__contains__):
-        words |= {part.lower() for place in places for part in str(place).split()}
-    return words
+        names |= {str(place).lower() for place in places}
+    return names
 
 
 def _faker_lists(
@@ -265,15 +270,20 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
             "trained",
             extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
         )
+    manifest["gazetteer"] = write_gazetteer(data, out)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, str]:
+    """Write `names.json` into `out`; its manifest entry."""
     gazetteer = out / "names.json"
     gazetteer.write_text(json.dumps(names(data), ensure_ascii=False, separators=(",", ":")) + "\n")
-    manifest["gazetteer"] = {
+    return {
         "file": gazetteer.name,
         "sha256": hashlib.sha256(gazetteer.read_bytes()).hexdigest(),
         "source": "Faker's person providers (MIT), Latin-script locales, minus the corpora's ordinary words",
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
 
 
 def _embeddings(encoder: dict[str, Path], corpus: list[str], out: Path) -> dict[str, Any]:

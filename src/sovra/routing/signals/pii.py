@@ -346,7 +346,15 @@ _PARTICLES = frozenset(["van", "von", "de", "der", "den", "da", "di", "del", "de
 # Words that end street and place names, never a person's (unlike Park, Hill or Lane, also surnames).
 _PLACE_WORDS = frozenset(
     ["street", "road", "avenue", "boulevard", "drive", "terrace", "parkway", "highway", "bypass", "islands",
-     "mall", "loop", "expressway", "freeway", "turnpike", "st", "rd", "ave", "blvd"]
+     "mall", "loop", "expressway", "freeway", "turnpike", "st", "rd", "ave", "blvd", "coast", "county",
+     "city", "republic", "kingdom", "province", "springs", "falls", "beach", "island", "isles"]
+)  # fmt: skip
+# Words that start place names made of a given name ("San Jose", "Santa Ana", "Port Elizabeth"):
+# the gazetteer keeps such given names (routing/train.py), so the place is told by its first word.
+_PLACE_FIRST = frozenset(
+    ["san", "santa", "santo", "são", "sao", "saint", "sainte", "st", "ste", "port", "fort", "ft", "lake",
+     "mount", "mt", "cape", "new", "el", "los", "las", "villa", "isla", "ile", "île", "bad", "bay", "glen",
+     "north", "south", "east", "west", "upper", "lower", "great", "little"]
 )  # fmt: skip
 # A name that ends or is followed by one of these names a firm or a body ("Conway Inc.", "The Clark,
 # Romero and Hall Orchestra"), not a person.
@@ -425,7 +433,7 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         known = sum(w in first or w in last for w in names)
         end = tokens[run[-1]].end()
         firm = _ORGANISATION.match(text, end) or _ORGANISATION.match(" " + tokens[run[-1]].group())
-        if firm or _PLACE_WORDS.intersection(words[1:]):
+        if firm or _PLACE_WORDS.intersection(words[1:]) or (len(words) > 1 and words[0] in _PLACE_FIRST):
             index = run[-1] + 1  # a firm or a street named after people ("Conway Inc.", "Kent Street")
             continue
         said = (titled and names) or (cued and known)  # the words before say a person comes
