@@ -72,6 +72,10 @@ def test_only_the_asked_types_are_found() -> None:
         ("a 1973 comedy starring Maclean, a hit that year", "Maclean"),
         # A known name that lives, is from or speaks, in lower case where a sentence starts.
         ("selma is from stillwater", "selma"),
+        # A count after a name is no house number.
+        ("It takes Kevin 15 minutes to find each worm.", "Kevin"),
+        # Two capitalised words the gazetteer does not know, said to live somewhere.
+        ("Tomomi Nishiyama lives at the end of the road.", "Tomomi Nishiyama"),
         # A given name, an initial and a surname, neither known to the gazetteer.
         ("Have you been to a Ravil G Yefimov concert before?", "Ravil G Yefimov"),
         # Given names that are also part of a place's name ("Santa Maria") stay names.
@@ -129,7 +133,7 @@ def test_a_list_of_given_names_or_of_names_after_a_cue_is_people_and_a_firm_is_n
 
 @pytest.mark.parametrize(
     "text",
-    ["She spent a year at Conway Inc. before joining us.", "The Davis and Williamson Orchestra was founded in 1977.",
+    ["She spent a year at Conway Inc. before joining us.", "He lives on the north side of Joaquin Suarez 2906.", "The Davis and Williamson Orchestra was founded in 1977.",
      "These early shows on Kent Street were important to them."],
 )  # fmt: skip
 def test_firms_and_streets_named_after_people_are_not_people(text: str) -> None:

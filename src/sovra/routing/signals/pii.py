@@ -262,7 +262,7 @@ _CUES = re.compile(
 # written in lower case): "my name is višeslav", "Name: Toshimi Arata", "call me Snežana".
 _NAMING = re.compile(
     r"\b(?:my name is|my name's|(?:first|last|full|maiden|real|nick) ?name(?: is)?|name:|names? are|"
-    r"call me|calls me|call him|call her|i am called|i'm called)[\s:,]+",
+    r"call me|calls me|call him|call her|i am called|i'm called)\??[\s:,]+",  # "last name? Boyle"
     re.IGNORECASE,
 )
 # What "my name is …" may be followed by that is not a name.
@@ -347,7 +347,8 @@ _PARTICLES = frozenset(["van", "von", "de", "der", "den", "da", "di", "del", "de
 _PLACE_WORDS = frozenset(
     ["street", "road", "avenue", "boulevard", "drive", "terrace", "parkway", "highway", "bypass", "islands",
      "mall", "loop", "expressway", "freeway", "turnpike", "st", "rd", "ave", "blvd", "coast", "county",
-     "city", "republic", "kingdom", "province", "springs", "falls", "beach", "island", "isles"]
+     "city", "republic", "kingdom", "province", "springs", "falls", "beach", "island", "isles", "union",
+     "coves", "flat", "flats"]
 )  # fmt: skip
 # Words that start place names made of a given name ("San Jose", "Santa Ana", "Port Elizabeth"):
 # the gazetteer keeps such given names (routing/train.py), so the place is told by its first word.
@@ -356,6 +357,14 @@ _PLACE_FIRST = frozenset(
      "mount", "mt", "cape", "new", "el", "los", "las", "villa", "isla", "ile", "île", "bad", "bay", "glen",
      "north", "south", "east", "west", "upper", "lower", "great", "little"]
 )  # fmt: skip
+# Words inside a place's name wherever they stand ("Dusino San Michele", "Porto Alegre").
+_PLACE_INSIDE = frozenset(
+    ["san", "santa", "santo", "são", "sao", "saint", "sainte", "porto", "quinta", "vila", "cite"]
+)
+# A street named after a person, told by its house number or street word after it ("Joaquin Suarez
+# 2906.", "Kálmán Imre u. 12."); not a year ("Adam McDowell 1975"), not a count ("takes Kevin 15
+# minutes").
+_NUMBERED = re.compile(r" (?:u\.|utca\b|út\b|tér\b|(?!1[89]\d\d\b|20\d\d\b)\d{1,4}(?=[ \t]*(?:[.,;|)\n]|$)))")
 # A name that ends or is followed by one of these names a firm or a body ("Conway Inc.", "The Clark,
 # Romero and Hall Orchestra"), not a person.
 _ORGANISATION = re.compile(
@@ -394,8 +403,11 @@ def _speakers(text: str) -> Iterator[tuple[int, int]]:
 
 def _persons(text: str) -> Iterator[tuple[int, int]]:
     yield from _speakers(text)
-    yield from _listed(text)
-    yield from _people(text)
+    firms: list[tuple[int, int]] = []  # "The Jones, Smith and Davis Orchestra": none of its words
+    yield from _listed(text, firms)
+    for start, end in _people(text):
+        if not any(start < firm_end and firm_start < end for firm_start, firm_end in firms):
+            yield start, end
 
 
 def _people(text: str) -> Iterator[tuple[int, int]]:
@@ -433,10 +445,19 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         known = sum(w in first or w in last for w in names)
         end = tokens[run[-1]].end()
         firm = _ORGANISATION.match(text, end) or _ORGANISATION.match(" " + tokens[run[-1]].group())
-        if firm or _PLACE_WORDS.intersection(words[1:]) or (len(words) > 1 and words[0] in _PLACE_FIRST):
+        place = (
+            _PLACE_WORDS.intersection(words[1:])
+            or _PLACE_INSIDE.intersection(words)
+            or _NUMBERED.match(text, end)
+        )
+        if firm or place or (len(words) > 1 and words[0] in _PLACE_FIRST):
             index = run[-1] + 1  # a firm or a street named after people ("Conway Inc.", "Kent Street")
             continue
         said = (titled and names) or (cued and known)  # the words before say a person comes
+        # or the words after say a person was: "Tomomi Nishiyama lives at …", names known or not
+        said = said or (
+            len(names) >= 2 and not _FUNCTION_WORDS.intersection(words) and _ACTS.match(text, end)
+        )
         if (len(names) >= 2 and known) or given or said or _initialled(words):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
@@ -463,7 +484,7 @@ _LIST = re.compile(rf"\b(?:{_WORD}, ){{1,8}}{_WORD},? and {_WORD}\b")
 _ITEM = re.compile(r"[^\W\d_][\w'\u2019-]*")
 
 
-def _listed(text: str) -> Iterator[tuple[int, int]]:
+def _listed(text: str, firms: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     """The items of a list of single capitalised words: half or more given names ("They had 6:
     Gaetane, Hannah, Anthony and Derek"), or half or more names after a cue ("our founders: Kónya,
     Becker and Vasquez") — not surnames alone, which is how firms are named ("Hawkins, Richardson
@@ -472,7 +493,8 @@ def _listed(text: str) -> Iterator[tuple[int, int]]:
     for match in _LIST.finditer(text):
         before = text[max(0, match.start() - 24) : match.start()]
         if before.endswith(("The ", "the ")) or _ORGANISATION.match(text, match.end()):
-            continue  # "The Jones, Smith and Davis Orchestra"
+            firms.append(match.span())  # "The Jones, Smith and Davis Orchestra"
+            continue
         items = [m for m in _ITEM.finditer(text, match.start(), match.end()) if m.group() != "and"]
         words = [_POSSESSIVE.sub("", m.group()).lower() for m in items]
         given = sum(w in first for w in words)
