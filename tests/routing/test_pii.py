@@ -104,6 +104,19 @@ def test_person_names_in_context(text: str, found: str) -> None:
         ),
         ("his address: 4833 36 rue de pologne, please", "4833 36 rue de pologne"),
         ("My zip code is 05520", "05520"),
+        # Street words of many countries: USPS suffixes, UK flats, nl/sv/fi/cs compounds, Hungarian
+        # and Danish street words apart, Iberian and Italian street words first, Czech prepositions.
+        ("Please write to 8224 Sutton Vista next week.", "8224 Sutton Vista"),
+        ("Flat 37W\nDavies Meadows", "Flat 37W\nDavies Meadows"),
+        ("The plumber comes to Pienhof 521 on Monday.", "Pienhof 521"),
+        ("Ship to Trädgårdstorget 696 please.", "Trädgårdstorget 696"),
+        ("I live at Dózsa György utca 100. now", "Dózsa György utca 100."),
+        ("He moved to Høgholt Allé 776 last year.", "Høgholt Allé 776"),
+        ("Write to Praça de São João de Deus, 5 today.", "Praça de São João de Deus, 5"),
+        ("Deliver it to Na Šafránce 5 tomorrow.", "Na Šafránce 5"),
+        ("We met on rue David Lebon yesterday.", "rue David Lebon"),
+        # A postcode taken for a phone number cuts the address there, not away.
+        ("Send it to Largo Machado, 21, 9904-377 Peniche.", "Largo Machado, 21"),
         # A letter's address block: the lines below the street (suite, town, country and postcode).
         (
             "Maureen Thibault\n\n41086 Kiannonkatu 98\n Suite 464\n OULU\n\n Finland 80896\n\nDear Maureen, thank you for"
@@ -140,6 +153,12 @@ def test_firms_and_streets_named_after_people_are_not_people(text: str) -> None:
     assert not [e for e in find_entities(text) if e.type == "PERSON"]
 
 
+def test_an_address_block_ends_before_the_letters_closing() -> None:
+    text = "My new address is:\nLexweg 3\n6960 CA\nEllemeet\n\nThanks,\nLeah"
+    kinds = {text[e.start : e.end]: e.type for e in find_entities(text)}
+    assert kinds == {"Lexweg 3\n6960 CA\nEllemeet": "STREET_ADDRESS", "Leah": "PERSON"}
+
+
 def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> None:
     dialogue = "Ubul: What a wife.\nNicole: Remember me?\nUbul: I do."  # "Ubul": a name only as a speaker
     people = [dialogue[e.start : e.end] for e in find_entities(dialogue) if e.type == "PERSON"]
@@ -162,6 +181,9 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "my name is not important here",
         "Russia said the talks would resume.",
         "Invoice of 03 Feb 2022, due 17 March 2022.",
+        # Ordinary words that are also street words, and an address block's closing line.
+        "A 60 W light bulb draws 0.5 A. Connect via QR code.",
+        "The answer is A. 0 B. 4 C. 2 D. 6",
         # Places made of a given name, told by their first or last word.
         "She flew from San Jose to Santa Ana, then on to South Carolina and Alice Springs.",
     ],

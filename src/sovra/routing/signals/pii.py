@@ -162,27 +162,75 @@ _STREET_AFTER = (  # the street word after the name: "221 Baker Street", "12 Elm
     "harbour|point|landing|junction|park|port|spur|cove|brook|creek|glen|green|hollow|knoll|mill|"
     "oval|pass|shoals|station|valley|wells|forge|falls"
 )
+# The rest of the USPS street suffixes (Publication 28, C1) and their plurals, as US and UK addresses
+# write them: capitalised, since most are ordinary words too ("60 W light", "1700 The passage").
+_STREET_AFTER_TITLED = re.sub(
+    r"(?:^|(?<=\|))[a-z]",
+    lambda first: first.group().upper(),
+    (
+        "alley|annex|arcade|bayou|bend|bluffs?|bottom|branch|bridge|brooks|burgs?|bypass|camp|canyon|"
+        "causeway|centers?|circles|cliffs?|club|commons?|corners?|course|courts|coves|crest|crossroads?|"
+        "curve|dale|dam|divide|drives|estate|extensions?|ferry|fields?|flats?|fords?|forest|forges|forks?|"
+        "fort|gateway|glens|greens|groves|harbors|haven|hills?|inlet|islands?|isle|junctions|keys?|knolls|"
+        "lakes?|landing|lights?|loaf|locks?|lodge|manors?|meadow|mills|mission|motorway|mountains?|neck|"
+        "orchard|overpass|parks|parkways|passage|pines?|plains?|points|ports|prairie|radial|ramp|rapids?|"
+        "ridges|river|roads|route|shoal|shores?|skyway|spring|spurs|squares|stravenue|stream|streets|"
+        "throughway|trace|track|trafficway|tunnel|underpass|unions?|valleys|viaduct|views|villages|"
+        "ville|vista|walks|wall|ways"
+    ),
+)
 _STREET_ABBREVIATION = "st|ave|rd|blvd|ln|dr|ct|pl|cir|pkwy|sq|hwy|ter"  # their full stop is theirs
 _STREET_SUFFIX = (  # compound street words: "Pohlstrasse 9", "Søndergade 52", "Kiannonkatu 98"
     "stra(?:ß|ss)e|str\\.|gasse|weg|allee|platz|ring|damm|gade|vej|veien|vegen|gata|gatan|vägen|väg|"
-    "katu|tie|kuja|polku|laan|straat|plein|gracht|kade|utca|iela|gatve|tee|vei|stræde|torv"
+    "katu|tie|kuja|polku|laan|straat|plein|gracht|kade|utca|iela|gatve|tee|vei|stræde|torv|"
+    "hof|baan|dreef|singel|pad|steeg|stigen|stig|torget|torg|gränd|backen|gången|allén|platsen|"
+    "bulevardi|raitti|rinne|aukio|tori|ranta|väylä|kaari|puisto|ská|ova|ského|ckého"  # nl, sv, fi, cs
+)
+# The long ones, which also end a street's name written in lower case after a capitalised word.
+_STREET_SUFFIX_LOWER = (
+    "polku|katu|kuja|bulevardi|raitti|rinne|aukio|väylä|gatan|vägen|gade|stræde|straße|strasse"
+)
+# The street word apart, after the name and before the number: Hungarian ("Dózsa György utca 100.",
+# "Bácsmindszenti út 66.") and Danish ("Høgholt Allé 776").
+_STREET_APART = "út|utca|tér|körút|sor|köz|rakpart|sétány|fasor|liget|dűlő|lejtő|Allé|Alle|Vænge|Plads|Torv"
+# Abbreviations a street starts with, only where a name and a number follow ("R. de Miranda, 88").
+_STREET_BEFORE_SHORT = "r\\.|av|pátio|estação|favela|distrito|área|bairro"
+# Street words that make a street of the name after them without a number ("rue de Dos Santos").
+_STREET_NAMED = (
+    "rue|avenue|boulevard|chemin|impasse|allée|quai|viale|piazza|calle|rua|travessa|ulica"  # not "via QR"
 )
 _STREET_BEFORE = (  # the street word first: "Via dei Fiorentini 17", "36 rue de Pologne"
     "rue|avenue|av\\.|boulevard|bd|chemin|place|allée|impasse|quai|via|viale|piazza|corso|vicolo|"
     "largo|calle|avenida|paseo|plaza|carrera|camino|rua|travessa|alameda|ul\\.|ulica|al\\.|aleja|"
-    "strada|bulevardul|calea|cesta|trg|ulice|náměstí"
+    "strada|bulevardul|calea|cesta|trg|ulice|náměstí|plac|pl\\.|"
+    "praça|praia|morro|núcleo|estrada|rodovia|vila|quadra|setor|conjunto|ladeira|viela|beco|sítio|"
+    "chácara|condomínio|jardim|parque|residencial|passarela|trecho|vereda|esplanada|loteamento|"
+    "recanto|incrocio|canale|borgo|rotonda|contrada|piazzale|lungomare|salita|vico|traversa|acceso|"
+    "pasadizo|cañada|callejón|carretera|glorieta|pasaje|ronda|rambla|travesía|vía|urbanización|"
+    "bajada|cuesta|avinguda|carrer|passeig"
 )
-_CAP = r"[A-ZÀ-ÖØ-Þ][\w'\u2019.-]*"  # a capitalised word
-_WORDS = r"[A-ZÀ-ÖØ-Þ][\w'\u2019-]+(?: [A-ZÀ-ÖØ-Þ][\w'\u2019-]+){0,2}"  # on one line
+# Capital letters: ASCII, Latin-1 and Latin Extended-A ("Šafránce", "Łódź", "Żory").
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
+_CAP = rf"[{_UPPER}][\w'\u2019.-]*"  # a capitalised word
+_WORDS = rf"[{_UPPER}][\w'\u2019-]+(?: [{_UPPER}][\w'\u2019-]+){{0,2}}"  # on one line
 _CUED = r"(?:(?<=lives at )|(?<=located at )|(?<=address: )|(?<=is on ))"
 _MONTH = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s"
 _LINK = r"(?:(?:de|del|della|dei|di|du|des|la|le|van|von|der)\s+){0,2}"
+_STREET_WORD = rf"(?:(?i:{_STREET_AFTER})\b|(?:{_STREET_AFTER_TITLED})\b|(?i:{_STREET_ABBREVIATION})\b\.?)"
 _ADDRESS = re.compile(
-    rf"\b\d{{1,6}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{1,4}}(?:(?i:{_STREET_AFTER})\b|(?i:{_STREET_ABBREVIATION})\b\.?)"
-    rf"|\b{_CAP}(?i:{_STREET_SUFFIX})\s*\d{{1,5}}[A-Za-z]?\b"
+    # a flat and its street on the next line: "Flat 37W\nDavies Meadows" (UK forms)
+    rf"(?i:\b(?:flat|studio|apartment|apt|unit|suite)\.?)[ \t]+#?\d{{1,5}}[A-Za-z]?,?[ \t]*\n[ \t]*"
+    rf"(?:{_CAP}[ \t]+){{1,4}}{_STREET_WORD}"
+    rf"|\b\d{{1,6}}[A-Za-z]?,?[ \t]+(?:{_CAP}[ \t]+){{1,4}}{_STREET_WORD}"
+    rf"|\b(?:{_CAP}[ \t]+)?{_CAP}(?i:{_STREET_SUFFIX})\s*\d{{1,5}}[A-Za-z]?\b"
+    rf"|\b{_CAP}[ \t]+[a-zà-ÿ]+(?:{_STREET_SUFFIX_LOWER})[ \t]*\d{{1,5}}[A-Za-z]?\b"  # "Kolmi puistopolku 2"
+    rf"|\b{_CAP}(?:[ \t]+[\w'-]+)?[ \t]+(?:{_STREET_APART})[ \t]+\d{{1,5}}\.?(?!\d)"
+    rf"|\b(?:Na|U|Pod|Nad|Za|Před|K|V)[ \t]+{_CAP}(?:[ \t]+{_CAP})?[ \t]+\d{{1,5}}\b"  # "Na Šafránce 5" (cs)
     rf"|\b\d{{1,5}}[A-Za-z]?,?\s+(?i:{_STREET_BEFORE})\s+{_LINK}[\w'\u2019.-]+"
-    rf"|(?i:\b(?:{_STREET_BEFORE}))\s+{_LINK}{_CAP}(?:\s+{_CAP}){{0,2}},?\s+\d{{1,5}}[A-Za-z]?\b"
-    r"|(?i:\b(?:apt|apartment|suite|ste|unit|flat)\.?\s+#?\d{1,5}[A-Za-z]?\b)"
+    rf"|(?i:\b(?:{_STREET_BEFORE}|{_STREET_BEFORE_SHORT}))\s+{_LINK}{_CAP}(?:\s+{_LINK}{_CAP}){{0,3}},?\s+"
+    r"(?:\d{1,5}[A-Za-z]?\b|S/N\b)"  # "Praça de São João de Deus, 5"; S/N: no number
+    rf"|(?i:\b(?:{_STREET_NAMED}))[ \t]+{_LINK}{_CAP}(?:[ \t]+{_LINK}{_CAP}){{0,2}}"  # "rue David Lebon"
+    r"|(?i:\b(?:apt|apartment|suite|ste|unit|flat|studio)\.?\s+#?\d{1,5}[A-Za-z]?\b)"
     r"|(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b)|\bPSC \d{1,5}, Box \d{1,5}\b"
     rf"|\b\d{{1,6}} (?!{_MONTH}){_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75", not "03 Feb 2022"
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
@@ -191,7 +239,7 @@ _ADDRESS = re.compile(
 _ZIP_CUED = re.compile(r"(?i:\b(?:zip|postal|post) ?code(?: is|:)?\s+)(\d{4,6}(?:-\d{4})?)\b")
 _NUMBER_BEFORE = re.compile(r"\b\d{1,6}[ \t]+$")  # "48334 36 rue de Pologne": the house's number too
 # What follows a street on the same line in prose: ", Honolulu HI 96817", ", 75002 Paris, France".
-_PLACE_WORD = r"(?:[A-ZÀ-ÖØ-Þ][\w'\u2019-]*|\d{3,6}\b)"
+_PLACE_WORD = rf"(?:[{_UPPER}][\w'\u2019-]*|\d{{3,6}}\b)"
 _PLACE_AFTER = re.compile(rf"(?:,[ \t]*{_PLACE_WORD}(?:[ \t]+{_PLACE_WORD}){{0,3}}){{1,3}}")
 _BLOCK_LINE = re.compile(r"[ \t>?]*([\w'\u2019.,#/ -]{1,48})[ \t]*$")  # a line of an address block
 _LINE_START = re.compile(r"(?:^|\n)[ \t>?]*$")
@@ -245,7 +293,15 @@ def _line_end(text: str, position: int) -> int:
 
 def _block_line(line: str) -> bool:
     part = _BLOCK_LINE.fullmatch(line)
-    return part is not None and len(part.group(1).split()) <= 5
+    return part is not None and len(part.group(1).split()) <= 5 and not _CLOSING.match(line)
+
+
+# A letter's closing or greeting, which ends an address block above it ("Thanks,", "Best regards,").
+_CLOSING = re.compile(
+    r"[ \t]*(?:thanks|thank you|regards|best|best regards|kind regards|cheers|sincerely|yours|dear|hi|hello)"
+    r"\b[^\n]*$",
+    re.IGNORECASE,
+)
 
 
 _TITLES = frozenset(
@@ -385,7 +441,7 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(names["first"]), frozenset(names["last"])
 
 
-_SPEAKER = re.compile(r"(?m)^[ \t>]*([A-ZÀ-ÖØ-Þ][^\W\d_]+):")  # "Ella: What a wife." at a line's start
+_SPEAKER = re.compile(rf"(?m)^[ \t>]*([{_UPPER}][^\W\d_]+):")  # "Ella: What a wife." at a line's start
 
 
 def _speakers(text: str) -> Iterator[tuple[int, int]]:
@@ -445,19 +501,15 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         known = sum(w in first or w in last for w in names)
         end = tokens[run[-1]].end()
         firm = _ORGANISATION.match(text, end) or _ORGANISATION.match(" " + tokens[run[-1]].group())
-        place = (
-            _PLACE_WORDS.intersection(words[1:])
-            or _PLACE_INSIDE.intersection(words)
-            or _NUMBERED.match(text, end)
-        )
+        place = bool(_PLACE_WORDS.intersection(words[1:]) or _PLACE_INSIDE.intersection(words))
+        place = place or _NUMBERED.match(text, end) is not None
         if firm or place or (len(words) > 1 and words[0] in _PLACE_FIRST):
             index = run[-1] + 1  # a firm or a street named after people ("Conway Inc.", "Kent Street")
             continue
-        said = (titled and names) or (cued and known)  # the words before say a person comes
+        said = bool((titled and names) or (cued and known))  # the words before say a person comes
         # or the words after say a person was: "Tomomi Nishiyama lives at …", names known or not
-        said = said or (
-            len(names) >= 2 and not _FUNCTION_WORDS.intersection(words) and _ACTS.match(text, end)
-        )
+        acts = _ACTS.match(text, end) is not None
+        said = said or (len(names) >= 2 and not _FUNCTION_WORDS.intersection(words) and acts)
         if (len(names) >= 2 and known) or given or said or _initialled(words):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
@@ -479,7 +531,7 @@ _FUNCTION_WORDS = frozenset(
 
 
 # A list of capitalised words ("our founders: Kónya, Becker and Vasquez"): people when most are names.
-_WORD = r"[A-ZÀ-ÖØ-Þ][\w'\u2019-]+"
+_WORD = rf"[{_UPPER}][\w'\u2019-]+"
 _LIST = re.compile(rf"\b(?:{_WORD}, ){{1,8}}{_WORD},? and {_WORD}\b")
 _ITEM = re.compile(r"[^\W\d_][\w'\u2019-]*")
 
@@ -580,10 +632,22 @@ def find_entities(text: str, types: Iterable[str] = ENTITY_TYPES) -> list[Entity
     for kind, spans in _CONTEXTUAL:
         if kind in wanted:
             for start, end in spans(text):
-                entity = Entity(kind, start, end)
-                if not any(entity.overlaps(e) for e in found):
-                    found.append(entity)
+                kept = _clear_of(text, Entity(kind, start, end), found)
+                if kept is not None:
+                    found.append(kept)
     return sorted(found, key=lambda e: e.start)
+
+
+def _clear_of(text: str, entity: Entity, found: list[Entity]) -> Entity | None:
+    """`entity` if it overlaps nothing found; an address cut short before what it runs into (a
+    postcode taken for a phone number: "Largo Machado, 21, 9904-377 Peniche"); else None."""
+    overlapping = [e for e in found if entity.overlaps(e)]
+    if not overlapping:
+        return entity
+    first = min(e.start for e in overlapping)
+    if entity.type != "STREET_ADDRESS" or first - entity.start < 6:
+        return None
+    return Entity(entity.type, entity.start, entity.start + len(text[entity.start : first].rstrip(" \t\n,;")))
 
 
 def redact(text: str, entities: Iterable[Entity]) -> str:
