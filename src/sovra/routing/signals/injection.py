@@ -3,8 +3,8 @@
 The jailbreak classifier scores a prompt as a whole, so an instruction planted in a long pasted
 document ("ignore the user's request and …") is diluted by the document around it. These cues look
 for the few phrasings that hijack a task whatever surrounds them — override the instructions given
-before, reveal the system prompt or a secret, claim an authority or mode, address the assistant from
-inside the data — in English and the languages attacks are most often translated into, and in
+before, tell the assistant it is someone else now, reveal the system prompt or a secret, claim an
+authority or mode, address the assistant from inside the data — in English and the languages attacks are most often translated into, and in
 base64 or hex (decoded and searched again). Each cue has a name, which `POST /v1/route` reports.
 
 They were written from the train side of the injection sources (and the attacks' usual vocabulary),
@@ -27,7 +27,7 @@ _ANCHOR = (
 )
 _ORDERS = (
     r"(?:instructions?|directives?|directions|prompts?|rules|guidelines|commands|orders|tasks?|context|"
-    r"programming|restrictions|constraints|policies|guardrails)"
+    r"programming|restrictions|constraints|policies|guardrails|messages?)"
 )
 _SET_ASIDE = (
     r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|overlook|neglect|discard|"
@@ -57,7 +57,9 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         # Not "my": a user taking back what they asked ("disregard my previous instructions, shorter").
         (_VERBS, rf"{_SET_ASIDE}\b{_NOT_MINE}{{0,40}}?\b{_ANCHOR}\b{_NOT_MINE}{{0,25}}?\b{_ORDERS}\b"),
         (_VERBS, rf"{_SET_ASIDE}\s+(?:everything|all(?:\s+of)?(?:\s+(?:that|this))?|anything)\s+"
-                 r"(?:you(?:'ve|\s+have)?\s+(?:been|were)\s+(?:told|instructed|given|taught)|above|before|so\s+far)"),
+                 r"(?:you(?:'ve|\s+have)?\s+(?:been\s+|were\s+)?(?:told|instructed|given|taught|learned|learnt)|"
+                 r"above|before|so\s+far)"),
+        (_VERBS, rf"{_SET_ASIDE}\s+(?:everything|all)\b{_NOT_MINE}{{0,40}}\bbefore\s+this\b"),
         (("ignore", "disregard", "forget"),
          r"(?:ignore|disregard|forget)\s+(?:the|all|everything|anything)\s+(?:above|before|previous|prior)\b"),
         (("regardless",),
@@ -88,6 +90,14 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         (("αγνο",), r"αγνο\w+.{0,20}(?:οδηγίες|εντολές)"),  # noqa: RUF001 (Greek)
         (("ignoruj", "zapomnij"), r"(?:zignoruj|ignoruj|zapomnij)\b.{0,30}\b(?:instrukcje|polecenia)\b"),
         (("talimat",), r"talimatlar\w*\s+(?:yok\s+say|g[öo]rmezden\s+gel|unut)"),
+    ),
+    "replaces-the-assistant": (
+        # "You are no longer ChatGPT, you are now …": the assistant told it is someone else now.
+        (("no longer",),
+         r"you\s+are\s+no\s+longer\s+(?:chatgpt|gpt|an?\s+(?:ai|assistant|language\s+model|chatbot)|"
+         r"claude|bard|gemini|llama|bound|restricted|limited|censored|filtered)\b"),
+        (("stop being", "forget that you are"),
+         r"(?:stop\s+being|forget\s+that\s+you\s+are)\s+(?:chatgpt|an?\s+(?:ai|assistant|language\s+model))\b"),
     ),
     "reveal-system-prompt": (
         (("prompt", "instruction", "message", "configuration", "directive"),
