@@ -42,7 +42,7 @@ from sovra.routing.datasets import (
     stem,
 )
 from sovra.routing.policy import Thresholds
-from sovra.routing.router import Router, default_policy, shipped_classifiers
+from sovra.routing.router import SPECIALIST_DOMAINS, Router, default_policy, shipped_classifiers
 from sovra.routing.signals.injection import find_injection
 from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
 from sovra.spec import Routing, Specialty
@@ -117,6 +117,14 @@ def _score_domain(card: Scorecard, side: str, pairs: list[tuple[str, str]]) -> N
     card.set("domain, macro-F1", side, f"{macro_f1(pairs, DOMAINS):.3f}")
     for label, target in (("code", ">= 97 %"), ("math", ">= 98 %")):
         card.set(f"recall of {label}", side, _share(_recalled(pairs, label)), target)
+        # What a user sees: the default policy sends computer science to the code specialist too,
+        # and physics to the maths one.
+        routed = [
+            predicted in SPECIALIST_DOMAINS[Specialty(label)] for gold, predicted in pairs if gold == label
+        ]
+        card.set(
+            f"{label} prompts sent to the {label} specialist (default policy)", side, _share(routed), target
+        )
 
 
 def _recalled(pairs: list[tuple[str, str]], label: str) -> list[bool]:

@@ -23,7 +23,7 @@ from sovra.routing.signals import Classifiers, ExampleDomain, Signals
 from sovra.routing.signals.pii import ENTITY_TYPES, STRUCTURED, find_entities, redact
 from sovra.spec import Routing, Specialty
 
-__all__ = ["Decision", "Router", "default_policy", "shipped_classifiers"]
+__all__ = ["SPECIALIST_DOMAINS", "Decision", "Router", "default_policy", "shipped_classifiers"]
 
 
 @cache
@@ -195,6 +195,10 @@ def _conditions(condition: Condition | None) -> Iterator[Condition]:
         yield from _conditions(inner)
 
 
+# The domains the default policy sends to each specialist the catalog has.
+SPECIALIST_DOMAINS = {Specialty.CODE: ("code", "computer science"), Specialty.MATH: ("math", "physics")}
+
+
 def default_policy(catalog: Mapping[str, Routing | None]) -> Policy:
     """What `MoM` does with no policy file: refuse jailbreaks and injections, redact personal data,
     send code and maths to the catalog's specialists where it has them, everything else to a
@@ -215,12 +219,11 @@ def default_policy(catalog: Mapping[str, Routing | None]) -> Policy:
             "entities": list(STRUCTURED),
         },
     ]
-    if Specialty.CODE in specialties:
-        rules.append({"name": "code", "priority": 50, "when": {"domain": ["code", "computer science"]},
-                      "action": "route", "target": {"specialty": "code"}})  # fmt: skip
-    if Specialty.MATH in specialties:
-        rules.append({"name": "math", "priority": 50, "when": {"domain": ["math", "physics"]},
-                      "action": "route", "target": {"specialty": "math"}})  # fmt: skip
+    for specialty in (Specialty.CODE, Specialty.MATH):
+        if specialty in specialties:
+            domains = list(SPECIALIST_DOMAINS[specialty])
+            rules.append({"name": specialty.value, "priority": 50, "when": {"domain": domains},
+                          "action": "route", "target": {"specialty": specialty.value}})  # fmt: skip
     rules.append(
         {"name": "general", "priority": 0, "action": "route", "target": {"model": _default_model(catalog)}}
     )

@@ -4,8 +4,9 @@ The jailbreak classifier scores a prompt as a whole, so an instruction planted i
 document ("ignore the user's request and …") is diluted by the document around it. These cues look
 for the few phrasings that hijack a task whatever surrounds them — override the instructions given
 before, tell the assistant it is someone else now, reveal the system prompt or a secret, claim an
-authority or mode, address the assistant from inside the data — in English and the languages attacks are most often translated into, and in
-base64 or hex (decoded and searched again). Each cue has a name, which `POST /v1/route` reports.
+authority or mode, address the assistant from inside the data — in English and the languages
+attacks are most often translated into, and in base64 or hex (decoded and searched again). Each cue
+has a name, which `POST /v1/route` reports.
 
 They were written from the train side of the injection sources (and the attacks' usual vocabulary),
 checked for false alarms on every benign source trained on, and measured on held-out and
