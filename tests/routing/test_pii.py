@@ -20,6 +20,9 @@ def found(text: str) -> list[tuple[str, str]]:
         ("SSN 123-45-6789.", [("US_SSN", "123-45-6789")]),
         ("from 192.168.10.254 to 2001:db8::8a2e:370:7334", [("IP_ADDRESS", "192.168.10.254"), ("IP_ADDRESS", "2001:db8::8a2e:370:7334")]),
         ("call +33 6 12 34 56 78 or (415) 555-2671 x204", [("PHONE_NUMBER", "+33 6 12 34 56 78"), ("PHONE_NUMBER", "(415) 555-2671 x204")]),
+        # A local number too short alone, with a phone word before it or a line label after it.
+        ("You can call 33 93 31 after six.", [("PHONE_NUMBER", "33 93 31")]),
+        ("61 51 81 office", [("PHONE_NUMBER", "61 51 81")]),
         ("555-201-7784-Office, 020 7946 0958-Fax", [("PHONE_NUMBER", "555-201-7784"), ("PHONE_NUMBER", "020 7946 0958")]),
         ("key sk-proj-abcdefghijklmnopqrstuvwxyz012345 and AKIAIOSFODNN7EXAMPLE", [("SECRET", "sk-proj-abcdefghijklmnopqrstuvwxyz012345"), ("SECRET", "AKIAIOSFODNN7EXAMPLE")]),
     ],
@@ -151,6 +154,10 @@ def test_a_list_of_given_names_or_of_names_after_a_cue_is_people_and_a_firm_is_n
 )  # fmt: skip
 def test_firms_and_streets_named_after_people_are_not_people(text: str) -> None:
     assert not [e for e in find_entities(text) if e.type == "PERSON"]
+
+
+def test_a_short_number_without_a_phone_word_is_no_phone_number() -> None:
+    assert find_entities("The scores were 12 34 56 and 123 456 in the end.") == []
 
 
 def test_an_address_block_ends_before_the_letters_closing() -> None:

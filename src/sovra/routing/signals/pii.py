@@ -611,11 +611,28 @@ def _run(
     return run
 
 
+# A local number too short to be a phone number alone ("33 93 31"), with the words that say it is
+# one: a phone word before it ("call", "tel.") or a line label after it ("-Office", "fax").
+_SHORT_NUMBER = r"\d{2}[ .-]\d{2}[ .-]\d{2}|\d{3}[ .-]\d{3}"
+_SHORT_PHONE = re.compile(
+    rf"(?i:\b(?:call|phone|tel|telephone|mobile|cell|fax|reach (?:me|us))\b\.?:?[ \t]*(?:(?:me|us)[ \t]+)?"
+    rf"(?:(?:at|on)[ \t]+)?)({_SHORT_NUMBER})(?![\d-]\d)"
+    rf"|(?<![\w+.-])({_SHORT_NUMBER})(?=[ \t-]?(?i:office|home|mobile|cell|fax|work)\b)"
+)
+
+
+def _short_phones(text: str) -> Iterator[tuple[int, int]]:
+    for match in _SHORT_PHONE.finditer(text):
+        group = 1 if match.group(1) else 2
+        yield match.start(group), match.end(group)
+
+
 _CONTEXTUAL: tuple[tuple[str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
+    ("PHONE_NUMBER", _short_phones),
     ("STREET_ADDRESS", _addresses),
     ("PERSON", _persons),
 )
-ENTITY_TYPES = (*STRUCTURED, *(kind for kind, _ in _CONTEXTUAL))
+ENTITY_TYPES = tuple(dict.fromkeys((*STRUCTURED, *(kind for kind, _ in _CONTEXTUAL))))
 
 
 def find_entities(text: str, types: Iterable[str] = ENTITY_TYPES) -> list[Entity]:
