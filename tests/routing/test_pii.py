@@ -75,6 +75,9 @@ def test_only_the_asked_types_are_found() -> None:
         ("a 1973 comedy starring Maclean, a hit that year", "Maclean"),
         # A known name that lives, is from or speaks, in lower case where a sentence starts.
         ("selma is from stillwater", "selma"),
+        # The answer to "what's your name?"; a title and a name before the suite of an address.
+        ("What's your name? Shintarou Hamaguchi", "Shintarou Hamaguchi"),
+        ("Mrs. Jennifer Alcaraz Suite 541, 6343 Skogstien 106", "Jennifer Alcaraz"),
         # A count after a name is no house number.
         ("It takes Kevin 15 minutes to find each worm.", "Kevin"),
         # Two capitalised words the gazetteer does not know, said to live somewhere.

@@ -317,7 +317,7 @@ _CUES = re.compile(
 # Words that say the next one is a name, whatever it is (a name the gazetteer does not know, or one
 # written in lower case): "my name is višeslav", "Name: Toshimi Arata", "call me Snežana".
 _NAMING = re.compile(
-    r"\b(?:my name is|my name's|(?:first|last|full|maiden|real|nick) ?name(?: is)?|name:|names? are|"
+    r"\b(?:my name is|my name's|(?:first|last|full|maiden|real|nick|your) ?name(?: is)?|name:|names? are|"
     r"call me|calls me|call him|call her|i am called|i'm called)\??[\s:,]+",  # "last name? Boyle"
     re.IGNORECASE,
 )
@@ -343,6 +343,8 @@ _NOT_NAMES = frozenset(
         "which",
         "who",
         "unknown",
+        "please",
+        "again",
         "secret",
         "irrelevant",
         "important",
@@ -586,6 +588,9 @@ def _title_case(word: str) -> bool:
     return word[0].isupper() and not (word.isalpha() and len(word) > 1 and word.isupper())  # not ACE
 
 
+_UNIT_WORDS = frozenset(["suite", "apt", "apartment", "unit", "flat", "studio"])
+
+
 def _run(
     text: str,
     tokens: list[re.Match[str]],
@@ -603,8 +608,8 @@ def _run(
             break
         lowered = word.lower()
         known = lower and (lowered in first or lowered in last)
-        if not (_title_case(word) or known or (run and lowered in _PARTICLES)):
-            break
+        if not (_title_case(word) or known or (run and lowered in _PARTICLES)) or lowered in _UNIT_WORDS:
+            break  # "Mrs. Jennifer Alcaraz Suite 541": the address starts at "Suite"
         run.append(i)
     while run and tokens[run[-1]].group().lower() in _PARTICLES:
         run.pop()
@@ -662,8 +667,9 @@ def _clear_of(text: str, entity: Entity, found: list[Entity]) -> Entity | None:
     if not overlapping:
         return entity
     first = min(e.start for e in overlapping)
-    if entity.type != "STREET_ADDRESS" or first - entity.start < 6:
-        return None
+    kept = text[entity.start : first]
+    if entity.type != "STREET_ADDRESS" or not (any(c.isdigit() for c in kept) or "S/N" in kept):
+        return None  # what is left before it has no number: no address
     return Entity(entity.type, entity.start, entity.start + len(text[entity.start : first].rstrip(" \t\n,;")))
 
 
