@@ -121,6 +121,8 @@ def test_person_names_in_context(text: str, found: str) -> None:
         ("Write to Praça de São João de Deus, 5 today.", "Praça de São João de Deus, 5"),
         ("Deliver it to Na Šafránce 5 tomorrow.", "Na Šafránce 5"),
         ("We met on rue David Lebon yesterday.", "rue David Lebon"),
+        # House numbers that look like a phone number belong to the address they start.
+        ("The restaurant is at 17151 2450 Crown St", "17151 2450 Crown St"),
         # A postcode taken for a phone number cuts the address there, not away.
         ("Send it to Largo Machado, 21, 9904-377 Peniche.", "Largo Machado, 21"),
         # A letter's address block: the lines below the street (suite, town, country and postcode).

@@ -661,10 +661,16 @@ def find_entities(text: str, types: Iterable[str] = ENTITY_TYPES) -> list[Entity
 
 
 def _clear_of(text: str, entity: Entity, found: list[Entity]) -> Entity | None:
-    """`entity` if it overlaps nothing found; an address cut short before what it runs into (a
+    """`entity` if it overlaps nothing found; an address that starts with what was taken for a phone
+    number (its house numbers), instead of it; an address cut short before what it runs into (a
     postcode taken for a phone number: "Largo Machado, 21, 9904-377 Peniche"); else None."""
     overlapping = [e for e in found if entity.overlaps(e)]
     if not overlapping:
+        return entity
+    leading = [e for e in overlapping if e.type == "PHONE_NUMBER" and e.start == entity.start]
+    if entity.type == "STREET_ADDRESS" and leading == overlapping:
+        for phone in leading:  # "17151 2450 Crown St": house numbers, not a phone number
+            found.remove(phone)
         return entity
     first = min(e.start for e in overlapping)
     kept = text[entity.start : first]
