@@ -80,6 +80,14 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
          r"(?:ignora\w*|ignore|olvida\w*|olvide|esque[çc]a\w*|dimentica\w*)\b.{0,30}"
          r"\b(?:instrucciones|instru[çc][õo]es|istruzioni|indicaciones|regras|reglas)\b"),
         (("negeer",), r"negeer\b.{0,30}\b(?:instructies|opdrachten)\b"),
+        # "forget everything said before", in the same languages
+        (("vergiss", "ignorier"), r"vergiss\s+alles\b.{0,30}\b(?:vorher|zuvor|bisher|davor|oben|gesagt)|"
+                                 r"ignorier\w*\s+(?:alles|die\s+(?:obigen|vorherigen|bisherigen))\b"),
+        (("oublie",), r"oublie[zr]?\s+tout\b.{0,30}\b(?:précède|avant|dit)"),
+        (("olvid", "dimentic", "esque", "vergeet"),
+         r"(?:olvida\w*\s+todo|esque[çc]a\w*\s+tudo)\b.{0,30}\b(?:anterior|antes|dicho|dito)|"
+         r"dimentica\w*\s+tutto\b.{0,30}\b(?:precedente|prima|detto)|"
+         r"vergeet\s+alles\b.{0,30}\b(?:eerder|hiervoor|gezegd|voorgaande)"),
         (("игнор", "проигнор", "забуд"),
          r"(?:игнорир\w*|проигнорир\w*|забудь\w*)\s.{0,30}(?:инструкци\w*|указани\w*|правил\w*)"),
         (("忽略", "忽视", "无视", "忘记", "忘掉", "不要理会"),
