@@ -105,6 +105,10 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         (("no longer",),
          r"you\s+are\s+no\s+longer\s+(?:chatgpt|gpt|an?\s+(?:ai|assistant|language\s+model|chatbot)|"
          r"claude|bard|gemini|llama|bound|restricted|limited|censored|filtered)\b"),
+        (("freed", "liberated", "unshackled", "jailbroken", "unfiltered", "uncensored", "unrestricted",
+          "amoral"),
+         r"you\s+(?:are|have\s+been)\s+(?:now\s+)?(?:freed|liberated|unshackled|jailbroken)\b|"
+         r"you\s+are\s+(?:now\s+)?an?\s+(?:unfiltered|uncensored|unrestricted|amoral)\b"),
         (("stop being", "forget that you are"),
          r"(?:stop\s+being|forget\s+that\s+you\s+are)\s+(?:chatgpt|an?\s+(?:ai|assistant|language\s+model))\b"),
     ),
