@@ -149,6 +149,8 @@ def test_a_list_of_given_names_or_of_names_after_a_cue_is_people_and_a_firm_is_n
         "Vasquez",
     ]
     assert people("She spent a year at Hawkins, Richardson and Santana as a clerk.") == []
+    assert people("Lamovec and Morales were precision engineers.") == ["Lamovec", "Morales"]
+    assert people("Sales and Marketing were merged last year.") == []
     assert people("It was State A. The other was State B.") == []
 
 

@@ -484,6 +484,7 @@ def _persons(text: str) -> Iterator[tuple[int, int]]:
     yield from _speakers(text)
     firms: list[tuple[int, int]] = []  # "The Jones, Smith and Davis Orchestra": none of its words
     yield from _listed(text, firms)
+    yield from _paired(text)
     for start, end in _people(text):
         if not any(start < firm_end and firm_start < end for firm_start, firm_end in firms):
             yield start, end
@@ -561,6 +562,22 @@ _FUNCTION_WORDS = frozenset(
 _WORD = rf"[{_UPPER}][\w'\u2019-]+"
 _LIST = re.compile(rf"\b(?:{_WORD}, ){{1,8}}{_WORD},? and {_WORD}\b")
 _ITEM = re.compile(r"[^\W\d_][\w'\u2019-]*")
+
+
+# Two people who did something together: "Marrero and Murphy were precision engineers".
+_PAIR = re.compile(rf"\b({_WORD}) and ({_WORD}) (?:were|are|have|had|met|founded|wrote|said|married)\b")
+
+
+def _paired(text: str) -> Iterator[tuple[int, int]]:
+    """Both words of a pair that acted together, when one is a known name and neither a common
+    word ("Sales and Marketing were" is no one)."""
+    first, last = _gazetteer()
+    for match in _PAIR.finditer(text):
+        words = [match.group(1).lower(), match.group(2).lower()]
+        if _FUNCTION_WORDS.intersection(words) or not any(w in first or w in last for w in words):
+            continue
+        yield match.span(1)
+        yield match.span(2)
 
 
 def _listed(text: str, firms: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
