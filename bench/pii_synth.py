@@ -4,7 +4,7 @@ Presidio's two files (bench/router.py) share their templates with each other and
 the recognisers were written; these templates were not: chat requests, e-mails, forms, CSV rows,
 letters and notes, in 16 Latin-script locales, seeded so every run sees the same sentences. Faker
 is also where the gazetteer's names come from, so the names here are known ones. The street and
-place words of `signals/pii.py` were extended (2026-12-02) with these sentences in view: they are a
+place words of `signals/pii/` were extended (2026-12-02) with these sentences in view: they are a
 validation set now, and the figures in distribution; Presidio's older file stays the unseen one.
 
     python bench/pii_synth.py [--per-locale 60]

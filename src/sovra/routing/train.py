@@ -101,7 +101,7 @@ def names(data: Path) -> dict[str, list[str]]:
     "will", "may", "park": a name there would make every sentence personal) and place names: given
     names minus whole places ("Lima"; a given name alone is taken for a person), surnames minus
     every word of one ("New York") — not given names that are only part of one ("Santa Ana", "Alice
-    Springs": Ana and Alice stay names; `signals/pii.py` knows such places by their first word)."""
+    Springs": Ana and Alice stay names; `signals/pii/names.py` knows such places by their first word)."""
     given: set[str] = set()
     surnames: set[str] = set()
     for attribute, values in _faker_lists("person", lambda a: a.startswith(("first_names", "last_names"))):
