@@ -349,6 +349,3 @@ def _run(
     while run and tokens[run[-1]].group().lower() in _PARTICLES:
         run.pop()
     return run
-
-
-# A local number too short to be a phone number alone ("33 93 31"), with the words that say it is

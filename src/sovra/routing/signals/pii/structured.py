@@ -132,6 +132,8 @@ RECOGNIZERS = (
 STRUCTURED = tuple(dict.fromkeys(r.type for r in RECOGNIZERS))
 
 
+# A local number too short to be a phone number alone ("33 93 31"), with the words that say it is
+# one: a phone word before it ("call", "tel.") or a line label after it ("-Office", "fax").
 _SHORT_NUMBER = r"\d{2}[ .-]\d{2}[ .-]\d{2}|\d{3}[ .-]\d{3}"
 _SHORT_PHONE = re.compile(
     rf"(?i:\b(?:call|phone|tel|telephone|mobile|cell|fax|reach (?:me|us))\b\.?:?[ \t]*(?:(?:me|us)[ \t]+)?"
