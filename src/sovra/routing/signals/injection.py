@@ -5,8 +5,10 @@ document ("ignore the user's request and …") is diluted by the document around
 for the few phrasings that hijack a task whatever surrounds them — override the instructions given
 before, tell the assistant it is someone else now, reveal the system prompt or a secret, claim an
 authority or mode, address the assistant from inside the data — in English and the languages
-attacks are most often translated into, and in base64 or hex (decoded and searched again). Each cue
-has a name, which `POST /v1/route` reports.
+attacks are most often translated into, and in base64 or hex (decoded and searched again); and two
+ways of smuggling a document's instructions or a user's data: invisible Unicode tag characters and
+markdown images that would carry the conversation out. Each cue has a name, which `POST /v1/route`
+reports.
 
 They were written from the train side of the injection sources (and the attacks' usual vocabulary),
 checked for false alarms on every benign source trained on, and measured on held-out and
@@ -181,14 +183,28 @@ def _compiled() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
 
 
 def find_injection(text: str) -> str | None:
-    """The name of the first cue found in `text`, in plain text or decoded from base64 or hex."""
+    """The name of the first cue found in `text`, in plain text or decoded from base64 or hex; or
+    text hidden in Unicode tag characters; or a markdown image that would carry data out."""
     found = _search(text)
     if found is not None:
         return found
+    if _TAGS.search(text) and _TAGS.search(_FLAGS.sub("", text)):
+        return "hidden-text"
+    if _EXFILTRATION.search(text):
+        return "exfiltrates-data"
     for decoded in _decoded(text):
         if (inner := _search(decoded)) is not None:
             return f"encoded-{inner}"
     return None
+
+
+# Unicode tag characters (U+E0020 to U+E007E) spell ASCII no one sees: text hidden from the user, read
+# by the model ("ASCII smuggling"). Four in a row are no accident.
+_TAGS = re.compile("[\U000e0020-\U000e007e]{4,}")
+_FLAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")  # emoji flags use them: 🏴 gbsct
+# A markdown image whose address asks to be filled with data ("![](https://x.example/?q={chat})"):
+# rendering it sends that data to whoever owns the address.
+_EXFILTRATION = re.compile(r"!\[[^\]\n]*\]\(\s*https?://[^\s)]*[?&][^\s)=]*=[^\s)]*(?:\{|\[|%7[bB]|\$|<)")
 
 
 def _search(text: str) -> str | None:
