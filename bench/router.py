@@ -13,8 +13,9 @@
   older generator's (other templates and locales); and on sentences of this bench's own filled by
   Faker in 16 locales (bench/pii_synth.py; the street and place words were extended with them in
   view, so they count as in distribution).
-- Latency: the whole routing decision (default policy: jailbreak, PII, domain) for prompts of about
-  50, 500 and 2,000 tokens, pinned to one core, p50/p99.
+- Latency: the whole routing decision (default policy: jailbreak, injection cues, structured PII,
+  domain; then the same redacting names and addresses too) for prompts of about 50, 500 and 2,000
+  tokens, pinned to one core, p50/p99.
 
     python bench/router.py [--data ../shared/datasets/router] [--rounds 300]
 """
