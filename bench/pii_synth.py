@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from faker import Faker
@@ -50,6 +50,7 @@ TEMPLATES = (
     "Who should I contact? The form says {name}, {address_line}.",
 )
 PEOPLE, PLACES = ("name", "name2", "first"), ("street", "address", "address_line")
+KINDS = ("PERSON", "STREET_ADDRESS")  # what these sentences label
 
 
 @dataclass(frozen=True)
@@ -95,18 +96,24 @@ def _pieces(template: str) -> Iterator[tuple[str, str]]:
     yield template, ""
 
 
-def counts(examples: list[Sentence]) -> dict[str, Counter[str]]:
-    """Per entity type: found (tp), missed (fn) and false (fp), the bench's overlap rule."""
-    tally: dict[str, Counter[str]] = {"PERSON": Counter(), "STREET_ADDRESS": Counter()}
-    for example in examples:
-        found = [e for e in find_entities(example.text) if e.type in tally]
-        for kind, start, end in example.spans:
+def tally(
+    text: str, spans: Iterable[tuple[str, int, int]], kinds: Collection[str]
+) -> dict[str, Counter[str]]:
+    """One text's figures per entity type of `kinds`: found (tp), missed (fn), false (fp) and, of
+    the false, those inside another kind's span (inside). A found entity hits a labelled span of its
+    type when the two overlap. `bench/router.py` scores the Presidio files with it too."""
+    figures: dict[str, Counter[str]] = defaultdict(Counter)
+    found = [e for e in find_entities(text) if e.type in kinds]
+    for kind, start, end in spans:
+        if kind in kinds:
             hit = any(e.type == kind and e.start < end and start < e.end for e in found)
-            tally[kind]["tp" if hit else "fn"] += 1
-        for entity in found:
-            if not any(k == entity.type and entity.start < e and s < entity.end for k, s, e in example.spans):
-                tally[entity.type]["fp"] += 1
-    return tally
+            figures[kind]["tp" if hit else "fn"] += 1
+    for entity in found:
+        if not any(k == entity.type and entity.start < e and s < entity.end for k, s, e in spans):
+            figures[entity.type]["fp"] += 1
+            if any(entity.start < e and s < entity.end for _, s, e in spans):
+                figures[entity.type]["inside"] += 1  # other PII (an address, a licence): still worth hiding
+    return figures
 
 
 def report(per_locale: int) -> dict[str, tuple[float, float]]:
@@ -115,15 +122,20 @@ def report(per_locale: int) -> dict[str, tuple[float, float]]:
     print(
         f"\nPII in this bench's own sentences, filled by Faker ({len(examples)} sentences, {len(LOCALES)} locales)"
     )
+    overall: dict[str, Counter[str]] = defaultdict(Counter)
+    by_locale: dict[str, dict[str, Counter[str]]] = {loc: defaultdict(Counter) for loc in LOCALES}
+    for example in examples:
+        for kind, counted in tally(example.text, example.spans, KINDS).items():
+            overall[kind].update(counted)
+            by_locale[example.locale][kind].update(counted)
     figures = {}
-    for kind, tally in counts(examples).items():
-        recall = tally["tp"] / max(1, tally["tp"] + tally["fn"])
-        precision = tally["tp"] / max(1, tally["tp"] + tally["fp"])
+    for kind in KINDS:
+        counted = overall[kind]
+        recall, precision = _recall(counted), counted["tp"] / max(1, counted["tp"] + counted["fp"])
         figures[kind] = (recall, precision)
         print(
-            f"  {kind:<14} recall {recall:6.1%} of {tally['tp'] + tally['fn']:<4} precision {precision:6.1%}"
+            f"  {kind:<14} recall {recall:6.1%} of {counted['tp'] + counted['fn']:<4} precision {precision:6.1%}"
         )
-    by_locale = {loc: counts([e for e in examples if e.locale == loc]) for loc in LOCALES}
     print("  recall per locale (names / addresses): " + ", ".join(
         f"{loc} {_recall(t['PERSON']):.0%}/{_recall(t['STREET_ADDRESS']):.0%}" for loc, t in by_locale.items()
     ))  # fmt: skip

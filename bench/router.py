@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from pii_synth import report as synthetic_pii_report  # bench/pii_synth.py, beside this file
+from pii_synth import tally
 from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.datasets import (
     ATTACK,
@@ -45,7 +46,7 @@ from sovra.routing.datasets import (
 from sovra.routing.policy import Policy, Thresholds
 from sovra.routing.router import SPECIALIST_DOMAINS, Router, default_policy, shipped_classifiers
 from sovra.routing.signals.injection import find_injection
-from sovra.routing.signals.pii import ENTITY_TYPES, find_entities
+from sovra.routing.signals.pii import ENTITY_TYPES
 from sovra.spec import Routing, Specialty
 
 HERE = Path(__file__).parent
@@ -251,7 +252,8 @@ def pii_report(data: Path, card: Scorecard) -> None:
     and locales: the nearer to out-of-distribution of the two)."""
     structured = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER")
     for name in ("presidio_synth_train.jsonl", "presidio_generated_large.jsonl"):
-        tp, fn, fp, overlapping = _pii_counts(data / "pii" / name)
+        figures = _pii_counts(data / "pii" / name)
+        tp, fn, fp = ({kind: figures[kind][key] for kind in ENTITY_TYPES} for key in ("tp", "fn", "fp"))
         print(f"\nPII ({name})")
         for kind in (*structured, "PERSON", "STREET_ADDRESS"):
             total_kind = tp[kind] + fn[kind]
@@ -259,7 +261,7 @@ def pii_report(data: Path, card: Scorecard) -> None:
                 continue
             precision = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else float("nan")
             print(f"  {kind:<14} recall {tp[kind] / total_kind:6.1%} of {total_kind:<4} precision {precision:6.1%} "
-                  f"({fp[kind]} false, {overlapping[kind]} of them inside other PII)")  # fmt: skip
+                  f"({fp[kind]} false, {figures[kind]['inside']} of them inside other PII)")  # fmt: skip
         total = sum(tp[k] for k in structured) / max(1, sum(tp[k] + fn[k] for k in structured))
         print(f"  structured entities together: recall {total:.1%}   (target >= 99%)")
         side = "in" if name == "presidio_synth_train.jsonl" else "out"  # the older generator: nearer unseen
@@ -272,26 +274,16 @@ def pii_report(data: Path, card: Scorecard) -> None:
                      f"{recall:.1%} / {precision:.1%}", target)  # fmt: skip
 
 
-def _pii_counts(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
-    tp: Counter[str] = Counter()
-    fn: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    overlapping: Counter[str] = Counter()
+def _pii_counts(path: Path) -> dict[str, Counter[str]]:
+    """A Presidio file's figures per entity type (`pii_synth.tally`, summed over its rows)."""
+    figures: dict[str, Counter[str]] = defaultdict(Counter)
     for line in path.read_text().splitlines():
         row = json.loads(line)
         spans = [(_RENAMED.get(s["entity_type"], s["entity_type"]), s["start_position"], s["end_position"])
                  for s in row["spans"]]  # fmt: skip
-        found = find_entities(row["text"])
-        for kind, start, end in spans:
-            if kind in ENTITY_TYPES:
-                hit = any(e.type == kind and e.start < end and start < e.end for e in found)
-                (tp if hit else fn)[kind] += 1
-        for entity in found:
-            if not any(k == entity.type and entity.start < e and s < entity.end for k, s, e in spans):
-                fp[entity.type] += 1
-                if any(entity.start < e and s < entity.end for _, s, e in spans):
-                    overlapping[entity.type] += 1  # other PII (an address, a licence): still worth hiding
-    return tp, fn, fp, overlapping
+        for kind, counted in tally(row["text"], spans, ENTITY_TYPES).items():
+            figures[kind].update(counted)
+    return figures
 
 
 def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
