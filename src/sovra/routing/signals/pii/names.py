@@ -201,12 +201,12 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
             yield span
             index += 1
             continue
+        if not _title_case(word) and word.lower() not in first and word.lower() not in last:
+            index += 1  # no run starts here, cue or not, and no known name acts: most words
+            continue
         if _acting(text, tokens[index], gazetteer):
             yield tokens[index].start(), tokens[index].end()
             index += 1
-            continue
-        if not _title_case(word) and word.lower() not in first and word.lower() not in last:
-            index += 1  # no run starts here, cue or not: skip the look behind (most words)
             continue
         before = text[max(0, tokens[index].start() - 24) : tokens[index].start()]
         cued = bool(_CUES.search(before))
