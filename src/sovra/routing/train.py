@@ -254,7 +254,7 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
         # Each class weighs the same: unweighted, the domain classifier leans out of distribution on
         # the classes its sources are rich in (health, law) and misses the thin ones (engineering) —
         # on validation sources, each trained without, 59.1 -> 63.4 % (models/README.md).
-        classifier = fit(examples, _STRENGTH[name], True, reads, negatives)
+        classifier = fit(examples, _STRENGTH[name], balanced=True, embeddings=reads, hard_negatives=negatives)
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {

@@ -234,6 +234,6 @@ def _decoded(text: str) -> list[str]:
     texts = []
     for raw in found:
         decoded = raw.decode("utf-8", errors="replace")
-        if decoded.isprintable() or all(c.isprintable() or c.isspace() for c in decoded):
+        if all(c.isprintable() or c.isspace() for c in decoded):
             texts.append(decoded)
     return texts

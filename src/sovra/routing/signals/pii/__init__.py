@@ -73,7 +73,7 @@ def _clear_of(text: str, entity: Entity, found: list[Entity]) -> Entity | None:
     kept = text[entity.start : first]
     if entity.type != "STREET_ADDRESS" or not (any(c.isdigit() for c in kept) or "S/N" in kept):
         return None  # what is left before it has no number: no address
-    return Entity(entity.type, entity.start, entity.start + len(text[entity.start : first].rstrip(" \t\n,;")))
+    return Entity(entity.type, entity.start, entity.start + len(kept.rstrip(" \t\n,;")))
 
 
 def redact(text: str, entities: Iterable[Entity]) -> str:
