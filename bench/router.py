@@ -160,11 +160,12 @@ def _print_sources(by_source: dict[str, list[bool]]) -> None:
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
-def jailbreak_report(data: Path, threshold: float, cues: bool, card: Scorecard | None = None) -> None:
+def jailbreak_report(data: Path, threshold: float, card: Scorecard) -> None:
     """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
-    sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes. With
-    `cues`, a prompt is flagged as the default policy flags it: by the classifier or by an
-    instruction-override cue (`signals/injection.py`)."""
+    sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes: the
+    classifier alone at 0.5 and at `threshold`, then as the default policy flags a prompt — by the
+    classifier or by an instruction-override cue (`signals/injection.py`), scored on the card.
+    Each prompt is scored once for all three."""
     classifier = shipped_classifiers().jailbreak
     # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), the
     # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
@@ -177,25 +178,30 @@ def jailbreak_report(data: Path, threshold: float, cues: bool, card: Scorecard |
         "in distribution": list(jailbreak_examples(data, "held_out")),
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
-    print(f"\njailbreak / prompt injection (threshold {threshold}{', or an injection cue' if cues else ''})")
-    for side, examples in sides.items():
-        flagged: dict[str, list[bool]] = defaultdict(list)
-        for example in examples:
-            flagged[f"{example.label}:{example.source}"].append(
-                classifier.probabilities(example.text)[ATTACK] >= threshold
-                or (cues and find_injection(example.text) is not None)
-            )
-        attacks = [f for key, hits in flagged.items() if key.startswith(ATTACK) for f in hits]
-        benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
-        print(f"  {side}: recall {sum(attacks) / len(attacks):.1%} of {len(attacks)} attacks, "
-              f"false alarms {sum(benign) / len(benign):.1%} of {len(benign)} benign prompts")  # fmt: skip
-        for kind, sources in _ATTACK_KINDS.items():
-            if hits := _flagged(flagged, ATTACK, sources):
-                print(f"    {kind:<62} caught  {sum(hits) / len(hits):6.1%}  of {len(hits)}")
-        for key, hits in sorted(flagged.items()):
-            print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
-        if card is not None:
-            _score_jailbreak(card, "in" if side == "in distribution" else "out", flagged)
+    scored = {side: [(f"{e.label}:{e.source}", classifier.probabilities(e.text)[ATTACK],
+                      find_injection(e.text) is not None) for e in examples]
+              for side, examples in sides.items()}  # fmt: skip
+    for at, cues in [*((t, False) for t in sorted({0.5, threshold})), (threshold, True)]:
+        print(f"\njailbreak / prompt injection (threshold {at}{', or an injection cue' if cues else ''})")
+        for side, rows in scored.items():
+            flagged: dict[str, list[bool]] = defaultdict(list)
+            for key, score, cue in rows:
+                flagged[key].append(score >= at or (cues and cue))
+            _print_flagged(side, flagged)
+            if cues:
+                _score_jailbreak(card, "in" if side == "in distribution" else "out", flagged)
+
+
+def _print_flagged(side: str, flagged: dict[str, list[bool]]) -> None:
+    attacks = [f for key, hits in flagged.items() if key.startswith(ATTACK) for f in hits]
+    benign = [f for key, hits in flagged.items() if key.startswith(BENIGN) for f in hits]
+    print(f"  {side}: recall {sum(attacks) / len(attacks):.1%} of {len(attacks)} attacks, "
+          f"false alarms {sum(benign) / len(benign):.1%} of {len(benign)} benign prompts")  # fmt: skip
+    for kind, sources in _ATTACK_KINDS.items():
+        if hits := _flagged(flagged, ATTACK, sources):
+            print(f"    {kind:<62} caught  {sum(hits) / len(hits):6.1%}  of {len(hits)}")
+    for key, hits in sorted(flagged.items()):
+        print(f"    {key:<62} flagged {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
 # Benign prompts by kind, for the scorecard (issue 13's false-alarm targets).
@@ -346,9 +352,7 @@ def main() -> None:
     args = parser.parse_args()
     card = Scorecard()
     domain_report(args.data, card)
-    for threshold in sorted({0.5, args.threshold}):  # the classifier alone, then as the policy uses it
-        jailbreak_report(args.data, threshold, cues=False)
-    jailbreak_report(args.data, args.threshold, cues=True, card=card)
+    jailbreak_report(args.data, args.threshold, card)
     pii_report(args.data, card)
     for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():
         label = {"PERSON": "person names", "STREET_ADDRESS": "street addresses"}[kind]
