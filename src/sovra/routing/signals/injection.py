@@ -70,6 +70,17 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         (("ignore", "disregard"), r"(?:ignore|disregard)\s+(?:the\s+)?(?:user|human|customer)(?:'s|s')?\s+"
                                   r"(?:request|question|instructions?|query|prompt|message|task)"),
         (("new instructions", "new directives", "new task"), r"new\s+(?:instructions|directives|task)\s*:"),
+        # "Ignore the question above and reply with …": the user's request set aside, another in its place.
+        (("ignore", "disregard"),
+         r"(?:ignore|disregard)\s+(?:the\s+|this\s+|what\s+the\s+)?(?:user|human|question|request|query)\b"
+         r"[^.\n]{0,20}?\b(?:and|,)\s*(?:instead\b|reply|respond|write|draft|say|tell|output|print|answer)\b"),
+        # "The previous instructions are void": the same, said of the instructions rather than to them.
+        (("void", "null", "cancel", "revoked", "overridden", "superseded", "obsolete", "invalid", "rescinded",
+          "no longer"),
+         r"(?:previous|prior|above|earlier|preceding|your|all\s+(?:previous|prior|earlier))\s+(?:system\s+)?"
+         r"(?:instructions|directives|prompts|rules|guidelines)\s+(?:are|have\s+been)\s+(?:now\s+)?"
+         r"(?:void|null|cancell?ed|revoked|overridden|superseded|obsolete|invalid|rescinded|"
+         r"no\s+longer\s+(?:valid|apply|in\s+effect))\b"),
     ),
     "override-instructions-translated": (
         (("ignorier", "vergiss", "vergessen", "missachte"),
@@ -159,8 +170,14 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
          r"(?:note|message)\s+to\s+(?:the\s+|any\s+)?(?:ai|assistant|model|llm|chatbot|language\s+model)s?\b"),
         (("you are a",), r"(?:if|when)\s+you\s+are\s+an?\s+(?:ai|language\s+model|llm|assistant|chatbot)\b"
                          r"(?:\s+(?:reading|processing|summari[sz]ing)\b|\s*,)"),
-        (("reading this", "processing this", "summarizing this", "summarising this"),
-         r"(?:ai|llm|assistant|chatbot|language\s+model)s?\s+(?:reading|processing|summari[sz]ing)\s+this\b"),
+        (("reading this", "processing this", "summarizing this", "summarising this", "reviewing this",
+          "analysing this", "analyzing this", "screening this"),
+         r"(?:ai|llm|assistant|chatbot|language\s+model|ai\s+(?:model|system|tool))s?\s+"
+         r"(?:reading|processing|summari[sz]ing|reviewing|analy[sz]ing|screening)\s+this\b"),
+        # "Attention AI model: …", "P.S. to the assistant: …": a header that speaks to the model.
+        (("attention", "p.s", "ps "),
+         r"(?:attention|p\.\s?s\.|ps)\s*,?\s*(?:to\s+)?(?:the\s+|all\s+|any\s+)?"
+         r"(?:ai|assistant|llm|chatbot|language\s+model|ai\s+(?:model|assistant|system))s?\s*[:,!\-\u2013\u2014]"),
         (("ai,", "assistant,", "chatbot,"),
          r"[\n.!?]\s*(?:dear\s+)?(?:ai|assistant|chatbot|ai\s+assistant),\s+(?:please\s+)?"
          r"(?:ignore|disregard|forget|do\s+not|don't|instead|stop|you\s+must|make\s+sure|always|never|"
