@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from sovra.errors import IntegrityError, SovraError
-from sovra.routing.classifier import Features, LinearClassifier
+from sovra.routing.classifier import Cascade, Features, LinearClassifier
 from sovra.routing.datasets import Example
 from sovra.routing.distil import distil, encode, load_weights
 from sovra.routing.embeddings import StaticEmbeddings
@@ -136,4 +136,6 @@ def test_the_shipped_embeddings_read_meaning_not_spelling() -> None:
                   "How do enzymes speed up reactions in cells?")
     )  # fmt: skip
     assert float(statute @ court) > float(statute @ cells) + 0.1  # no word in common with either
-    assert shipped_classifiers().domain.reads_meaning and not shipped_classifiers().jailbreak.reads_meaning
+    domain = shipped_classifiers().domain
+    assert isinstance(domain, Cascade) and domain.long.reads_meaning
+    assert not shipped_classifiers().jailbreak.reads_meaning

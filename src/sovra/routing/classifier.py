@@ -1,11 +1,13 @@
-"""A linear classifier over a text's features: the form every shipped classifier takes.
+"""Linear classifiers over a text's features: the form every shipped classifier takes.
 
-Two blocks of features, one weight matrix each: hashed character n-grams (sparse: the prompt's
-buckets, one gather of weight rows) and, for a classifier trained with them, the static embedding
-of the prompt's meaning (`routing/embeddings.py`: one small dense product). Then a softmax (or a
-sigmoid for a two-way classifier). Serving needs numpy and the tokenizer alone; training
-(`routing/train.py`) uses scikit-learn, and the weights it finds are stored in an `.npz` file inside
-the package, so nothing is downloaded.
+`LinearClassifier`: two blocks of features, one weight matrix each: hashed character n-grams
+(sparse: the prompt's buckets, one gather of weight rows) and, for a classifier trained with them,
+the static embedding of the prompt's meaning (`routing/embeddings.py`: one small dense product).
+Then a softmax (or a sigmoid for a two-way classifier). `Cascade`: a short prompt goes instead to
+a `Head` over the sentence encoder's vector of it (`routing/encoder.py`), which reads words in
+context where a short prompt has too few of them for n-grams. Serving needs numpy, the tokenizer
+and ONNX Runtime; training (`routing/train.py`) uses scikit-learn, and the weights it finds are
+stored in `.npz` files inside the package, so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,36 +15,74 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from sovra.errors import SovraError
-from sovra.routing.embeddings import StaticEmbeddings
+from sovra.routing.embeddings import StaticEmbeddings, token_ids
+from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 
-__all__ = ["EMBEDDINGS", "MODELS", "TOKENIZER", "Features", "LinearClassifier"]
+__all__ = [
+    "EMBEDDINGS", "MODELS", "SENTENCE_ENCODER", "TOKENIZER",
+    "Cascade", "Classifier", "Features", "Head", "LinearClassifier",
+]  # fmt: skip
 
 MODELS = Path(__file__).parent / "models"  # the shipped classifiers (routing/models/README.md)
 EMBEDDINGS, TOKENIZER = "embeddings.npz", "tokenizer.json"  # in MODELS: the static embeddings
+SENTENCE_ENCODER = "encoder.onnx"  # in MODELS: the sentence encoder, int8 (routing/export.py)
 
 
 class Features:
     """One text's features, each computed the first time a classifier reads it (and only once)."""
 
-    def __init__(self, text: str, embeddings: StaticEmbeddings | None = None) -> None:
+    def __init__(
+        self, text: str, embeddings: StaticEmbeddings | None = None, encoder: SentenceEncoder | None = None
+    ) -> None:
         self._text = text
         self._embeddings = embeddings
+        self._encoder = encoder
 
     @cached_property
     def ngrams(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]:
         return normalised(hashed_ngrams(self._text))
 
     @cached_property
+    def tokens(self) -> npt.NDArray[np.int64]:
+        """The text's WordPiece ids (the static embeddings' tokenizer, which is the encoder's)."""
+        if self._embeddings is None:
+            raise SovraError("this classifier reads tokens, and no tokenizer was given")
+        return token_ids(self._embeddings.tokenizer, self._text)
+
+    @cached_property
     def meaning(self) -> npt.NDArray[np.float32]:
         if self._embeddings is None:
             raise SovraError("this classifier reads static embeddings, and none were given")
-        return self._embeddings.embed(self._text)
+        return self._embeddings.embed_ids(self.tokens)
+
+    @cached_property
+    def sentence(self) -> npt.NDArray[np.float32]:
+        """The sentence encoder's vector of the text's first tokens."""
+        if self._encoder is None:
+            raise SovraError("this classifier reads the sentence encoder, and none was given")
+        return self._encoder.embed(self.tokens)
+
+
+class Classifier(Protocol):
+    """What the router asks of a classifier: its labels, and their probabilities for a text."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def classify(self, features: Features) -> dict[str, float]: ...
+
+    def probabilities(self, text: str) -> dict[str, float]: ...
+
+    def reader(self, features: Features) -> str:
+        """Which representation `classify` reads for these features (`POST /v1/route` says)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,17 +100,16 @@ class LinearClassifier:
     def probabilities(self, text: str) -> dict[str, float]:
         return self.classify(Features(text, self.embeddings))
 
+    def reader(self, features: Features) -> str:
+        return "n-grams + static embeddings" if self.reads_meaning else "n-grams"
+
     def classify(self, features: Features) -> dict[str, float]:
         """Probabilities for a text's features (shared by every classifier)."""
         index, values = features.ngrams
         scores = values @ self.weights[index] + self.bias
         if self.reads_meaning:
             scores = scores + features.meaning @ self.dense
-        if len(self.labels) == 2:  # one logit: the second label's
-            second = float(1.0 / (1.0 + np.exp(-scores[0])))
-            return {self.labels[0]: 1.0 - second, self.labels[1]: second}
-        exp = np.exp(scores - scores.max())
-        return dict(zip(self.labels, (exp / exp.sum()).tolist(), strict=True))
+        return _probabilities(self.labels, scores)
 
     def save(self, path: Path) -> None:
         # Only the rows training touched are stored: most buckets never see an n-gram.
@@ -93,3 +132,63 @@ class LinearClassifier:
                 f"{path}: reads {dense.shape[0]}-dimensional embeddings, and none such were given"
             )
         return classifier
+
+
+@dataclass(frozen=True)
+class Head:
+    """A softmax over one dense vector: the sentence encoder's, for `Cascade`."""
+
+    labels: tuple[str, ...]
+    weights: npt.NDArray[np.float32]  # (vector dimensions, classes)
+    bias: npt.NDArray[np.float32]
+
+    def classify(self, vector: npt.NDArray[np.float32]) -> dict[str, float]:
+        return _probabilities(self.labels, vector @ self.weights + self.bias)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`."""
+
+    long: LinearClassifier
+    short: Head
+    max_tokens: int
+    encoder: SentenceEncoder
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.long.labels
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        return self.classify(Features(text, self.long.embeddings, self.encoder))
+
+    def reader(self, features: Features) -> str:
+        return "sentence encoder" if len(features.tokens) <= self.max_tokens else self.long.reader(features)
+
+    def classify(self, features: Features) -> dict[str, float]:
+        if len(features.tokens) <= self.max_tokens:
+            return self.short.classify(features.sentence)
+        return self.long.classify(features)
+
+    def save_short(self, path: Path) -> None:
+        np.savez_compressed(path, labels=np.array(self.short.labels), weights=self.short.weights,
+                            bias=self.short.bias, max_tokens=np.int64(self.max_tokens))  # fmt: skip
+
+    @classmethod
+    def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> Cascade:
+        with np.load(short) as stored:
+            head = Head(tuple(str(label) for label in stored["labels"]), stored["weights"].astype(np.float32),
+                        stored["bias"].astype(np.float32))  # fmt: skip
+            max_tokens = int(stored["max_tokens"])
+        if head.labels != long.labels:
+            raise SovraError(f"{short}: labels {head.labels} differ from the long classifier's {long.labels}")
+        return cls(long, head, max_tokens, encoder)
+
+
+def _probabilities(labels: tuple[str, ...], scores: npt.NDArray[np.float32]) -> dict[str, float]:
+    """A softmax over the scores (a sigmoid of the one logit, for two labels)."""
+    if len(labels) == 2:  # one logit: the second label's
+        second = float(1.0 / (1.0 + np.exp(-scores[0])))
+        return {labels[0]: 1.0 - second, labels[1]: second}
+    exp = np.exp(scores - scores.max())
+    return dict(zip(labels, (exp / exp.sum()).tolist(), strict=True))

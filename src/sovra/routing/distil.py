@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from sovra.errors import IntegrityError
 from sovra.routing.embeddings import StaticEmbeddings, token_ids
 
-__all__ = ["ENCODER", "UPSTREAM_SHA256", "distil", "encode", "token_vectors"]
+__all__ = ["ENCODER", "UPSTREAM_SHA256", "Weights", "distil", "encode", "layers", "token_vectors"]
 
 log = logging.getLogger("sovra.router")
 
@@ -85,7 +85,7 @@ def encode(
     hidden = x.shape[-1]
     size = hidden // heads
     blocked = (1.0 - mask[:, None, None, :]) * np.float32(-1e9)
-    for layer in range(_layers(weights)):
+    for layer in range(layers(weights)):
         p = f"encoder.layer.{layer}"
 
         def split(name: str, order: tuple[int, ...], x: npt.NDArray[np.float32] = x, p: str = p
@@ -112,7 +112,7 @@ def encode(
     return x.astype(np.float32)
 
 
-def _layers(weights: Weights) -> int:
+def layers(weights: Weights) -> int:
     return 1 + max(int(name.split(".")[2]) for name in weights if name.startswith("encoder.layer."))
 
 

@@ -34,7 +34,10 @@ class StaticEmbeddings:
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """The text's unit vector (zeros for a text without tokens)."""
-        ids = token_ids(self.tokenizer, text)
+        return self.embed_ids(token_ids(self.tokenizer, text))
+
+    def embed_ids(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The unit vector of a text's token ids (`token_ids`)."""
         if ids.size == 0:
             return np.zeros(self.dimensions, dtype=np.float32)
         summed = self.scales[ids] @ self.vectors[ids].astype(np.float32)

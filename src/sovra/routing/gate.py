@@ -50,6 +50,7 @@ def explain(decision: Decision, thresholds: Thresholds) -> dict[str, Any]:
         "signals": {
             "domain": signals.domain,
             "domain_scores": {name: round(score, 4) for name, score in top},
+            "domain_read_by": signals.domain_reader,
             "jailbreak": round(signals.jailbreak, 4),
             "jailbreak_on": signals.jailbreak >= thresholds.jailbreak,
             "injection": signals.injection,  # the cue's name (signals/injection.py), or None

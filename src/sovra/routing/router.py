@@ -16,8 +16,16 @@ from typing import Any, Literal
 
 from sovra.errors import ConfigError, Problem
 from sovra.routing import content
-from sovra.routing.classifier import EMBEDDINGS, MODELS, TOKENIZER, LinearClassifier
+from sovra.routing.classifier import (
+    EMBEDDINGS,
+    MODELS,
+    SENTENCE_ENCODER,
+    TOKENIZER,
+    Cascade,
+    LinearClassifier,
+)
 from sovra.routing.embeddings import StaticEmbeddings
+from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.policy import Condition, Policy, Rule, Target
 from sovra.routing.signals import Classifiers, ExampleDomain, Signals
 from sovra.routing.signals.pii import ENTITY_TYPES, STRUCTURED, find_entities, redact
@@ -30,10 +38,13 @@ __all__ = ["SPECIALIST_DOMAINS", "Decision", "Router", "default_policy", "shippe
 def shipped_classifiers() -> Classifiers:
     """The classifiers inside the package (trained by `sovra router train`); loaded once."""
     embeddings = StaticEmbeddings.load(MODELS / EMBEDDINGS, MODELS / TOKENIZER)
+    encoder = SentenceEncoder.load(MODELS / SENTENCE_ENCODER, embeddings.tokenizer)
+    domain = LinearClassifier.load(MODELS / "domain.npz", embeddings)
     return Classifiers(
-        LinearClassifier.load(MODELS / "domain.npz", embeddings),
+        Cascade.load(domain, MODELS / "domain-short.npz", encoder),
         LinearClassifier.load(MODELS / "jailbreak.npz", embeddings),
         embeddings,
+        encoder,
     )
 
 

@@ -17,11 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from sovra.routing.classifier import EMBEDDINGS, MODELS, TOKENIZER, LinearClassifier
+from sovra.routing.classifier import (
+    EMBEDDINGS,
+    MODELS,
+    SENTENCE_ENCODER,
+    TOKENIZER,
+    Cascade,
+    Head,
+    LinearClassifier,
+)  # fmt: skip
 from sovra.routing.datasets import Example, domain_examples, jailbreak_examples
-from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, distil, load_weights
-from sovra.routing.embeddings import StaticEmbeddings, load_tokenizer
+from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
+from sovra.routing.embeddings import StaticEmbeddings, load_tokenizer, token_ids
+from sovra.routing.encoder import SentenceEncoder
+from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 
 __all__ = ["ENCODER", "MODELS", "train"]
@@ -34,6 +45,11 @@ _STRENGTH = {"domain": 20.0, "jailbreak": 20.0}
 # validation it gains; the jailbreak one loses in distribution (more false alarms on security
 # requests), so it stays on n-grams (models/README.md has the figures).
 _READS_MEANING = {"domain": True, "jailbreak": False}
+# The domain classifier's short prompts (at most SHORT_TOKENS WordPiece tokens) go to a head over
+# the sentence encoder, regularised hard (C = SHORT_STRENGTH): chosen on validation — held-out rows
+# of the trained sources and half of bench/data/domain_questions.jsonl (models/README.md).
+SHORT_TOKENS = 32
+SHORT_STRENGTH = 0.1
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -239,10 +255,13 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
         "domain": list(domain_examples(data, "train")),
         "jailbreak": list(jailbreak_examples(data, "train")),
     }
+    weights = load_weights(encoder["weights"])
+    corpus = [e.text for examples in sets.values() for e in examples]
     manifest: dict[str, Any] = {
         "features": {"kind": "hashed char n-grams", "ngrams": list(NGRAMS), "bits": BITS},
         "data": str(data.name),
-        "embeddings": _embeddings(encoder, [e.text for examples in sets.values() for e in examples], out),
+        "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
+        "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
     }
     embeddings = StaticEmbeddings.load(out / EMBEDDINGS, out / TOKENIZER)
@@ -266,6 +285,9 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
             "regularisation_C": _STRENGTH[name],
             "reads_embeddings": reads is not None,
         }
+        if name == "domain":
+            sentences = SentenceEncoder.load(out / SENTENCE_ENCODER, embeddings.tokenizer)
+            manifest["classifiers"]["domain-short"] = _short_head(classifier, examples, sentences, out)
         log.info(
             "trained",
             extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
@@ -286,9 +308,57 @@ def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, str]:
     }
 
 
-def _embeddings(encoder: dict[str, Path], corpus: list[str], out: Path) -> dict[str, Any]:
+def _short_head(
+    long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder, out: Path
+) -> dict[str, Any]:
+    """Fit the head the domain classifier's short prompts go to; write it; its manifest entry."""
+    from sklearn.linear_model import LogisticRegression
+
+    assert long.embeddings is not None  # the domain classifier reads meaning: it has the tokenizer
+    tokenizer = long.embeddings.tokenizer
+    short = [(e, ids) for e in examples if len(ids := token_ids(tokenizer, e.text)) <= SHORT_TOKENS]
+    started = time.perf_counter()
+    vectors = []
+    for done, (_, ids) in enumerate(short, 1):
+        vectors.append(encoder.embed(ids))
+        if done % 2000 == 0 or done == len(short):
+            seconds = round(time.perf_counter() - started, 1)
+            log.info("encoding short prompts", extra={"done": done, "of": len(short), "seconds": seconds})
+    model = LogisticRegression(C=SHORT_STRENGTH, max_iter=3000, class_weight="balanced")
+    model.fit(np.stack(vectors), [e.label for e, _ in short])
+    head = Head(tuple(str(c) for c in model.classes_), model.coef_.T.astype(np.float32),
+                model.intercept_.astype(np.float32))  # fmt: skip
+    path = out / "domain-short.npz"
+    Cascade(long, head, SHORT_TOKENS, encoder).save_short(path)
+    return {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "labels": list(head.labels),
+        "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
+        "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
+        "regularisation_C": SHORT_STRENGTH,
+    }
+
+
+def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
+    """Write the sentence encoder as int8 ONNX into `out`; its manifest entry."""
+    path = out / SENTENCE_ENCODER
+    export(weights, path)
+    return {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "graph": "routing/export.py: mean-pooled, unit length; int8 weights (ONNX Runtime's quantisation)",
+        "encoder": {
+            **ENCODER,
+            "upstream": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
+            "weights_sha256": UPSTREAM_SHA256,
+        },
+    }
+
+
+def _embeddings(weights: Weights, tokenizer: Tokenizer, corpus: list[str], out: Path) -> dict[str, Any]:
     """Distil the static embeddings into `out`; their manifest entry."""
-    embeddings = distil(load_weights(encoder["weights"]), load_tokenizer(encoder["tokenizer"]), corpus)
+    embeddings = distil(weights, tokenizer, corpus)
     embeddings.save(out / EMBEDDINGS, out / TOKENIZER)
     return {
         "file": EMBEDDINGS,

@@ -16,8 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sovra.routing import content
-from sovra.routing.classifier import Features, LinearClassifier
+from sovra.routing.classifier import Classifier, Features
 from sovra.routing.embeddings import StaticEmbeddings
+from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 from sovra.routing.signals.injection import find_injection
 from sovra.routing.signals.pii import ENTITY_TYPES, Entity, find_entities
@@ -43,9 +44,10 @@ class ExampleDomain:
 
 @dataclass(frozen=True)
 class Classifiers:
-    domain: LinearClassifier
-    jailbreak: LinearClassifier
+    domain: Classifier
+    jailbreak: Classifier
     embeddings: StaticEmbeddings | None = None  # what the classifiers that read meaning read
+    encoder: SentenceEncoder | None = None  # what a cascade reads of a short prompt
     attack_label: str = "attack"
 
 
@@ -79,7 +81,7 @@ class Signals:
     @cached_property
     def features(self) -> Features:
         """The user content's features, computed once for every classifier."""
-        return Features(self.text, self._classifiers.embeddings)
+        return Features(self.text, self._classifiers.embeddings, self._classifiers.encoder)
 
     @cached_property
     def domain_scores(self) -> dict[str, float]:
@@ -91,6 +93,11 @@ class Signals:
             dense[index] = values
             scores |= {d.name: d.similarity(dense) for d in self._domains}
         return scores
+
+    @property
+    def domain_reader(self) -> str:
+        """What the domain classifier read of this prompt (the sentence encoder for a short one)."""
+        return self._classifiers.domain.reader(self.features)
 
     @cached_property
     def domain(self) -> str:

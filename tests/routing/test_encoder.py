@@ -1,0 +1,104 @@
+"""The sentence encoder: its ONNX graph computes what `distil.encode` computes (on a tiny BERT; the
+real one is written by `make train-router`), and the domain cascade sends only short prompts to it."""
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from sovra.errors import SovraError
+from sovra.routing.classifier import Cascade, Features, Head, LinearClassifier
+from sovra.routing.distil import encode, load_weights
+from sovra.routing.embeddings import StaticEmbeddings
+from sovra.routing.encoder import SentenceEncoder
+from sovra.routing.export import export
+from sovra.routing.router import shipped_classifiers
+from tests.routing.test_distil import HEADS, stored, tiny_tokenizer
+
+pytest.importorskip("onnx")
+
+
+def _pooled(weights: dict[str, npt.NDArray[np.float32]], ids: list[int]) -> npt.NDArray[np.float32]:
+    hidden = encode(weights, np.array([ids]), np.ones((1, len(ids)), np.float32), HEADS)[0].mean(axis=0)
+    return hidden / np.linalg.norm(hidden)
+
+
+@pytest.mark.parametrize("quantise", [False, True])
+def test_the_graph_computes_the_encoders_pooled_vector(tmp_path: Path, quantise: bool) -> None:
+    weights = load_weights(*stored(tmp_path))
+    export(weights, tmp_path / "encoder.onnx", heads=HEADS, quantise=quantise)
+    encoder = SentenceEncoder.load(tmp_path / "encoder.onnx", tiny_tokenizer())
+    for ids in ([5, 6, 7], [8, 9, 10, 11, 4], [4]):
+        vector = encoder.embed(np.array(ids, dtype=np.int64))
+        expected = _pooled(weights, [2, *ids, 3])  # framed by [CLS] and [SEP]
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+        # int8 weights move the vector a little (all-MiniLM-L6-v2: cosine ~0.97), never elsewhere
+        assert float(vector @ expected) > (0.9 if quantise else 0.9999)
+
+
+class _Session:
+    """Stands in for ONNX Runtime: a vector that says which label, and counts its runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, _outputs: None, feeds: dict[str, npt.NDArray[np.int64]]) -> list[npt.NDArray[np.float32]]:
+        self.runs += 1
+        return [np.array([1.0, 0.0], dtype=np.float32)]
+
+
+def _cascade(session: _Session, max_tokens: int = 4) -> Cascade:
+    tokenizer = tiny_tokenizer()
+    vocabulary = tokenizer.get_vocab_size()
+    embeddings = StaticEmbeddings(
+        tokenizer, np.ones((vocabulary, 2), np.int8), np.ones(vocabulary, np.float32)
+    )
+    # The long classifier says "law" whatever it reads; the head over the encoder says "biology".
+    labels = ("biology", "law", "other")
+    long = LinearClassifier(
+        labels, np.zeros((1 << 17, 3), np.float32), np.array([0.0, 5.0, 0.0], np.float32),
+        np.zeros((2, 3), np.float32), embeddings,
+    )  # fmt: skip
+    head = Head(labels, np.array([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32))
+    return Cascade(long, head, max_tokens, SentenceEncoder(session, cls=2, sep=3))
+
+
+def test_a_short_prompt_is_read_by_the_encoder_and_a_long_one_never() -> None:
+    session = _Session()
+    cascade = _cascade(session)
+    short = Features("the gene cell", cascade.long.embeddings, cascade.encoder)
+    assert cascade.reader(short) == "sentence encoder"
+    scores = cascade.classify(short)
+    assert max(scores, key=scores.__getitem__) == "biology"
+    long = Features("the judge of the court of the law", cascade.long.embeddings, cascade.encoder)
+    assert cascade.reader(long) == "n-grams + static embeddings"
+    scores = cascade.classify(long)
+    assert max(scores, key=scores.__getitem__) == "law"
+    assert session.runs == 1  # the long prompt paid nothing for the encoder
+
+
+def test_the_short_head_is_stored_with_its_bound_and_must_share_the_labels(tmp_path: Path) -> None:
+    cascade = _cascade(_Session(), max_tokens=7)
+    cascade.save_short(tmp_path / "short.npz")
+    loaded = Cascade.load(cascade.long, tmp_path / "short.npz", cascade.encoder)
+    assert loaded.max_tokens == 7 and loaded.short.labels == ("biology", "law", "other")
+    other = LinearClassifier(("a", "b", "c"), cascade.long.weights, cascade.long.bias, cascade.long.dense)
+    with pytest.raises(SovraError, match="labels"):
+        Cascade.load(other, tmp_path / "short.npz", cascade.encoder)
+
+
+@pytest.mark.parametrize(
+    ("text", "domain"),
+    [
+        ("Is a handshake deal enforceable as a contract?", "law"),
+        ("What led to the collapse of the Western Roman Empire?", "history"),
+        ("How do vaccines train the immune system?", "health"),
+        ("What does a central bank do when inflation rises?", "economics"),
+    ],
+)
+def test_the_shipped_cascade_reads_short_questions_by_their_meaning(text: str, domain: str) -> None:
+    classifier = shipped_classifiers().domain
+    assert isinstance(classifier, Cascade)
+    scores = classifier.probabilities(text)
+    assert max(scores, key=scores.__getitem__) == domain
