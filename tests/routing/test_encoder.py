@@ -48,7 +48,7 @@ class _Session:
         return [np.array([1.0, 0.0], dtype=np.float32)]
 
 
-def _cascade(session: _Session, max_tokens: int = 4) -> Cascade:
+def _cascade(session: _Session, max_tokens: int = 4, trust_long: float = 0.999) -> Cascade:
     tokenizer = tiny_tokenizer()
     vocabulary = tokenizer.get_vocab_size()
     embeddings = StaticEmbeddings(
@@ -61,7 +61,7 @@ def _cascade(session: _Session, max_tokens: int = 4) -> Cascade:
         np.zeros((2, 3), np.float32), embeddings,
     )  # fmt: skip
     head = Head(labels, np.array([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32))
-    return Cascade(long, head, max_tokens, SentenceEncoder(session, cls=2, sep=3))
+    return Cascade(long, head, max_tokens, SentenceEncoder(session, cls=2, sep=3), trust_long)
 
 
 def test_a_short_prompt_is_read_by_the_encoder_and_a_long_one_never() -> None:
@@ -78,11 +78,21 @@ def test_a_short_prompt_is_read_by_the_encoder_and_a_long_one_never() -> None:
     assert session.runs == 1  # the long prompt paid nothing for the encoder
 
 
+def test_a_short_prompt_the_long_classifier_is_sure_of_keeps_its_answer() -> None:
+    session = _Session()
+    cascade = _cascade(session, trust_long=0.9)  # the long classifier says "law" at 0.987
+    short = Features("the gene cell", cascade.long.embeddings, cascade.encoder)
+    assert cascade.reader(short) == "n-grams + static embeddings"
+    scores = cascade.classify(short)
+    assert max(scores, key=scores.__getitem__) == "law" and session.runs == 0
+
+
 def test_the_short_head_is_stored_with_its_bound_and_must_share_the_labels(tmp_path: Path) -> None:
-    cascade = _cascade(_Session(), max_tokens=7)
+    cascade = _cascade(_Session(), max_tokens=7, trust_long=0.95)
     cascade.save_short(tmp_path / "short.npz")
     loaded = Cascade.load(cascade.long, tmp_path / "short.npz", cascade.encoder)
-    assert loaded.max_tokens == 7 and loaded.short.labels == ("biology", "law", "other")
+    assert (loaded.max_tokens, loaded.trust_long) == (7, pytest.approx(0.95))
+    assert loaded.short.labels == ("biology", "law", "other")
     other = LinearClassifier(("a", "b", "c"), cascade.long.weights, cascade.long.bias, cascade.long.dense)
     with pytest.raises(SovraError, match="labels"):
         Cascade.load(other, tmp_path / "short.npz", cascade.encoder)

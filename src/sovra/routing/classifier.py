@@ -148,12 +148,15 @@ class Head:
 
 @dataclass(frozen=True)
 class Cascade:
-    """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`."""
+    """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`;
+    but a short prompt whose answer `long` is sure of (at least `trust_long`: code, a maths word
+    problem) keeps it, and pays nothing for the encoder."""
 
     long: LinearClassifier
     short: Head
     max_tokens: int
     encoder: SentenceEncoder
+    trust_long: float = 0.99  # chosen on validation (models/README.md)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -163,26 +166,32 @@ class Cascade:
         return self.classify(Features(text, self.long.embeddings, self.encoder))
 
     def reader(self, features: Features) -> str:
-        return "sentence encoder" if len(features.tokens) <= self.max_tokens else self.long.reader(features)
+        return "sentence encoder" if self._reads_encoder(features) else self.long.reader(features)
 
     def classify(self, features: Features) -> dict[str, float]:
-        if len(features.tokens) <= self.max_tokens:
+        if self._reads_encoder(features):
             return self.short.classify(features.sentence)
         return self.long.classify(features)
 
+    def _reads_encoder(self, features: Features) -> bool:
+        if len(features.tokens) > self.max_tokens:
+            return False
+        return max(self.long.classify(features).values()) < self.trust_long
+
     def save_short(self, path: Path) -> None:
         np.savez_compressed(path, labels=np.array(self.short.labels), weights=self.short.weights,
-                            bias=self.short.bias, max_tokens=np.int64(self.max_tokens))  # fmt: skip
+                            bias=self.short.bias, max_tokens=np.int64(self.max_tokens),
+                            trust_long=np.float32(self.trust_long))  # fmt: skip
 
     @classmethod
     def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> Cascade:
         with np.load(short) as stored:
             head = Head(tuple(str(label) for label in stored["labels"]), stored["weights"].astype(np.float32),
                         stored["bias"].astype(np.float32))  # fmt: skip
-            max_tokens = int(stored["max_tokens"])
+            max_tokens, trust_long = int(stored["max_tokens"]), float(stored["trust_long"])
         if head.labels != long.labels:
             raise SovraError(f"{short}: labels {head.labels} differ from the long classifier's {long.labels}")
-        return cls(long, head, max_tokens, encoder)
+        return cls(long, head, max_tokens, encoder, trust_long)
 
 
 def _probabilities(labels: tuple[str, ...], scores: npt.NDArray[np.float32]) -> dict[str, float]:

@@ -46,10 +46,12 @@ _STRENGTH = {"domain": 20.0, "jailbreak": 20.0}
 # requests), so it stays on n-grams (models/README.md has the figures).
 _READS_MEANING = {"domain": True, "jailbreak": False}
 # The domain classifier's short prompts (at most SHORT_TOKENS WordPiece tokens) go to a head over
-# the sentence encoder, regularised hard (C = SHORT_STRENGTH): chosen on validation — held-out rows
-# of the trained sources and half of bench/data/domain_questions.jsonl (models/README.md).
+# the sentence encoder, regularised hard (C = SHORT_STRENGTH), unless the long classifier is at
+# least TRUST_LONG sure: chosen on validation — held-out rows of the trained sources and half of
+# bench/data/domain_questions.jsonl (models/README.md).
 SHORT_TOKENS = 32
 SHORT_STRENGTH = 0.1
+TRUST_LONG = 0.99
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -329,13 +331,14 @@ def _short_head(
     head = Head(tuple(str(c) for c in model.classes_), model.coef_.T.astype(np.float32),
                 model.intercept_.astype(np.float32))  # fmt: skip
     path = out / "domain-short.npz"
-    Cascade(long, head, SHORT_TOKENS, encoder).save_short(path)
+    Cascade(long, head, SHORT_TOKENS, encoder, TRUST_LONG).save_short(path)
     return {
         "file": path.name,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "labels": list(head.labels),
         "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
         "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
+        "unless_long_is_sure": TRUST_LONG,
         "regularisation_C": SHORT_STRENGTH,
     }
 
