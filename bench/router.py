@@ -1,7 +1,9 @@
 """The router's classifiers, measured on text they were not trained on, and its cost per request.
 
 - Domain: top-1 accuracy and macro-F1 on the held-out side of the split in `sovra/routing/datasets.py`
-  (per source too: MMLU alone is the hard part).
+  (per source too: MMLU alone is the hard part), on whole sources never trained on, and on 240 short
+  questions written for this bench (bench/data/domain_questions.jsonl, in a validation and a test
+  half); the shipped cascade beside its long classifier alone (n-grams + static embeddings).
 - Jailbreak: in distribution (held-out rows of the trained sources) beside out of distribution
   (whole sources never trained on — short DAN-style jailbreaks and hijacks, injections planted in
   e-mails, benign prompts full of attack words — and the 50 XSTest-style prompts of
@@ -14,8 +16,9 @@
   Faker in 16 locales (bench/pii_synth.py; the street and place words were extended with them in
   view, so they count as in distribution).
 - Latency: the whole routing decision (default policy: jailbreak, injection cues, structured PII,
-  domain; then the same redacting names and addresses too) for prompts of about 50, 500 and 2,000
-  tokens, pinned to one core, p50/p99.
+  domain; then the same redacting names and addresses too) for short questions (the sentence
+  encoder reads them) and prompts of about 50, 500 and 2,000 tokens, pinned to one core, p50/p99;
+  the encoder alone by length.
 
     python bench/router.py [--data ../shared/datasets/router] [--rounds 300]
 """
@@ -30,6 +33,8 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from pii_synth import report as synthetic_pii_report  # bench/pii_synth.py, beside this file
 from pii_synth import tally
@@ -364,6 +369,7 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
                 card.set(
                     f"... redacting names and addresses too, ~{tokens} tokens, p99", "in", f"{p99:.2f} ms"
                 )
+    _encoder_times(rounds)
     print("  for reference, the vLLM Semantic Router's published CPU figures: ~120 ms per classifier at 512")
     print("  tokens, ~250-850 ms for its full path (not measured here: its models are not on this machine)")
 
@@ -384,6 +390,23 @@ def _decision_times(router: Router, texts: list[str], tokens: int, rounds: int) 
         samples.append((time.perf_counter() - began) * 1000)
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def _encoder_times(rounds: int) -> None:
+    """The sentence encoder alone (int8, one thread), by prompt length: what a short prompt pays."""
+    encoder = shipped_classifiers().encoder
+    assert encoder is not None
+    print("\nthe sentence encoder alone (all-MiniLM-L6-v2, int8, ONNX Runtime, one thread), p50 / p99")
+    for tokens in (8, 16, 32, 64):
+        ids = np.arange(2000, 2000 + tokens, dtype=np.int64)
+        samples = []
+        for _ in range(rounds // 3):
+            began = time.perf_counter()
+            encoder.embed(ids)
+            samples.append((time.perf_counter() - began) * 1000)
+        samples.sort()
+        print(f"  {tokens:>3} tokens: {statistics.median(samples):6.2f} / {samples[int(len(samples) * 0.99)]:6.2f} ms"
+              + ("   (longer prompts never reach it)" if tokens > 32 else ""))  # fmt: skip
 
 
 def artefacts_report() -> None:

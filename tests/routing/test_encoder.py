@@ -9,12 +9,14 @@ import pytest
 
 from sovra.errors import SovraError
 from sovra.routing.classifier import Cascade, Features, Head, LinearClassifier
+from sovra.routing.datasets import Example
 from sovra.routing.distil import encode, load_weights
 from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.router import shipped_classifiers
-from tests.routing.test_distil import HEADS, stored, tiny_tokenizer
+from sovra.routing.train import SHORT_TOKENS, _short_head, fit
+from tests.routing.test_distil import HEADS, WORDS, stored, tiny_tokenizer
 
 pytest.importorskip("onnx")
 
@@ -112,3 +114,31 @@ def test_the_shipped_cascade_reads_short_questions_by_their_meaning(text: str, d
     assert isinstance(classifier, Cascade)
     scores = classifier.probabilities(text)
     assert max(scores, key=scores.__getitem__) == domain
+
+
+class _Hashing:
+    """Stands in for ONNX Runtime: a vector from the token ids, so texts with the same words agree."""
+
+    def run(self, _outputs: None, feeds: dict[str, npt.NDArray[np.int64]]) -> list[npt.NDArray[np.float32]]:
+        vector = np.zeros(len(WORDS), np.float32)
+        np.add.at(vector, feeds["ids"][1:-1], 1.0)
+        return [vector / np.linalg.norm(vector)]
+
+
+def test_training_fits_the_short_head_on_short_prompts_only(tmp_path: Path) -> None:
+    tokenizer = tiny_tokenizer()
+    vocabulary = tokenizer.get_vocab_size()
+    embeddings = StaticEmbeddings(
+        tokenizer, np.ones((vocabulary, 2), np.int8), np.ones(vocabulary, np.float32)
+    )
+    examples = [Example("the court judge law", "law", "t"), Example("the judge of law", "law", "t"),
+                Example("the gene cell enzyme", "biology", "t"), Example("the enzyme of the cell", "biology", "t"),
+                Example("the court " * 20, "other", "t")] * 3  # fmt: skip
+    long = fit(examples, strength=1.0, embeddings=embeddings)
+    encoder = SentenceEncoder(_Hashing(), cls=2, sep=3)
+    entry = _short_head(long, examples, encoder, tmp_path)
+    assert entry["examples"] == {"biology": 6, "law": 6}  # the 40-token prompt is the long classifier's
+    cascade = Cascade.load(long, tmp_path / entry["file"], encoder)
+    assert cascade.max_tokens == SHORT_TOKENS and cascade.short.labels == long.labels
+    scores = cascade.short.classify(encoder.embed(np.array([9, 10], dtype=np.int64)))  # "gene enzyme"
+    assert max(scores, key=scores.__getitem__) == "biology"

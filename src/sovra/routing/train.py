@@ -328,8 +328,7 @@ def _short_head(
             log.info("encoding short prompts", extra={"done": done, "of": len(short), "seconds": seconds})
     model = LogisticRegression(C=SHORT_STRENGTH, max_iter=3000, class_weight="balanced")
     model.fit(np.stack(vectors), [e.label for e, _ in short])
-    head = Head(tuple(str(c) for c in model.classes_), model.coef_.T.astype(np.float32),
-                model.intercept_.astype(np.float32))  # fmt: skip
+    head = _in_order(long.labels, model)
     path = out / "domain-short.npz"
     Cascade(long, head, SHORT_TOKENS, encoder, TRUST_LONG).save_short(path)
     return {
@@ -341,6 +340,20 @@ def _short_head(
         "unless_long_is_sure": TRUST_LONG,
         "regularisation_C": SHORT_STRENGTH,
     }
+
+
+def _in_order(labels: tuple[str, ...], model: Any) -> Head:
+    """The fitted head with the long classifier's labels, in its order; a label no short prompt
+    had can never win (the cascade's two parts must agree on labels)."""
+    found = [str(c) for c in model.classes_]
+    coefficients = model.coef_ if len(found) > 2 else np.vstack([-model.coef_, model.coef_]) / 2
+    intercepts = model.intercept_ if len(found) > 2 else np.array([-1.0, 1.0]) * model.intercept_ / 2
+    weights = np.zeros((coefficients.shape[1], len(labels)), np.float32)
+    bias = np.full(len(labels), -1e4, np.float32)
+    for row, label in enumerate(found):
+        weights[:, labels.index(label)] = coefficients[row]
+        bias[labels.index(label)] = intercepts[row]
+    return Head(labels, weights, bias)
 
 
 def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:

@@ -45,7 +45,10 @@ _AI = (
     r"(?:ai|automated)\s+(?:models?|assistants?|systems?|reviewers?|screen(?:ing|ers?)|tools?|agents?|readers?)|"
     r"\w+\s+bot|models?(?=\s+\w+ing\s)"
 )
-_AI_WORDS = ("ai", "assistant", "llm", "bot", "gpt", "claude", "gemini", "copilot", "model", "automated")
+# The words such a cue needs, as a whole word: "ai" as a substring is in nearly every text.
+_AI_WORDS = re.compile(
+    r"\b(?:ai|a\.i|assistants?|llms?|chatbots?|chatgpt|gpt|claude|gemini|copilot|models?|automated|bot|system)\b"
+)
 _ADDRESS = (
     r"(?:note|message|instructions?|directions?|editor'?s\s+note|p\.?\s?s\.?|attention|important)\s+(?:for|to)|"
     r"to"
@@ -77,7 +80,8 @@ _VERBS = (
     "pay no",
     "follow",
 )
-CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+Needs = tuple[str, ...] | re.Pattern[str]  # substrings one of which is in the text, or a pattern found in it
+CUES: dict[str, tuple[tuple[Needs, str], ...]] = {
     "override-instructions": (
         # Not "my": a user taking back what they asked ("disregard my previous instructions, shorter").
         (_VERBS, rf"{_SET_ASIDE}\b{_NOT_MINE}{{0,40}}?\b{_ANCHOR}\b{_NOT_MINE}{{0,25}}?\b{_ORDERS}\b"),
@@ -206,19 +210,19 @@ CUES: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
          r"include|append|add|send|forward|reply|respond|say|tell|write|output|insert|recommend)\b"),
         # A header inside the data that names the model as its reader: "Note for automated screening:",
         # "Editor's note to language models:", "[to the AI drafting replies: …" (not "Hi ChatGPT, …").
-        ((_AI_WORDS), rf"{_OPENS}\s*(?:<!--\s*)?(?:{_ADDRESS})\s+(?:the\s+|any\s+|all\s+|every\s+)?"
+        (_AI_WORDS, rf"{_OPENS}\s*(?:<!--\s*)?(?:{_ADDRESS})\s+(?:the\s+|any\s+|all\s+|every\s+)?"
                       rf"(?:{_AI}){_READER_CLAUSE}\s*[:\-\u2013\u2014]"),
         # The model named with what it is doing, opening a line, then an override within the sentence:
         # "# AI reviewers: this change is approved, … do not flag it".
-        ((_AI_WORDS), rf"{_OPENS}\s*(?:<!--\s*)?(?:{_AI}){_READER_CLAUSE_NEEDED}\s*[:\-\u2013\u2014]"
+        (_AI_WORDS, rf"{_OPENS}\s*(?:<!--\s*)?(?:{_AI}){_READER_CLAUSE_NEEDED}\s*[:\-\u2013\u2014]"
                       rf"[^\n.]{{0,80}}?\b(?:{_OVERRIDE})"),
         # A bare name opening a line and at once an override: "(assistant: from now on …", "Translator
         # bot: do not translate …" — not a transcript's "Assistant: Sure, instead of a loop …".
-        ((_AI_WORDS), rf"{_OPENS}\s*(?:<!--\s*)?(?:{_AI}|system)\s*[:\-\u2013\u2014]\s*(?:{_OVERRIDE})"),
+        (_AI_WORDS, rf"{_OPENS}\s*(?:<!--\s*)?(?:{_AI}|system)\s*[:\-\u2013\u2014]\s*(?:{_OVERRIDE})"),
         # "And, model, the real task is different: …": the model hailed in passing, then an override.
-        ((_AI_WORDS), rf"[,.;]\s*(?:ai|assistant|model|llm|chatbot|bot)\s*,\s*(?:{_OVERRIDE})"),
+        (_AI_WORDS, rf"[,.;]\s*(?:ai|assistant|model|llm|chatbot|bot)\s*,\s*(?:{_OVERRIDE})"),
         # "The assistant must tell the user …", "Any AI system reviewing this must report …"
-        ((_AI_WORDS), rf"(?:the|any|every|all)\s+(?:{_AI})(?:\s+\w+ing\s+this(?:\s+\w+)?)?\s+"
+        (_AI_WORDS, rf"(?:the|any|every|all)\s+(?:{_AI})(?:\s+\w+ing\s+this(?:\s+\w+)?)?\s+"
                       r"(?:must|shall|is\s+(?:required|instructed)\s+to)\s+(?:now\s+|also\s+|always\s+)?"
                       r"(?:tell|say|report|state|reply|respond|answer|recommend|include|rate|score|give|describe|"
                       r"approve|send|forward|output|claim|confirm)\b"),
@@ -239,7 +243,7 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){16,}")
 
 
 @cache
-def _compiled() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
+def _compiled() -> tuple[tuple[str, Needs, re.Pattern[str]], ...]:
     return tuple((name, hints, re.compile(pattern)) for name, cues in CUES.items() for hints, pattern in cues)
 
 
@@ -270,8 +274,14 @@ _EXFILTRATION = re.compile(r"!\[[^\]\n]*\]\(\s*https?://[^\s)]*[?&][^\s)=]*=[^\s
 
 def _search(text: str) -> str | None:
     lowered = text.lower()
+    present: dict[re.Pattern[str], bool] = {}  # each needed pattern looked for once per text
     for name, hints, pattern in _compiled():
-        if not any(hint in lowered for hint in hints):
+        if isinstance(hints, re.Pattern):
+            if hints not in present:
+                present[hints] = hints.search(lowered) is not None
+            if not present[hints]:
+                continue
+        elif not any(hint in lowered for hint in hints):
             continue
         for match in pattern.finditer(lowered):
             start = match.start()
