@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -101,8 +102,11 @@ def domain_report(data: Path, card: Scorecard) -> None:
     examples = list(domain_examples(data, "held_out"))
     outside = list(domain_out_of_distribution(data))
     validation, test = _bench_questions()
+    stems = [Example(stem(e.text), e.label, e.source) for e in examples if "mmlu" in e.source]
     sets = {"held-out rows of the trained sources": examples,
+            "... held-out MMLU questions without their options": stems,
             "sources never trained on (SciBench, TruthfulQA)": outside,
+            "... TruthfulQA's short questions": [e for e in outside if "truthfulqa" in e.source],
             "bench questions, validation half (choices made on it)": validation,
             "bench questions, test half (never read while choosing)": test}  # fmt: skip
     print("domain, top-1 (15 classes): n-grams + static embeddings alone -> the shipped cascade")
@@ -113,7 +117,11 @@ def domain_report(data: Path, card: Scorecard) -> None:
                       for e in rows)  # fmt: skip
         print(f"  {name:<56} {_share([g == p for g, p in alone]):>6} -> {_share([g == p for g, p in shipped]):>6}"
               f"   of {len(rows):<5} ({encoded / len(rows):.0%} short: read by the encoder)")  # fmt: skip
-    for name, rows in list(sets.items())[2:]:
+        if rows is examples:
+            for label in ("code", "math"):
+                print(f"    recall of {label:<44} {_share(_recalled(alone, label)):>6} -> "
+                      f"{_share(_recalled(shipped, label)):>6}")  # fmt: skip
+    for name, rows in list(sets.items())[4:]:
         pairs, _ = _classified(classifier, rows)
         card.set(f"domain, top-1, {name}", "out", _share([g == p for g, p in pairs]), ">= 85 %")
     pairs, by_source = _classified(classifier, examples)
@@ -352,6 +360,13 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
         router.decide({"messages": [{"role": "user", "content": corpus[:4000]}]})  # loads what it reads once
         print(f"\nlatency of one routing decision ({label}), one core, {rounds} rounds")
         questions = [e.text for half in _bench_questions() for e in half]
+        if policy is default:  # the same decisions with the long classifier alone, for comparison
+            shipped = shipped_classifiers()
+            assert isinstance(shipped.domain, Cascade)
+            alone = Router(policy, catalog, dataclasses.replace(shipped, domain=shipped.domain.long))
+            p50, p99 = _decision_times(alone, questions, 0, rounds)
+            print(f"  short questions, the long classifier alone (no encoder):                       "
+                  f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")  # fmt: skip
         p50, p99 = _decision_times(router, questions, 0, rounds)
         print(f"  short questions (bench questions, 5-30 tokens: the sentence encoder reads them): "
               f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")  # fmt: skip
