@@ -127,8 +127,9 @@ def export(weights: Weights, out: Path, heads: int = HEADS, quantise: bool = Tru
     with tempfile.TemporaryDirectory() as scratch:
         plain = Path(scratch) / "float.onnx"
         onnx.save(model, plain)
-        # The quantiser narrates every tensor it leaves alone at INFO on the root logger.
-        logging.disable(logging.INFO)
+        # The quantiser narrates every tensor it leaves alone at INFO on the root logger, and advises
+        # a pre-processing pass (shape inference) at WARNING that changes nothing here.
+        logging.disable(logging.WARNING)
         try:
             quantize_dynamic(plain, out, weight_type=QuantType.QInt8)
         finally:
