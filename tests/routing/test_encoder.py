@@ -14,7 +14,7 @@ from sovra.routing.distil import encode, load_weights
 from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
-from sovra.routing.router import shipped_classifiers
+from sovra.routing.router import sentence_encoder, shipped_classifiers
 from sovra.routing.train import SHORT_TOKENS, _short_head, fit
 from tests.routing.test_distil import HEADS, WORDS, stored, tiny_tokenizer
 
@@ -142,3 +142,18 @@ def test_training_fits_the_short_head_on_short_prompts_only(tmp_path: Path) -> N
     assert cascade.max_tokens == SHORT_TOKENS and cascade.short.labels == long.labels
     scores = cascade.short.classify(encoder.embed(np.array([9, 10], dtype=np.int64)))  # "gene enzyme"
     assert max(scores, key=scores.__getitem__) == "biology"
+
+
+def test_without_onnx_runtime_the_router_reads_short_prompts_by_n_grams(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def missing() -> SentenceEncoder:
+        raise ImportError("No module named 'onnxruntime'")
+
+    assert sentence_encoder(missing) is None
+    (record,) = caplog.records
+    assert (
+        "sentence encoder unavailable" in record.getMessage() and "onnxruntime" in record.__dict__["reason"]
+    )
+    encoder = SentenceEncoder(_Session(), cls=2, sep=3)
+    assert sentence_encoder(lambda: encoder) is encoder

@@ -7,9 +7,10 @@ explicit-model requests run the same rules, minus the routing ones.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from sovra.routing.classifier import (
     SENTENCE_ENCODER,
     TOKENIZER,
     Cascade,
+    Classifier,
     LinearClassifier,
 )
 from sovra.routing.embeddings import StaticEmbeddings
@@ -31,21 +33,39 @@ from sovra.routing.signals import Classifiers, ExampleDomain, Signals
 from sovra.routing.signals.pii import ENTITY_TYPES, STRUCTURED, find_entities, redact
 from sovra.spec import Routing, Specialty
 
-__all__ = ["SPECIALIST_DOMAINS", "Decision", "Router", "default_policy", "shipped_classifiers"]
+__all__ = [
+    "SPECIALIST_DOMAINS",
+    "Decision",
+    "Router",
+    "default_policy",
+    "sentence_encoder",
+    "shipped_classifiers",
+]
+
+log = logging.getLogger("sovra.router")
 
 
 @cache
 def shipped_classifiers() -> Classifiers:
     """The classifiers inside the package (trained by `sovra router train`); loaded once."""
     embeddings = StaticEmbeddings.load(MODELS / EMBEDDINGS, MODELS / TOKENIZER)
-    encoder = SentenceEncoder.load(MODELS / SENTENCE_ENCODER, embeddings.tokenizer)
-    domain = LinearClassifier.load(MODELS / "domain.npz", embeddings)
+    long = LinearClassifier.load(MODELS / "domain.npz", embeddings)
+    encoder = sentence_encoder(lambda: SentenceEncoder.load(MODELS / SENTENCE_ENCODER, embeddings.tokenizer))
+    domain: Classifier = long if encoder is None else Cascade.load(long, MODELS / "domain-short.npz", encoder)
     return Classifiers(
-        Cascade.load(domain, MODELS / "domain-short.npz", encoder),
-        LinearClassifier.load(MODELS / "jailbreak.npz", embeddings),
-        embeddings,
-        encoder,
+        domain, LinearClassifier.load(MODELS / "jailbreak.npz", embeddings), embeddings, encoder
     )
+
+
+def sentence_encoder(load: Callable[[], SentenceEncoder]) -> SentenceEncoder | None:
+    """The encoder, or None where ONNX Runtime cannot run it (no wheel for this platform, a CPU it
+    does not support): the router then reads short prompts as it reads long ones, and says so once."""
+    try:
+        return load()
+    except (ImportError, OSError, RuntimeError) as exc:  # onnxruntime's own errors are RuntimeErrors
+        log.warning("sentence encoder unavailable; short prompts are read by n-grams",
+                    extra={"reason": str(exc)[:200]})  # fmt: skip
+        return None
 
 
 @dataclass(frozen=True)
