@@ -166,17 +166,17 @@ class Cascade:
         return self.classify(Features(text, self.long.embeddings, self.encoder))
 
     def reader(self, features: Features) -> str:
-        return "sentence encoder" if self._reads_encoder(features) else self.long.reader(features)
+        return self._read(features)[0]
 
     def classify(self, features: Features) -> dict[str, float]:
-        if self._reads_encoder(features):
-            return self.short.classify(features.sentence)
-        return self.long.classify(features)
+        return self._read(features)[1]
 
-    def _reads_encoder(self, features: Features) -> bool:
-        if len(features.tokens) > self.max_tokens:
-            return False
-        return max(self.long.classify(features).values()) < self.trust_long
+    def _read(self, features: Features) -> tuple[str, dict[str, float]]:
+        """Which part reads these features, and its probabilities."""
+        scores = self.long.classify(features)
+        if len(features.tokens) > self.max_tokens or max(scores.values()) >= self.trust_long:
+            return self.long.reader(features), scores
+        return "sentence encoder", self.short.classify(features.sentence)
 
     def save_short(self, path: Path) -> None:
         np.savez_compressed(path, labels=np.array(self.short.labels), weights=self.short.weights,

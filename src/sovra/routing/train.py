@@ -27,7 +27,7 @@ from sovra.routing.classifier import (
     Cascade,
     Head,
     LinearClassifier,
-)  # fmt: skip
+)
 from sovra.routing.datasets import Example, domain_examples, jailbreak_examples
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
 from sovra.routing.embeddings import StaticEmbeddings, load_tokenizer, token_ids
