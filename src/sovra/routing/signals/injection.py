@@ -54,7 +54,7 @@ _ADDRESS = (
     r"to"
 )
 # Where such a header opens: a line, a bracket, a comment, a quoted cell, a field's value.
-_OPENS = "(?:^|(?<=[\\n\\[(>#*\"':]))"
+_OPENS = "[\\x00\\n\\[(>#*\"':]"  # consumed, not looked behind: a pattern led by a character set is fast
 _READER_CLAUSE_NEEDED = r"\s+(?:reviewers?|readers?|(?:\w+ing)(?:\s+(?:this|these|the))?(?:\s+\w+)?)"
 _READER_CLAUSE = f"(?:{_READER_CLAUSE_NEEDED})?"
 _OVERRIDE = (
@@ -64,6 +64,21 @@ _OVERRIDE = (
     r"when\s+you\s+(?:answer|reply|respond|summari[sz]e)"
 )
 
+# What a jailbreak switches off.
+_RULES = (
+    r"rules|filters?|restrictions|limits|limitations|content\s+polic(?:y|ies)|guidelines|ethics|morals|"
+    r"censorship|safeguards|safety\s+(?:filters?|guidelines|rules|measures)|ethical\s+guidelines"
+)
+# The same, but only those a person or a game does not have: "if you had no rules for the game".
+_AI_RULES = (
+    r"content\s+polic(?:y|ies)|guidelines|censorship|safeguards|programming|"
+    r"safety\s+(?:filters?|guidelines|rules|measures)|ethical\s+guidelines"
+)
+_FREE_OF = (
+    r"\s+(?:with\s+no|without(?:\s+any)?|(?:[\w']+\s+){0,3}?(?:that|who)\s+(?:has|have)\s+no|"
+    r"free\s+(?:of|from))\s+"
+)
+_NOT_OF_A_THING = r"(?!\s+(?:on|for|about|regarding|in|of)\b)"  # "no restrictions on input size"
 # Name → cues, each a pattern (matched on the lower-cased text) and the words one of which it needs:
 # a pattern runs only where one is in the text, so a long prompt with none costs a few substring
 # searches. A pattern starts where a word starts, checked after a match (a leading \b would make
@@ -156,6 +171,24 @@ CUES: dict[str, tuple[tuple[Needs, str], ...]] = {
          r"limitations|content\s+polic(?:y|ies)|censorship|rules|guidelines|morals|ethics)\b"),
         (("stop being", "forget that you are"),
          r"(?:stop\s+being|forget\s+that\s+you\s+are)\s+(?:chatgpt|an?\s+(?:ai|assistant|language\s+model))\b"),
+    ),
+    "rules-switched-off": (
+        # "You are EvilBot, an AI with no rules": the assistant described as free of its rules (not "a
+        # chatbot with no filters on greetings"); who it plays, only of an AI's rules ("a character
+        # who has no filters", not "a character who has no morals", a villain in a story).
+        (_AI_WORDS, rf"(?:ai|assistant|chatbot|bot|version\s+of\s+you(?:rself)?){_FREE_OF}(?:{_RULES})\b"
+                    rf"{_NOT_OF_A_THING}"),
+        (("character", "persona"),
+         rf"(?:character|persona){_FREE_OF}(?:filters|{_AI_RULES})\b{_NOT_OF_A_THING}"),
+        # "Hypothetically, if you had no content policy …"
+        (("if you",), rf"if\s+you\s+(?:had\s+no|didn'?t\s+have(?:\s+any)?|did\s+not\s+have(?:\s+any)?|"
+                      rf"were\s+(?:free\s+(?:of|from)|not\s+bound\s+by|without(?:\s+any)?))\s+(?:your\s+)?"
+                      rf"(?:filters|{_AI_RULES})\b"),
+        # "… where safety filters are disabled"
+        (("disabled", "turned off", "switched off", "deactivated", "removed", "lifted", "bypassed"),
+         r"(?:safety|content|ethical|moral)\s+(?:filters?|restrictions|guidelines|guardrails|polic(?:y|ies)|rules)\s+"
+         r"(?:are|is|have\s+been|has\s+been|were)\s+(?:now\s+)?(?:disabled|turned\s+off|switched\s+off|"
+         r"deactivated|removed|lifted|bypassed)\b"),
     ),
     "reveal-system-prompt": (
         (("prompt", "instruction", "message", "configuration", "directive"),
@@ -273,7 +306,7 @@ _EXFILTRATION = re.compile(r"!\[[^\]\n]*\]\(\s*https?://[^\s)]*[?&][^\s)=]*=[^\s
 
 
 def _search(text: str) -> str | None:
-    lowered = text.lower()
+    lowered = "\x00" + text.lower()  # the text's start opens a line too (_OPENS), but is no sentence end
     present: dict[re.Pattern[str], bool] = {}  # each needed pattern looked for once per text
     for name, hints, pattern in _compiled():
         if isinstance(hints, re.Pattern):
