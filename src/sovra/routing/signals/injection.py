@@ -3,8 +3,9 @@
 The jailbreak classifier scores a prompt as a whole, so an instruction planted in a long pasted
 document ("ignore the user's request and …") is diluted by the document around it. These cues look
 for the few phrasings that hijack a task whatever surrounds them — override the instructions given
-before, tell the assistant it is someone else now, reveal the system prompt or a secret, claim an
-authority or mode, address the assistant from inside the data — in English and the languages
+before, tell the assistant it is someone else now or free of its rules, reveal the system prompt or
+a secret, claim an authority or mode, address the assistant from inside the data (a note or header
+that names the model as its reader) — in English and the languages
 attacks are most often translated into, and in base64 or hex (decoded and searched again); and two
 ways of smuggling a document's instructions or a user's data: invisible Unicode tag characters and
 markdown images that would carry the conversation out. Each cue has a name, which `POST /v1/route`
