@@ -113,7 +113,8 @@ def domain_report(data: Path, card: Scorecard) -> None:
     for name, rows in sets.items():
         alone, _ = _classified(classifier.long, rows)
         shipped, _ = _classified(classifier, rows)
-        encoded = sum(classifier.reader(Features(e.text, classifier.long.embeddings)) == "sentence encoder"
+        encoded = sum(classifier.reader(Features(e.text, classifier.long.embeddings, classifier.encoder))
+                      == "sentence encoder"
                       for e in rows)  # fmt: skip
         print(f"  {name:<56} {_share([g == p for g, p in alone]):>6} -> {_share([g == p for g, p in shipped]):>6}"
               f"   of {len(rows):<5} ({encoded / len(rows):.0%} short: read by the encoder)")  # fmt: skip
