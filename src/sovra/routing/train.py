@@ -281,6 +281,7 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
         manifest["classifiers"][name] = {
             "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "bytes": path.stat().st_size,
             "labels": list(classifier.labels),
             "examples": dict(sorted(Counter(e.label for e in examples).items())),
             "sources": sorted({e.source for e in examples}),
@@ -299,13 +300,14 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
     return manifest
 
 
-def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, str]:
+def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, Any]:
     """Write `names.json` into `out`; its manifest entry."""
     gazetteer = out / "names.json"
     gazetteer.write_text(json.dumps(names(data), ensure_ascii=False, separators=(",", ":")) + "\n")
     return {
         "file": gazetteer.name,
         "sha256": hashlib.sha256(gazetteer.read_bytes()).hexdigest(),
+        "bytes": gazetteer.stat().st_size,
         "source": "Faker's person providers (MIT), Latin-script locales, minus the corpora's ordinary words",
     }
 
@@ -334,6 +336,7 @@ def _short_head(
     return {
         "file": path.name,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
         "labels": list(head.labels),
         "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
         "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
@@ -363,6 +366,7 @@ def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
     return {
         "file": path.name,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
         "graph": "routing/export.py: mean-pooled, unit length; int8 weights (ONNX Runtime's quantisation)",
         "encoder": {
             **ENCODER,
@@ -379,6 +383,7 @@ def _embeddings(weights: Weights, tokenizer: Tokenizer, corpus: list[str], out: 
     return {
         "file": EMBEDDINGS,
         "sha256": hashlib.sha256((out / EMBEDDINGS).read_bytes()).hexdigest(),
+        "bytes": (out / EMBEDDINGS).stat().st_size,
         "tokenizer": TOKENIZER,
         "tokenizer_sha256": hashlib.sha256((out / TOKENIZER).read_bytes()).hexdigest(),
         "dimensions": embeddings.dimensions,
