@@ -96,42 +96,50 @@ def _share(hits: list[bool]) -> str:
 def domain_report(data: Path, card: Scorecard) -> None:
     """The shipped cascade beside its long classifier alone (n-grams + static embeddings, what every
     prompt went to before short ones went to the sentence encoder), on held-out rows, on whole
-    sources never trained on, and on the bench's own short questions."""
+    sources never trained on, and on the bench's own short questions. Each set is classified once
+    by each."""
     classifier = shipped_classifiers().domain
     assert isinstance(classifier, Cascade)
     examples = list(domain_examples(data, "held_out"))
     outside = list(domain_out_of_distribution(data))
     validation, test = _bench_questions()
     stems = [Example(stem(e.text), e.label, e.source) for e in examples if "mmlu" in e.source]
-    sets = {"held-out rows of the trained sources": examples,
-            "... held-out MMLU questions without their options": stems,
-            "sources never trained on (SciBench, TruthfulQA)": outside,
-            "... TruthfulQA's short questions": [e for e in outside if "truthfulqa" in e.source],
-            "bench questions, validation half (choices made on it)": validation,
-            "bench questions, test half (never read while choosing)": test}  # fmt: skip
+    held, stemmed, unseen = (
+        "held-out rows of the trained sources",
+        "... held-out MMLU questions without their options",
+        "sources never trained on (SciBench, TruthfulQA)",
+    )
+    bench_sets = {
+        "bench questions, validation half (choices made on it)": validation,
+        "bench questions, test half (never read while choosing)": test,
+    }
+    sets = {
+        held: examples,
+        stemmed: stems,
+        unseen: outside,
+        "... TruthfulQA's short questions": [e for e in outside if "truthfulqa" in e.source],
+        **bench_sets,
+    }
     print("domain, top-1 (15 classes): n-grams + static embeddings alone -> the shipped cascade")
+    read: dict[str, tuple[list[tuple[str, str]], dict[str, list[bool]]]] = {}
     for name, rows in sets.items():
         alone, _ = _classified(classifier.long, rows)
-        shipped, _ = _classified(classifier, rows)
-        encoded = sum(classifier.reader(Features(e.text, classifier.long.embeddings, classifier.encoder))
-                      == "sentence encoder"
-                      for e in rows)  # fmt: skip
-        print(f"  {name:<56} {_share([g == p for g, p in alone]):>6} -> {_share([g == p for g, p in shipped]):>6}"
-              f"   of {len(rows):<5} ({encoded / len(rows):.0%} short: read by the encoder)")  # fmt: skip
+        shipped, by_source, encoded = _read_by_cascade(classifier, rows)
+        read[name] = shipped, by_source
+        print(
+            f"  {name:<56} {_share([g == p for g, p in alone]):>6} -> {_share([g == p for g, p in shipped]):>6}"
+            f"   of {len(rows):<5} ({encoded / len(rows):.0%} short: read by the encoder)"
+        )
         if rows is examples:
             for label in ("code", "math"):
-                print(f"    recall of {label:<44} {_share(_recalled(alone, label)):>6} -> "
-                      f"{_share(_recalled(shipped, label)):>6}")  # fmt: skip
-    for name, rows in list(sets.items())[4:]:
-        pairs, _ = _classified(classifier, rows)
-        card.set(f"domain, top-1, {name}", "out", _share([g == p for g, p in pairs]), ">= 85 %")
-    pairs, by_source = _classified(classifier, examples)
-    for example in examples:  # the same held-out questions as a user would ask them
-        if "mmlu" in example.source:
-            scores = classifier.probabilities(stem(example.text))
-            by_source["intent/mmlu_subjects.jsonl (stems only)"].append(
-                max(scores, key=scores.__getitem__) == example.label
-            )
+                print(
+                    f"    recall of {label:<44} {_share(_recalled(alone, label)):>6} -> "
+                    f"{_share(_recalled(shipped, label)):>6}"
+                )
+    for name in bench_sets:
+        card.set(f"domain, top-1, {name}", "out", _share([g == p for g, p in read[name][0]]), ">= 85 %")
+    pairs, by_source = read[held]
+    by_source["intent/mmlu_subjects.jsonl (stems only)"] = [g == p for g, p in read[stemmed][0]]
     accuracy = sum(g == p for g, p in pairs) / len(pairs)
     print(f"domain, shipped ({len(examples)} held-out prompts)")
     print(
@@ -140,16 +148,40 @@ def domain_report(data: Path, card: Scorecard) -> None:
     _print_recall(pairs)
     _print_sources(by_source)
     _score_domain(card, "in", pairs)
-    pairs, by_source = _classified(classifier, outside)
+    pairs, by_source = read[unseen]
     accuracy = sum(g == p for g, p in pairs) / len(pairs)
-    print(f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
-          f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}")  # fmt: skip
+    print(
+        f"  out of distribution ({len(outside)} prompts from sources never trained on): top-1 {accuracy:.1%}"
+        f"   macro-F1 {macro_f1(pairs, DOMAINS):.3f}"
+    )
     _print_recall(pairs)
     _print_sources(by_source)
     _score_domain(card, "out", pairs)
-    pairs, _ = _classified(classifier, validation + test)
-    print(f"  bench questions, both halves: top-1 {_share([g == p for g, p in pairs])}, errors "
-          + ", ".join(f"{g}->{p} {n}" for (g, p), n in Counter((g, p) for g, p in pairs if g != p).most_common(6)))  # fmt: skip
+    pairs = [pair for name in bench_sets for pair in read[name][0]]
+    print(
+        f"  bench questions, both halves: top-1 {_share([g == p for g, p in pairs])}, errors "
+        + ", ".join(
+            f"{g}->{p} {n}" for (g, p), n in Counter((g, p) for g, p in pairs if g != p).most_common(6)
+        )
+    )
+
+
+def _read_by_cascade(
+    classifier: Cascade, examples: list[Example]
+) -> tuple[list[tuple[str, str]], dict[str, list[bool]], int]:
+    """`_classified`'s figures for the cascade, and how many examples its encoder read (one set of
+    features per example, so the encoder runs at most once on each)."""
+    pairs = []
+    by_source: dict[str, list[bool]] = defaultdict(list)
+    encoded = 0
+    for example in examples:
+        features = Features(example.text, classifier.long.embeddings, classifier.encoder)
+        scores = classifier.classify(features)
+        encoded += classifier.reader(features) == "sentence encoder"
+        predicted = max(scores, key=scores.__getitem__)
+        pairs.append((example.label, predicted))
+        by_source[example.source].append(predicted == example.label)
+    return pairs, by_source, encoded
 
 
 def _bench_questions() -> tuple[list[Example], list[Example]]:
@@ -365,10 +397,10 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
             shipped = shipped_classifiers()
             assert isinstance(shipped.domain, Cascade)
             alone = Router(policy, catalog, dataclasses.replace(shipped, domain=shipped.domain.long))
-            p50, p99 = _decision_times(alone, questions, 0, rounds)
+            p50, p99 = _decision_times(alone, questions, rounds)
             print(f"  short questions, the long classifier alone (no encoder):                       "
                   f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")  # fmt: skip
-        p50, p99 = _decision_times(router, questions, 0, rounds)
+        p50, p99 = _decision_times(router, questions, rounds)
         print(f"  short questions (bench questions, 5-30 tokens: the sentence encoder reads them): "
               f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")  # fmt: skip
         if policy is default:
@@ -376,7 +408,7 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
                 "one decision, one core, a short question (encoder), p99", "in", f"{p99:.2f} ms", "<= 10 ms"
             )
         for tokens in (50, 500, 2000):
-            p50, p99 = _decision_times(router, [corpus], tokens, rounds)
+            p50, p99 = _decision_times(router, _slices(corpus, tokens, rounds), rounds)
             print(f"  ~{tokens:>4} tokens: p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
             if policy is default:
                 card.set(f"one decision, one core, ~{tokens} tokens, p99", "in", f"{p99:.2f} ms",
@@ -390,22 +422,22 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
     print("  tokens, ~250-850 ms for its full path (not measured here: its models are not on this machine)")
 
 
-def _decision_times(router: Router, texts: list[str], tokens: int, rounds: int) -> tuple[float, float]:
-    """p50 and p99 of a decision: on slices of about `tokens` tokens of one long text, or (tokens=0)
-    on each of several texts in turn."""
+def _decision_times(router: Router, texts: list[str], rounds: int) -> tuple[float, float]:
+    """p50 and p99 of a decision over `rounds` requests, one text after another."""
     samples = []
     for n in range(rounds):
-        if tokens:
-            start = (n * 7919) % (len(texts[0]) - tokens * 4)
-            text = texts[0][start : start + tokens * 4]
-        else:
-            text = texts[n % len(texts)]
-        payload = {"messages": [{"role": "user", "content": text}]}
+        payload = {"messages": [{"role": "user", "content": texts[n % len(texts)]}]}
         began = time.perf_counter()
         router.decide(payload)
         samples.append((time.perf_counter() - began) * 1000)
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def _slices(corpus: str, tokens: int, count: int) -> list[str]:
+    """`count` slices of about `tokens` tokens (4 characters each) from all over `corpus`."""
+    starts = ((n * 7919) % (len(corpus) - tokens * 4) for n in range(count))
+    return [corpus[start : start + tokens * 4] for start in starts]
 
 
 def _encoder_times(rounds: int) -> None:
