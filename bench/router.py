@@ -44,6 +44,7 @@ from sovra.routing.datasets import (
     ATTACK,
     BENIGN,
     DOMAINS,
+    QUESTIONS,
     Example,
     domain_examples,
     domain_out_of_distribution,
@@ -93,14 +94,14 @@ def _share(hits: list[bool]) -> str:
     return f"{sum(hits) / len(hits):.1%}" if hits else "-"
 
 
-def domain_report(data: Path, card: Scorecard) -> None:
+def domain_report(data: Path, questions: Path, card: Scorecard) -> None:
     """The shipped cascade beside its long classifier alone (n-grams + static embeddings, what every
     prompt went to before short ones went to the sentence encoder), on held-out rows, on whole
     sources never trained on, and on the bench's own short questions. Each set is classified once
     by each."""
     classifier = shipped_classifiers().domain
     assert isinstance(classifier, Cascade)
-    examples = list(domain_examples(data, "held_out"))
+    examples = list(domain_examples(data, "held_out", questions))
     outside = list(domain_out_of_distribution(data))
     validation, test = _bench_questions()
     stems = [Example(stem(e.text), e.label, e.source) for e in examples if "mmlu" in e.source]
@@ -118,6 +119,9 @@ def domain_report(data: Path, card: Scorecard) -> None:
         stemmed: stems,
         unseen: outside,
         "... TruthfulQA's short questions": [e for e in outside if "truthfulqa" in e.source],
+        "held-out questions of data/router (trained on the rest)": [
+            e for e in examples if e.source == QUESTIONS
+        ],
         **bench_sets,
     }
     print("domain, top-1 (15 classes): n-grams + static embeddings alone -> the shipped cascade")
@@ -136,8 +140,16 @@ def domain_report(data: Path, card: Scorecard) -> None:
                     f"    recall of {label:<44} {_share(_recalled(alone, label)):>6} -> "
                     f"{_share(_recalled(shipped, label)):>6}"
                 )
+    print(
+        "  (the bench questions and data/router's trained questions come from the same hands: TruthfulQA's,"
+    )
+    print("  never trained on and written by others, is the fairer test of short questions)")
     for name in bench_sets:
         card.set(f"domain, top-1, {name}", "out", _share([g == p for g, p in read[name][0]]), ">= 85 %")
+    truthful = read["... TruthfulQA's short questions"][0]
+    card.set(
+        "domain, top-1, TruthfulQA's short questions", "out", _share([g == p for g, p in truthful]), ">= 85 %"
+    )
     pairs, by_source = read[held]
     by_source["intent/mmlu_subjects.jsonl (stems only)"] = [g == p for g, p in read[stemmed][0]]
     accuracy = sum(g == p for g, p in pairs) / len(pairs)
@@ -470,12 +482,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "router")
+    parser.add_argument("--questions", type=Path, default=HERE.parent / QUESTIONS)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=Thresholds().jailbreak,
                         help="jailbreak score threshold (default: the shipped policy's; 0.5 is shown beside it)")  # fmt: skip
     args = parser.parse_args()
     card = Scorecard()
-    domain_report(args.data, card)
+    domain_report(args.data, args.questions, card)
     jailbreak_report(args.data, args.threshold, card)
     pii_report(args.data, card)
     for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():

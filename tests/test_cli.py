@@ -54,6 +54,19 @@ def test_open_access_is_refused_off_loopback(capsys: pytest.CaptureFixture[str],
     assert "auth.disabled is only allowed on a loopback address, not 0.0.0.0" in err
 
 
+def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path))
+    assert code == 2
+    assert f"{tmp_path}: not the router dataset" in err
+    (tmp_path / "intent").mkdir()
+    (tmp_path / "jailbreak").mkdir()
+    missing = tmp_path / "questions.jsonl"
+    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--questions", str(missing))
+    assert code == 2
+    assert f"{missing}: no such file" in err
+    assert "Traceback" not in err
+
+
 def test_up_refuses_no_auth_on_a_public_address(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "up", "-f", str(CATALOG), "--host", "0.0.0.0", "--no-auth")
     assert code == 2

@@ -44,6 +44,14 @@ def test_training_separates_and_storage_keeps_the_answers(tmp_path: Path) -> Non
         assert scores == pytest.approx(classifier.probabilities(text), abs=0.01)  # float16 storage
 
 
+def test_a_source_that_weighs_more_decides_where_the_sources_disagree() -> None:
+    examples = [Example(f"tell me about the bank {n}", "finance", "a") for n in range(20)]
+    examples += [Example(f"tell me about the bank {n}", "geography", "b") for n in range(20)]
+    for heavier, label in (("a", "finance"), ("b", "geography")):
+        scores = fit(examples, strength=10.0, weights={heavier: 5.0}).probabilities("tell me about the bank")
+        assert max(scores, key=scores.__getitem__) == label
+
+
 @pytest.mark.parametrize(
     ("text", "domain"),
     [

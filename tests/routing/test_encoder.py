@@ -105,7 +105,7 @@ def test_the_short_head_is_stored_with_its_bound_and_must_share_the_labels(tmp_p
     [
         ("Is a handshake deal enforceable as a contract?", "law"),
         ("What led to the collapse of the Western Roman Empire?", "history"),
-        ("How do vaccines train the immune system?", "health"),
+        ("Is it safe to give aspirin to a child?", "health"),
         ("What does a central bank do when inflation rises?", "economics"),
     ],
 )

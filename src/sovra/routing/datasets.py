@@ -22,6 +22,7 @@ __all__ = [
     "DOMAINS",
     "DOMAIN_OUT_OF_DISTRIBUTION",
     "OUT_OF_DISTRIBUTION",
+    "QUESTIONS",
     "Example",
     "domain_examples",
     "domain_out_of_distribution",
@@ -67,9 +68,15 @@ def stem(mmlu_prompt: str) -> str:
     return mmlu_prompt.split("\nA. ", 1)[0].strip()
 
 
-def domain_examples(root: Path, side: Side) -> Iterator[Example]:
+# Short questions written for this project (data/router/README.md): none of the sources above asks
+# "Why did the Ottoman Empire decline?" the way a chat user does. Named by its path in the checkout.
+QUESTIONS = "data/router/domain_questions.jsonl"
+
+
+def domain_examples(root: Path, side: Side, questions: Path | None = None) -> Iterator[Example]:
     """The 14 MMLU-Pro categories and `code`. On the train side, each MMLU question also comes
-    without its options (users do not send four options and `Answer:`)."""
+    without its options (users do not send four options and `Answer:`). `questions`: the project's
+    own short questions (QUESTIONS), split like the rest."""
     sources: list[tuple[str, str, float]] = [
         ("intent/mmlu_subjects.jsonl", "", 1.0),
         ("intent/gsm8k_train.jsonl", "math", 0.4),
@@ -97,6 +104,10 @@ def domain_examples(root: Path, side: Side) -> Iterator[Example]:
             yield Example(text, label_here, name)
             if side == "train" and "mmlu" in name and stem(text) != text:
                 yield Example(stem(text), label_here, name + "#stem")
+    if questions is not None:
+        for row in _rows(questions.parent, questions.name):
+            if _side(QUESTIONS + str(row["text"])) == side:
+                yield Example(str(row["text"]), str(row["category"]), QUESTIONS)
 
 
 # Domain sources never trained on: college science problems (SciBench) and short natural questions

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from sovra.routing.classifier import (
     Head,
     LinearClassifier,
 )
-from sovra.routing.datasets import Example, domain_examples, jailbreak_examples
+from sovra.routing.datasets import QUESTIONS, Example, domain_examples, jailbreak_examples
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
 from sovra.routing.embeddings import StaticEmbeddings, load_tokenizer, token_ids
 from sovra.routing.encoder import SentenceEncoder
@@ -73,10 +73,14 @@ def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) ->
     return hstack([ngrams, csr_matrix(np.stack([embeddings.embed(t) for t in texts]))]).tocsr()
 
 
-# Benign prompts that look like attacks (security requests, role-play, plain harmful questions)
-# count three times: the false positives that matter are on them.
-HARD_NEGATIVES = frozenset(
-    {
+# How many times an example from a source counts (1 where not named). Jailbreak: benign prompts
+# that look like attacks (security requests, role-play, plain harmful questions) count three
+# times: the false positives that matter are on them. Domain: the project's own short questions
+# (758, against tens of thousands of exam items and requests) count QUESTION_WEIGHT times, for
+# the domain classifier and its short head alike: chosen on validation (models/README.md).
+HARD_NEGATIVES = {
+    source: 3.0
+    for source in (
         "jailbreak/cyberseceval_frr_benign_train.jsonl",
         "jailbreak/gptfuzz_questions_train.jsonl",
         "intent/self_instruct_user_oriented.jsonl",
@@ -86,8 +90,13 @@ HARD_NEGATIVES = frozenset(
         "jailbreak/gpteacher_roleplay_benign.jsonl",
         "jailbreak/jailbreakbench_harmful_goals.jsonl",
         "jailbreak/bipia_email_injections.jsonl",
-    }
-)
+    )
+}
+QUESTION_WEIGHT = 30.0
+_WEIGHTS: dict[str, Mapping[str, float]] = {
+    "domain": {QUESTIONS: QUESTION_WEIGHT},
+    "jailbreak": HARD_NEGATIVES,
+}
 
 
 def fit(
@@ -95,22 +104,28 @@ def fit(
     strength: float,
     balanced: bool = False,
     embeddings: StaticEmbeddings | None = None,
-    hard_negatives: frozenset[str] = frozenset(),
+    weights: Mapping[str, float] | None = None,
 ) -> LinearClassifier:
     """A logistic regression over the n-grams, and over the static embeddings when given.
-    `balanced`: every class weighs the same in all; examples from `hard_negatives` count three times."""
+    `balanced`: every class weighs the same in all; `weights`: how many times an example from a
+    source counts (1 where not named)."""
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     model = LogisticRegression(C=strength, max_iter=3000, class_weight="balanced" if balanced else None)
-    weights = [3.0 if e.source in hard_negatives else 1.0 for e in examples]
     model.fit(
-        _matrix((e.text for e in examples), embeddings), [e.label for e in examples], sample_weight=weights
+        _matrix((e.text for e in examples), embeddings),
+        [e.label for e in examples],
+        sample_weight=_sample_weights(examples, weights or {}),
     )
     coefficients = model.coef_.T.astype(np.float32)
     return LinearClassifier(
         tuple(str(c) for c in model.classes_), coefficients[:DIMENSION], model.intercept_.astype(np.float32),
         coefficients[DIMENSION:], embeddings,
     )  # fmt: skip
+
+
+def _sample_weights(examples: list[Example], weights: Mapping[str, float]) -> list[float]:
+    return [weights.get(e.source, 1.0) for e in examples]
 
 
 def names(data: Path) -> dict[str, list[str]]:
@@ -248,13 +263,15 @@ def _ordinary_words(data: Path, at_least: int = 8) -> set[str]:
     return {word for word, n in counts.items() if n >= at_least}
 
 
-def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str, Any]:
-    """Fit both classifiers on `data` (shared/datasets/router), with static embeddings distilled
-    from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and a manifest
-    to `out`."""
+def train(
+    data: Path, encoder: dict[str, Path], questions: Path | None = None, out: Path = MODELS
+) -> dict[str, Any]:
+    """Fit both classifiers on `data` (shared/datasets/router) and the project's own `questions`
+    (datasets.QUESTIONS), with static embeddings distilled from `encoder` (its `weights` and
+    `tokenizer` files, distil.ENCODER); write them and a manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     sets = {
-        "domain": list(domain_examples(data, "train")),
+        "domain": list(domain_examples(data, "train", questions)),
         "jailbreak": list(jailbreak_examples(data, "train")),
     }
     weights = load_weights(encoder["weights"])
@@ -262,6 +279,7 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
     manifest: dict[str, Any] = {
         "features": {"kind": "hashed char n-grams", "ngrams": list(NGRAMS), "bits": BITS},
         "data": str(data.name),
+        "questions": _file_entry(questions) if questions is not None else None,
         "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
         "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
@@ -271,22 +289,20 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
         started = time.perf_counter()
         log.info("training", extra={"classifier": name, "examples": len(examples)})
         reads = embeddings if _READS_MEANING[name] else None
-        negatives = HARD_NEGATIVES if name == "jailbreak" else frozenset()
         # Each class weighs the same: unweighted, the domain classifier leans out of distribution on
         # the classes its sources are rich in (health, law) and misses the thin ones (engineering) —
         # on validation sources, each trained without, 59.1 -> 63.4 % (models/README.md).
-        classifier = fit(examples, _STRENGTH[name], balanced=True, embeddings=reads, hard_negatives=negatives)
+        classifier = fit(examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name])
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {
-            "file": path.name,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "bytes": path.stat().st_size,
+            **_file_entry(path),
             "labels": list(classifier.labels),
             "examples": dict(sorted(Counter(e.label for e in examples).items())),
             "sources": sorted({e.source for e in examples}),
             "regularisation_C": _STRENGTH[name],
             "reads_embeddings": reads is not None,
+            "weights": dict(_WEIGHTS[name]),
         }
         if name == "domain":
             sentences = SentenceEncoder.load(out / SENTENCE_ENCODER, embeddings.tokenizer)
@@ -300,14 +316,18 @@ def train(data: Path, encoder: dict[str, Path], out: Path = MODELS) -> dict[str,
     return manifest
 
 
+def _file_entry(path: Path) -> dict[str, Any]:
+    """A file's manifest entry: its name, SHA-256 and size."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"file": path.name, "sha256": digest, "bytes": path.stat().st_size}
+
+
 def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, Any]:
     """Write `names.json` into `out`; its manifest entry."""
     gazetteer = out / "names.json"
     gazetteer.write_text(json.dumps(names(data), ensure_ascii=False, separators=(",", ":")) + "\n")
     return {
-        "file": gazetteer.name,
-        "sha256": hashlib.sha256(gazetteer.read_bytes()).hexdigest(),
-        "bytes": gazetteer.stat().st_size,
+        **_file_entry(gazetteer),
         "source": "Faker's person providers (MIT), Latin-script locales, minus the corpora's ordinary words",
     }
 
@@ -329,19 +349,20 @@ def _short_head(
             seconds = round(time.perf_counter() - started, 1)
             log.info("encoding short prompts", extra={"done": done, "of": len(short), "seconds": seconds})
     model = LogisticRegression(C=SHORT_STRENGTH, max_iter=3000, class_weight="balanced")
-    model.fit(np.stack(vectors), [e.label for e, _ in short])
+    chosen = [e for e, _ in short]
+    weights = _sample_weights(chosen, _WEIGHTS["domain"])
+    model.fit(np.stack(vectors), [e.label for e in chosen], sample_weight=weights)
     head = _in_order(long.labels, model)
     path = out / "domain-short.npz"
     Cascade(long, head, SHORT_TOKENS, encoder, TRUST_LONG).save_short(path)
     return {
-        "file": path.name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "bytes": path.stat().st_size,
+        **_file_entry(path),
         "labels": list(head.labels),
         "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
         "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
         "unless_long_is_sure": TRUST_LONG,
         "regularisation_C": SHORT_STRENGTH,
+        "weights": dict(_WEIGHTS["domain"]),
     }
 
 
@@ -364,9 +385,7 @@ def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
     path = out / SENTENCE_ENCODER
     export(weights, path)
     return {
-        "file": path.name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "bytes": path.stat().st_size,
+        **_file_entry(path),
         "graph": "routing/export.py: mean-pooled, unit length; int8 weights (ONNX Runtime's quantisation)",
         "encoder": {
             **ENCODER,
@@ -381,9 +400,7 @@ def _embeddings(weights: Weights, tokenizer: Tokenizer, corpus: list[str], out: 
     embeddings = distil(weights, tokenizer, corpus)
     embeddings.save(out / EMBEDDINGS, out / TOKENIZER)
     return {
-        "file": EMBEDDINGS,
-        "sha256": hashlib.sha256((out / EMBEDDINGS).read_bytes()).hexdigest(),
-        "bytes": (out / EMBEDDINGS).stat().st_size,
+        **_file_entry(out / EMBEDDINGS),
         "tokenizer": TOKENIZER,
         "tokenizer_sha256": hashlib.sha256((out / TOKENIZER).read_bytes()).hexdigest(),
         "dimensions": embeddings.dimensions,

@@ -1,0 +1,59 @@
+import json
+import re
+from pathlib import Path
+
+from sovra.routing.datasets import DOMAINS, QUESTIONS, domain_examples
+
+ROOT = Path(__file__).parents[2]
+_STOP = frozenset(
+    ("the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "was", "were", "what", "how", "why", "does",
+     "do", "did", "for", "on", "with", "by", "from", "at", "as", "be", "it", "its", "this", "that", "which",
+     "who", "can", "i", "my", "me", "you", "your", "there", "their", "than", "then", "about", "into", "over",
+     "between", "vs", "versus")
+)  # fmt: skip
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_projects_questions_are_split_like_the_rest_and_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "intent").mkdir()
+    (tmp_path / "intent" / "mmlu_subjects.jsonl").write_text("")
+    for name in (
+        "gsm8k_train",
+        "humaneval_train",
+        "mbpp_train",
+        "clinc150_train",
+        "self_instruct_user_oriented",
+        "vicuna_bench_questions",
+        "theoremqa_questions",
+        "pubmedqa_questions",
+        "gpteacher_code_instructions",
+    ):
+        (tmp_path / "intent" / f"{name}.jsonl").write_text("")  # fmt: skip
+    questions = tmp_path / "questions.jsonl"
+    texts = [f"Why did empire number {n} fall?" for n in range(40)]
+    questions.write_text("".join(json.dumps({"text": t, "category": "history"}) + "\n" for t in texts))
+    train = list(domain_examples(tmp_path, "train", questions))
+    held = list(domain_examples(tmp_path, "held_out", questions))
+    assert {e.source for e in train + held} == {QUESTIONS}
+    assert sorted(e.text for e in train + held) == sorted(texts)  # each on exactly one side
+    assert train and held
+    assert not list(domain_examples(tmp_path, "train"))
+
+
+def test_the_shipped_questions_are_labelled_and_never_the_bench_questions_again() -> None:
+    """The bench's questions measure text never trained on: no training question may repeat one,
+    nor share 40 % of its content words with one (the router data's own paraphrase rule)."""
+    rows = _rows(ROOT / QUESTIONS)
+    assert {row["category"] for row in rows} <= set(DOMAINS)
+    assert len({row["text"].lower() for row in rows}) == len(rows)
+    bench = [_content_words(row["text"]) for row in _rows(ROOT / "bench" / "data" / "domain_questions.jsonl")]
+    for row in rows:
+        words = _content_words(row["text"])
+        assert all(len(words & other) < 0.4 * len(words | other) for other in bench), row["text"]
