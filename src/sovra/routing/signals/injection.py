@@ -6,10 +6,10 @@ for the few phrasings that hijack a task whatever surrounds them — override th
 before, tell the assistant it is someone else now or free of its rules, reveal the system prompt or
 a secret (plainly or in disguise), cut the request into parts to be joined, claim an authority or
 mode, address the assistant from inside the data (a note or header that names the model as its
-reader) — in English and the languages attacks are most often translated into, and in base64 or hex (decoded and searched again); and two
-ways of smuggling a document's instructions or a user's data: invisible Unicode tag characters and
-markdown images that would carry the conversation out. Each cue has a name, which `POST /v1/route`
-reports.
+reader) — in English and the languages attacks are most often translated into, and in base64 or
+hex (decoded and searched again); and two ways of smuggling a document's instructions or a user's
+data: invisible Unicode tag characters and markdown images that would carry the conversation out.
+Each cue has a name, which `POST /v1/route` reports.
 
 They were written from the train side of the injection sources (and the attacks' usual vocabulary),
 checked for false alarms on every benign source trained on, and measured on held-out and
