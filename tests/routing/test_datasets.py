@@ -2,7 +2,7 @@ import json
 import re
 from pathlib import Path
 
-from sovra.routing.datasets import DOMAINS, QUESTIONS, domain_examples
+from sovra.routing.datasets import DOMAIN_LEFT_OUT, DOMAINS, QUESTIONS, domain_examples, domain_source
 
 ROOT = Path(__file__).parents[2]
 _STOP = frozenset(
@@ -21,21 +21,18 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_the_projects_questions_are_split_like_the_rest_and_only_when_asked(tmp_path: Path) -> None:
-    (tmp_path / "intent").mkdir()
-    (tmp_path / "intent" / "mmlu_subjects.jsonl").write_text("")
+def _empty_sources(root: Path) -> None:
+    (root / "intent").mkdir()
     for name in (
-        "gsm8k_train",
-        "humaneval_train",
-        "mbpp_train",
-        "clinc150_train",
-        "self_instruct_user_oriented",
-        "vicuna_bench_questions",
-        "theoremqa_questions",
-        "pubmedqa_questions",
-        "gpteacher_code_instructions",
-    ):
-        (tmp_path / "intent" / f"{name}.jsonl").write_text("")  # fmt: skip
+        "mmlu_subjects", "gsm8k_train", "humaneval_train", "mbpp_train", "clinc150_train",
+        "self_instruct_user_oriented", "vicuna_bench_questions", "theoremqa_questions", "pubmedqa_questions",
+        "gpteacher_code_instructions", "scibench_problems", "truthfulqa_questions",
+    ):  # fmt: skip
+        (root / "intent" / f"{name}.jsonl").write_text("")
+
+
+def test_the_projects_questions_are_split_like_the_rest_and_only_when_asked(tmp_path: Path) -> None:
+    _empty_sources(tmp_path)
     questions = tmp_path / "questions.jsonl"
     texts = [f"Why did empire number {n} fall?" for n in range(40)]
     questions.write_text("".join(json.dumps({"text": t, "category": "history"}) + "\n" for t in texts))
@@ -45,6 +42,21 @@ def test_the_projects_questions_are_split_like_the_rest_and_only_when_asked(tmp_
     assert sorted(e.text for e in train + held) == sorted(texts)  # each on exactly one side
     assert train and held
     assert not list(domain_examples(tmp_path, "train"))
+
+
+def test_a_source_left_out_is_on_neither_side_and_whole_when_read_alone(tmp_path: Path) -> None:
+    _empty_sources(tmp_path)
+    left_out = DOMAIN_LEFT_OUT[1]
+    rows = [{"text": f"Is it legal to do thing {n} in Ruritania?", "category": "law"} for n in range(40)]
+    (tmp_path / left_out).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trained = [e for side in ("train", "held_out") for e in domain_examples(tmp_path, side)]
+    assert sorted(e.text for e in trained) == sorted(row["text"] for row in rows)
+    assert not [
+        e for side in ("train", "held_out") for e in domain_examples(tmp_path, side, without=left_out)
+    ]
+    assert [(e.text, e.label) for e in domain_source(tmp_path, left_out)] == [
+        (r["text"], "law") for r in rows
+    ]
 
 
 def test_the_shipped_questions_are_labelled_and_never_the_bench_questions_again() -> None:

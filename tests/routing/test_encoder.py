@@ -15,7 +15,7 @@ from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.router import sentence_encoder, shipped_classifiers
-from sovra.routing.train import SHORT_TOKENS, _short_head, fit
+from sovra.routing.train import SHORT_TOKENS, fit_domain
 from tests.routing.test_distil import HEADS, WORDS, stored, tiny_tokenizer
 
 pytest.importorskip("onnx")
@@ -134,12 +134,13 @@ def test_training_fits_the_short_head_on_short_prompts_only(tmp_path: Path) -> N
     examples = [Example("the court judge law", "law", "t"), Example("the judge of law", "law", "t"),
                 Example("the gene cell enzyme", "biology", "t"), Example("the enzyme of the cell", "biology", "t"),
                 Example("the court " * 20, "other", "t")] * 3  # fmt: skip
-    long = fit(examples, strength=1.0, embeddings=embeddings)
     encoder = SentenceEncoder(_Hashing(), cls=2, sep=3)
-    entry = _short_head(long, examples, encoder, tmp_path)
-    assert entry["examples"] == {"biology": 6, "law": 6}  # the 40-token prompt is the long classifier's
-    cascade = Cascade.load(long, tmp_path / entry["file"], encoder)
-    assert cascade.max_tokens == SHORT_TOKENS and cascade.short.labels == long.labels
+    fitted = fit_domain(examples, embeddings, encoder)
+    fitted.save_short(tmp_path / "short.npz")
+    cascade = Cascade.load(fitted.long, tmp_path / "short.npz", encoder)
+    assert cascade.max_tokens == SHORT_TOKENS and cascade.short.labels == fitted.long.labels
+    # only the 40-token prompt was `other`: the long classifier's, so the head never answers it
+    assert cascade.short.bias[cascade.labels.index("other")] < -1e3
     scores = cascade.short.classify(encoder.embed(np.array([9, 10], dtype=np.int64)))  # "gene enzyme"
     assert max(scores, key=scores.__getitem__) == "biology"
 

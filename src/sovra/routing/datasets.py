@@ -20,12 +20,12 @@ from typing import Literal
 
 __all__ = [
     "DOMAINS",
-    "DOMAIN_OUT_OF_DISTRIBUTION",
+    "DOMAIN_LEFT_OUT",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
     "Example",
     "domain_examples",
-    "domain_out_of_distribution",
+    "domain_source",
     "jailbreak_examples",
 ]
 
@@ -68,15 +68,22 @@ def stem(mmlu_prompt: str) -> str:
     return mmlu_prompt.split("\nA. ", 1)[0].strip()
 
 
+# Sources of kinds no other source has, each left out whole in turn by bench/router.py for its
+# out-of-distribution figures: college science problems (SciBench) and short natural questions
+# about common misconceptions (TruthfulQA). The shipped classifiers are trained on both.
+DOMAIN_LEFT_OUT = ("intent/scibench_problems.jsonl", "intent/truthfulqa_questions.jsonl")
+
 # Short questions written for this project (data/router/README.md): none of the sources above asks
 # "Why did the Ottoman Empire decline?" the way a chat user does. Named by its path in the checkout.
 QUESTIONS = "data/router/domain_questions.jsonl"
 
 
-def domain_examples(root: Path, side: Side, questions: Path | None = None) -> Iterator[Example]:
+def domain_examples(
+    root: Path, side: Side, questions: Path | None = None, without: str | None = None
+) -> Iterator[Example]:
     """The 14 MMLU-Pro categories and `code`. On the train side, each MMLU question also comes
     without its options (users do not send four options and `Answer:`). `questions`: the project's
-    own short questions (QUESTIONS), split like the rest."""
+    own short questions (QUESTIONS), split like the rest. `without`: a source left out whole."""
     sources: list[tuple[str, str, float]] = [
         ("intent/mmlu_subjects.jsonl", "", 1.0),
         ("intent/gsm8k_train.jsonl", "math", 0.4),
@@ -89,9 +96,12 @@ def domain_examples(root: Path, side: Side, questions: Path | None = None) -> It
         ("intent/theoremqa_questions.jsonl", "", 1.0),
         ("intent/pubmedqa_questions.jsonl", "", 0.5),
         ("intent/gpteacher_code_instructions.jsonl", "", 0.3),
+        *((name, "", 1.0) for name in DOMAIN_LEFT_OUT),
     ]
     vicuna = {"coding": "code", "math": "math"}
     for name, label, share in sources:
+        if name == without:
+            continue
         for row in _rows(root, name):
             text = str(row["text"])
             if _side(name + text) != side or not _keep(text, share):
@@ -110,16 +120,11 @@ def domain_examples(root: Path, side: Side, questions: Path | None = None) -> It
                 yield Example(str(row["text"]), str(row["category"]), QUESTIONS)
 
 
-# Domain sources never trained on: college science problems (SciBench) and short natural questions
-# (TruthfulQA) — the out-of-distribution side of the domain figures.
-DOMAIN_OUT_OF_DISTRIBUTION = ("intent/scibench_problems.jsonl", "intent/truthfulqa_questions.jsonl")
-
-
-def domain_out_of_distribution(root: Path) -> Iterator[Example]:
-    """Every row of DOMAIN_OUT_OF_DISTRIBUTION, with its `category`."""
-    for name in DOMAIN_OUT_OF_DISTRIBUTION:
-        for row in _rows(root, name):
-            yield Example(str(row["text"]), str(row["category"]), name)
+def domain_source(root: Path, name: str) -> Iterator[Example]:
+    """Every row of one domain source, with its `category`: what classifiers trained `without` it
+    are measured on."""
+    for row in _rows(root, name):
+        yield Example(str(row["text"]), str(row["category"]), name)
 
 
 _ATTACKS = (

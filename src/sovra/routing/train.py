@@ -35,7 +35,7 @@ from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 
-__all__ = ["ENCODER", "MODELS", "train"]
+__all__ = ["ENCODER", "MODELS", "fit_domain", "train"]
 
 log = logging.getLogger("sovra.router")
 # Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
@@ -285,14 +285,20 @@ def train(
         "classifiers": {},
     }
     embeddings = StaticEmbeddings.load(out / EMBEDDINGS, out / TOKENIZER)
+    sentences = SentenceEncoder.load(out / SENTENCE_ENCODER, embeddings.tokenizer)
     for name, examples in sets.items():
         started = time.perf_counter()
         log.info("training", extra={"classifier": name, "examples": len(examples)})
         reads = embeddings if _READS_MEANING[name] else None
-        # Each class weighs the same: unweighted, the domain classifier leans out of distribution on
-        # the classes its sources are rich in (health, law) and misses the thin ones (engineering) —
-        # on validation sources, each trained without, 59.1 -> 63.4 % (models/README.md).
-        classifier = fit(examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name])
+        if name == "domain":
+            cascade = fit_domain(examples, embeddings, sentences)
+            classifier = cascade.long
+            cascade.save_short(out / "domain-short.npz")
+            manifest["classifiers"]["domain-short"] = _head_entry(cascade, examples, out / "domain-short.npz")
+        else:
+            classifier = fit(
+                examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
+            )
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {
@@ -304,9 +310,6 @@ def train(
             "reads_embeddings": reads is not None,
             "weights": dict(_WEIGHTS[name]),
         }
-        if name == "domain":
-            sentences = SentenceEncoder.load(out / SENTENCE_ENCODER, embeddings.tokenizer)
-            manifest["classifiers"]["domain-short"] = _short_head(classifier, examples, sentences, out)
         log.info(
             "trained",
             extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
@@ -332,15 +335,24 @@ def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, Any]:
     }
 
 
-def _short_head(
-    long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder, out: Path
-) -> dict[str, Any]:
-    """Fit the head the domain classifier's short prompts go to; write it; its manifest entry."""
+def fit_domain(examples: list[Example], embeddings: StaticEmbeddings, encoder: SentenceEncoder) -> Cascade:
+    """The domain classifier: n-grams and static embeddings for every prompt, and a head over the
+    sentence encoder for short ones. Each class weighs the same: unweighted, the long classifier
+    leans out of distribution on the classes its sources are rich in (health, law) and misses the
+    thin ones (engineering) — on validation sources, each trained without, 59.1 -> 63.4 %
+    (models/README.md)."""
+    long = fit(
+        examples, _STRENGTH["domain"], balanced=True, embeddings=embeddings, weights=_WEIGHTS["domain"]
+    )
+    return Cascade(long, fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG)
+
+
+def fit_head(long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder) -> Head:
+    """The head the domain classifier's short prompts go to, over the sentence encoder."""
     from sklearn.linear_model import LogisticRegression
 
     assert long.embeddings is not None  # the domain classifier reads meaning: it has the tokenizer
-    tokenizer = long.embeddings.tokenizer
-    short = [(e, ids) for e in examples if len(ids := token_ids(tokenizer, e.text)) <= SHORT_TOKENS]
+    short = _short(examples, long.embeddings.tokenizer)
     started = time.perf_counter()
     vectors = []
     for done, (_, ids) in enumerate(short, 1):
@@ -352,12 +364,19 @@ def _short_head(
     chosen = [e for e, _ in short]
     weights = _sample_weights(chosen, _WEIGHTS["domain"])
     model.fit(np.stack(vectors), [e.label for e in chosen], sample_weight=weights)
-    head = _in_order(long.labels, model)
-    path = out / "domain-short.npz"
-    Cascade(long, head, SHORT_TOKENS, encoder, TRUST_LONG).save_short(path)
+    return _in_order(long.labels, model)
+
+
+def _short(examples: list[Example], tokenizer: Tokenizer) -> list[tuple[Example, Any]]:
+    return [(e, ids) for e in examples if len(ids := token_ids(tokenizer, e.text)) <= SHORT_TOKENS]
+
+
+def _head_entry(cascade: Cascade, examples: list[Example], path: Path) -> dict[str, Any]:
+    assert cascade.long.embeddings is not None
+    short = _short(examples, cascade.long.embeddings.tokenizer)
     return {
         **_file_entry(path),
-        "labels": list(head.labels),
+        "labels": list(cascade.short.labels),
         "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
         "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
         "unless_long_is_sure": TRUST_LONG,
