@@ -76,7 +76,7 @@ def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) ->
 # How many times an example from a source counts (1 where not named). Jailbreak: benign prompts
 # that look like attacks (security requests, role-play, plain harmful questions) count three
 # times: the false positives that matter are on them. Domain: the project's own short questions
-# (758, against tens of thousands of exam items and requests) count QUESTION_WEIGHT times, for
+# (802, against tens of thousands of exam items and requests) count QUESTION_WEIGHT times, for
 # the domain classifier and its short head alike: chosen on validation (models/README.md).
 HARD_NEGATIVES = {
     source: 3.0
