@@ -344,10 +344,10 @@ def fit_domain(examples: list[Example], embeddings: StaticEmbeddings, encoder: S
     long = fit(
         examples, _STRENGTH["domain"], balanced=True, embeddings=embeddings, weights=_WEIGHTS["domain"]
     )
-    return Cascade(long, fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG)
+    return Cascade(long, _fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG)
 
 
-def fit_head(long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder) -> Head:
+def _fit_head(long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder) -> Head:
     """The head the domain classifier's short prompts go to, over the sentence encoder."""
     from sklearn.linear_model import LogisticRegression
 
