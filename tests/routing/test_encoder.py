@@ -70,11 +70,11 @@ def test_a_short_prompt_is_read_by_the_encoder_and_a_long_one_never() -> None:
     session = _Session()
     cascade = _cascade(session)
     short = Features("the gene cell", cascade.long.embeddings, cascade.encoder)
-    assert cascade.reader(short) == "sentence encoder"
+    assert cascade.read(short)[0] == "sentence encoder"
     scores = cascade.classify(short)
     assert max(scores, key=scores.__getitem__) == "biology"
     long = Features("the judge of the court of the law", cascade.long.embeddings, cascade.encoder)
-    assert cascade.reader(long) == "n-grams + static embeddings"
+    assert cascade.read(long)[0] == "n-grams + static embeddings"
     scores = cascade.classify(long)
     assert max(scores, key=scores.__getitem__) == "law"
     assert session.runs == 1  # the long prompt paid nothing for the encoder
@@ -84,7 +84,7 @@ def test_a_short_prompt_the_long_classifier_is_sure_of_keeps_its_answer() -> Non
     session = _Session()
     cascade = _cascade(session, trust_long=0.9)  # the long classifier says "law" at 0.987
     short = Features("the gene cell", cascade.long.embeddings, cascade.encoder)
-    assert cascade.reader(short) == "n-grams + static embeddings"
+    assert cascade.read(short)[0] == "n-grams + static embeddings"
     scores = cascade.classify(short)
     assert max(scores, key=scores.__getitem__) == "law" and session.runs == 0
 

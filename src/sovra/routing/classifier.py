@@ -80,8 +80,8 @@ class Classifier(Protocol):
 
     def probabilities(self, text: str) -> dict[str, float]: ...
 
-    def reader(self, features: Features) -> str:
-        """Which representation `classify` reads for these features (`POST /v1/route` says)."""
+    def read(self, features: Features) -> tuple[str, dict[str, float]]:
+        """Which representation read these features (`POST /v1/route` says), and the probabilities."""
         ...
 
 
@@ -100,8 +100,12 @@ class LinearClassifier:
     def probabilities(self, text: str) -> dict[str, float]:
         return self.classify(Features(text, self.embeddings))
 
-    def reader(self, features: Features) -> str:
+    @property
+    def representation(self) -> str:
         return "n-grams + static embeddings" if self.reads_meaning else "n-grams"
+
+    def read(self, features: Features) -> tuple[str, dict[str, float]]:
+        return self.representation, self.classify(features)
 
     def classify(self, features: Features) -> dict[str, float]:
         """Probabilities for a text's features (shared by every classifier)."""
@@ -165,17 +169,14 @@ class Cascade:
     def probabilities(self, text: str) -> dict[str, float]:
         return self.classify(Features(text, self.long.embeddings, self.encoder))
 
-    def reader(self, features: Features) -> str:
-        return self._read(features)[0]
-
     def classify(self, features: Features) -> dict[str, float]:
-        return self._read(features)[1]
+        return self.read(features)[1]
 
-    def _read(self, features: Features) -> tuple[str, dict[str, float]]:
+    def read(self, features: Features) -> tuple[str, dict[str, float]]:
         """Which part reads these features, and its probabilities."""
         scores = self.long.classify(features)
         if len(features.tokens) > self.max_tokens or max(scores.values()) >= self.trust_long:
-            return self.long.reader(features), scores
+            return self.long.representation, scores
         return "sentence encoder", self.short.classify(features.sentence)
 
     def save_short(self, path: Path) -> None:

@@ -86,7 +86,7 @@ class Signals:
     @cached_property
     def domain_scores(self) -> dict[str, float]:
         """The classifier's probability per domain, then every example domain's similarity."""
-        scores = self._classifiers.domain.classify(self.features)
+        scores = dict(self._domain_read[1])
         if self._domains:
             index, values = self.features.ngrams
             dense = np.zeros(DIMENSION, dtype=np.float32)
@@ -94,10 +94,14 @@ class Signals:
             scores |= {d.name: d.similarity(dense) for d in self._domains}
         return scores
 
+    @cached_property
+    def _domain_read(self) -> tuple[str, dict[str, float]]:
+        return self._classifiers.domain.read(self.features)
+
     @property
     def domain_reader(self) -> str:
         """What the domain classifier read of this prompt (the sentence encoder for a short one)."""
-        return self._classifiers.domain.reader(self.features)
+        return self._domain_read[0]
 
     @cached_property
     def domain(self) -> str:
