@@ -21,7 +21,8 @@
   encoder reads them) and prompts of about 50, 500 and 2,000 tokens, pinned to one core, p50/p99;
   the encoder alone by length.
 
-    python bench/router.py [--data ../shared/datasets/router] [--rounds 300]
+    python bench/router.py [--data ../shared/datasets/router] [--questions data/router/domain_questions.jsonl]
+                           [--rounds 300]
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def _read_by_cascade(
     encoded = 0
     for example in examples:
         features = Features(example.text, classifier.long.embeddings, classifier.encoder)
-        scores = classifier.classify(features)
-        encoded += classifier.reader(features) == "sentence encoder"
+        reader, scores = classifier.read(features)
+        encoded += reader == "sentence encoder"
         predicted = max(scores, key=scores.__getitem__)
         pairs.append((example.label, predicted))
         by_source[example.source].append(predicted == example.label)
@@ -444,8 +445,12 @@ def _decision_times(router: Router, texts: list[str], rounds: int) -> tuple[floa
         began = time.perf_counter()
         router.decide(payload)
         samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return _p50_p99(samples)
+
+
+def _p50_p99(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _slices(corpus: str, tokens: int, count: int) -> list[str]:
@@ -466,8 +471,8 @@ def _encoder_times(rounds: int) -> None:
             began = time.perf_counter()
             encoder.embed(ids)
             samples.append((time.perf_counter() - began) * 1000)
-        samples.sort()
-        print(f"  {tokens:>3} tokens: {statistics.median(samples):6.2f} / {samples[int(len(samples) * 0.99)]:6.2f} ms"
+        p50, p99 = _p50_p99(samples)
+        print(f"  {tokens:>3} tokens: {p50:6.2f} / {p99:6.2f} ms"
               + ("   (longer prompts never reach it)" if tokens > 32 else ""))  # fmt: skip
 
 
