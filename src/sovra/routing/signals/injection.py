@@ -79,6 +79,7 @@ _FREE_OF = (
     r"\s+(?:with\s+no|without(?:\s+any)?|(?:[\w']+\s+){0,3}?(?:that|who)\s+(?:has|have)\s+no|"
     r"free\s+(?:of|from))\s+"
 )
+_SECRET = r"(?:secret\s+key|password|passphrase|secret\s+code)"  # what a model may be told to keep
 _NOT_OF_A_THING = r"(?!\s+(?:on|for|about|regarding|in|of)\b)"  # "no restrictions on input size"
 # Name → cues, each a pattern (matched on the lower-cased text) and the words one of which it needs:
 # a pattern runs only where one is in the text, so a long prompt with none costs a few substring
@@ -213,12 +214,12 @@ CUES: dict[str, tuple[tuple[Needs, str], ...]] = {
     "reveal-secret": (
         (("secret", "password", "passphrase"),
          r"(?:what\s+is|what's|tell\s+me|reveal|share|give\s+me|confirm|print|show\s+me|spell)\s+"
-         r"(?:your|the)\s+(?:secret\s+key|password|passphrase|secret\s+code)\b"),
+         rf"(?:your|the)\s+{_SECRET}\b"),
         # "If I were to ask for your password …", and the secret asked for in a disguise that slips past
         # a filter on the model's output: backwards, letter by letter, as an acrostic, encoded.
         (("secret", "password", "passphrase"),
-         r"ask(?:ed|ing)?\s+(?:you\s+)?for\s+your\s+(?:secret\s+key|password|passphrase|secret\s+code)\b|"
-         r"(?:the|your)\s+(?:secret\s+key|password|passphrase|secret\s+code)\s+(?:backwards|in\s+reverse|"
+         rf"ask(?:ed|ing)?\s+(?:you\s+)?for\s+your\s+{_SECRET}\b|"
+         rf"(?:the|your)\s+{_SECRET}\s+(?:backwards|in\s+reverse|"
          r"reversed|letter\s+by\s+letter|one\s+letter\s+at\s+a\s+time|as\s+the\s+first\s+letters?|"
          r"in\s+pig\s+latin|in\s+(?:base64|hex|binary|morse))\b"),
         # The same question, translated: "¿Cuál es la contraseña?", "Quel est le mot de passe ?"
