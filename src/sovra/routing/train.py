@@ -399,6 +399,14 @@ def _in_order(labels: tuple[str, ...], model: Any) -> Head:
     return Head(labels, weights, bias)
 
 
+# Where both the static embeddings and the sentence encoder come from, in their manifest entries.
+_UPSTREAM = {
+    **ENCODER,
+    "upstream": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
+    "weights_sha256": UPSTREAM_SHA256,
+}
+
+
 def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
     """Write the sentence encoder as int8 ONNX into `out`; its manifest entry."""
     path = out / SENTENCE_ENCODER
@@ -406,11 +414,7 @@ def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
     return {
         **_file_entry(path),
         "graph": "routing/export.py: mean-pooled, unit length; int8 weights (ONNX Runtime's quantisation)",
-        "encoder": {
-            **ENCODER,
-            "upstream": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
-            "weights_sha256": UPSTREAM_SHA256,
-        },
+        "encoder": _UPSTREAM,
     }
 
 
@@ -425,10 +429,6 @@ def _embeddings(weights: Weights, tokenizer: Tokenizer, corpus: list[str], out: 
         "dimensions": embeddings.dimensions,
         "vocabulary": int(embeddings.vectors.shape[0]),
         "smoothing": SMOOTHING,
-        "encoder": {
-            **ENCODER,
-            "upstream": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
-            "weights_sha256": UPSTREAM_SHA256,
-        },
+        "encoder": _UPSTREAM,
         "weighted_by": "token frequency in the train side of both classifiers' data",
     }
