@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sovra.errors import SovraError
-from sovra.routing.embeddings import StaticEmbeddings, token_ids
+from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 
@@ -54,7 +54,7 @@ class Features:
         """The text's WordPiece ids (the static embeddings' tokenizer, which is the encoder's)."""
         if self._embeddings is None:
             raise SovraError("this classifier reads tokens, and no tokenizer was given")
-        return token_ids(self._embeddings.tokenizer, self._text)
+        return self._embeddings.pieces.ids(self._text)
 
     @cached_property
     def meaning(self) -> npt.NDArray[np.float32]:

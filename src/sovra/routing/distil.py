@@ -25,7 +25,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from sovra.errors import IntegrityError
-from sovra.routing.embeddings import StaticEmbeddings, token_ids
+from sovra.routing.embeddings import StaticEmbeddings, WordPieces
 
 __all__ = ["ENCODER", "UPSTREAM_SHA256", "Weights", "distil", "encode", "layers", "token_vectors"]
 
@@ -143,8 +143,9 @@ def distil(
     _, _, components = np.linalg.svd(vectors, full_matrices=False)
     reduced = vectors @ components[:dimensions].T
     counts = np.zeros(len(vectors), dtype=np.float64)
+    pieces = WordPieces(tokenizer)
     for text in corpus:
-        np.add.at(counts, token_ids(tokenizer, text), 1.0)
+        np.add.at(counts, pieces.ids(text), 1.0)
     frequency = (counts + 1.0) / (counts.sum() + len(counts))
     weighted = reduced * (smoothing / (smoothing + frequency))[:, None]
     return StaticEmbeddings.quantised(tokenizer, weighted.astype(np.float32))

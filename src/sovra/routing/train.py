@@ -30,7 +30,7 @@ from sovra.routing.classifier import (
 )
 from sovra.routing.datasets import QUESTIONS, Example, domain_examples, jailbreak_examples
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
-from sovra.routing.embeddings import StaticEmbeddings, load_tokenizer, token_ids
+from sovra.routing.embeddings import StaticEmbeddings, WordPieces, load_tokenizer
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
@@ -352,7 +352,7 @@ def _fit_head(long: LinearClassifier, examples: list[Example], encoder: Sentence
     from sklearn.linear_model import LogisticRegression
 
     assert long.embeddings is not None  # the domain classifier reads meaning: it has the tokenizer
-    short = _short(examples, long.embeddings.tokenizer)
+    short = _short(examples, long.embeddings.pieces)
     started = time.perf_counter()
     vectors = []
     for done, (_, ids) in enumerate(short, 1):
@@ -367,13 +367,13 @@ def _fit_head(long: LinearClassifier, examples: list[Example], encoder: Sentence
     return _in_order(long.labels, model)
 
 
-def _short(examples: list[Example], tokenizer: Tokenizer) -> list[tuple[Example, Any]]:
-    return [(e, ids) for e in examples if len(ids := token_ids(tokenizer, e.text)) <= SHORT_TOKENS]
+def _short(examples: list[Example], pieces: WordPieces) -> list[tuple[Example, Any]]:
+    return [(e, ids) for e in examples if len(ids := pieces.ids(e.text)) <= SHORT_TOKENS]
 
 
 def _head_entry(cascade: Cascade, examples: list[Example], path: Path) -> dict[str, Any]:
     assert cascade.long.embeddings is not None
-    short = _short(examples, cascade.long.embeddings.tokenizer)
+    short = _short(examples, cascade.long.embeddings.pieces)
     return {
         **_file_entry(path),
         "labels": list(cascade.short.labels),
