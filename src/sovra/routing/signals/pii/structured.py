@@ -75,12 +75,14 @@ class _Recognizer:
 
 
 # In precedence order: where two matches overlap, the earlier recognizer's wins (a card number is
-# not also a phone number).
+# not also a phone number). A pattern that opens with a look-ahead (`(?=\d)`) names the characters
+# its matches can start with: `re` then rejects every other position at once (phone numbers in
+# 8,000 characters of prose: 1.4 → 0.4 ms; the matches are the same).
 RECOGNIZERS = (
     _Recognizer(
         "SECRET",
         re.compile(
-            r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
+            r"(?=[sAgxe-])\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
             r"|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
             r"|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
             r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
@@ -101,20 +103,21 @@ RECOGNIZERS = (
     ),
     _Recognizer(
         "CREDIT_CARD",
-        re.compile(r"\b(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})\b"),
+        re.compile(r"(?=\d)\b(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})\b"),
         _luhn,
     ),
     _Recognizer("US_SSN", re.compile(r"\b\d{3}([- .])\d{2}\1\d{4}\b"), _ssn),
     _Recognizer(
         "IP_ADDRESS",
-        re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+        re.compile(r"(?=\d)\b(?:\d{1,3}\.){3}\d{1,3}\b"),
         _ip,
         ("0.", "1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9."),
     ),
     _Recognizer(
         "IP_ADDRESS",
         re.compile(
-            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"  # validated by ipaddress
+            r"(?=[0-9A-Fa-f:])"  # validated by ipaddress
+            r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
         ),
         _ip,
         ("::", *(f"{c}:" for c in "0123456789abcdefABCDEF")),
@@ -122,7 +125,7 @@ RECOGNIZERS = (
     _Recognizer(
         "PHONE_NUMBER",
         re.compile(
-            r"(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,5}"
+            r"(?=[\d+(])(?:(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,5}"
             r"|(?<![\w+])\+\d{7,14}|\b[2-9]\d{2}[2-9]\d{6})"  # +E.164; a US number without separators
             r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\w|-\d)"  # an extension; no digit next ("-Fax" may follow)
         ),
@@ -136,6 +139,7 @@ STRUCTURED = tuple(dict.fromkeys(r.type for r in RECOGNIZERS))
 # one: a phone word before it ("call", "tel.") or a line label after it ("-Office", "fax").
 _SHORT_NUMBER = r"\d{2}[ .-]\d{2}[ .-]\d{2}|\d{3}[ .-]\d{3}"
 _SHORT_PHONE = re.compile(
+    rf"(?=[\dcCpPtTmMfFrR])"
     rf"(?i:\b(?:call|phone|tel|telephone|mobile|cell|fax|reach (?:me|us))\b\.?:?[ \t]*(?:(?:me|us)[ \t]+)?"
     rf"(?:(?:at|on)[ \t]+)?)({_SHORT_NUMBER})(?![\d-]\d)"
     rf"|(?<![\w+.-])({_SHORT_NUMBER})(?=[ \t-]?(?i:office|home|mobile|cell|fax|work)\b)"
