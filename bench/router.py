@@ -22,7 +22,7 @@
   the encoder alone by length.
 
     python bench/router.py [--data ../shared/datasets/router] [--questions data/router/domain_questions.jsonl]
-                           [--rounds 300]
+                           [--rounds 300] [--only domain|jailbreak|pii|latency ...]
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ from sovra.routing.datasets import (
     jailbreak_examples,
     stem,
 )
+from sovra.routing.embeddings import WordPieces
+from sovra.routing.features import clipped
 from sovra.routing.policy import Policy, Thresholds
 from sovra.routing.router import SPECIALIST_DOMAINS, Router, default_policy, shipped_classifiers
 from sovra.routing.signals.injection import find_injection
@@ -432,6 +434,7 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
                 card.set(
                     f"... redacting names and addresses too, ~{tokens} tokens, p99", "in", f"{p99:.2f} ms"
                 )
+    _tokenizer_times(_slices(corpus, 2000, rounds // 3))
     _encoder_times(rounds)
     print("  for reference, the vLLM Semantic Router's published CPU figures: ~120 ms per classifier at 512")
     print("  tokens, ~250-850 ms for its full path (not measured here: its models are not on this machine)")
@@ -459,6 +462,31 @@ def _slices(corpus: str, tokens: int, count: int) -> list[str]:
     return [corpus[start : start + tokens * 4] for start in starts]
 
 
+def _tokenizer_times(texts: list[str]) -> None:
+    """The WordPiece ids of ~2,000-token prompts: the tokenizer itself beside the router's words
+    remembered (embeddings.WordPieces), met for the first time and again."""
+    embeddings = shipped_classifiers().embeddings
+    assert embeddings is not None
+    tokenizer = embeddings.tokenizer
+    timed = {
+        "the tokenizer itself": lambda text: tokenizer.encode(clipped(text), add_special_tokens=False),
+        "a word at a time, the words new": WordPieces(tokenizer).ids,
+    }
+    remembered = WordPieces(tokenizer)
+    for text in texts:
+        remembered.ids(text)
+    timed["a word at a time, the words seen before"] = remembered.ids
+    print("\nWordPiece ids of ~2,000 tokens, one core, p50 / p99")
+    for name, run in timed.items():
+        samples = []
+        for text in texts:
+            began = time.perf_counter()
+            run(text)
+            samples.append((time.perf_counter() - began) * 1000)
+        p50, p99 = _p50_p99(samples)
+        print(f"  {name:<40} {p50:6.2f} / {p99:6.2f} ms")
+
+
 def _encoder_times(rounds: int) -> None:
     """The sentence encoder alone (int8, one thread), by prompt length: what a short prompt pays."""
     encoder = shipped_classifiers().encoder
@@ -484,6 +512,9 @@ def artefacts_report() -> None:
         print(f"  {path.name:<20} {path.stat().st_size / 1e6:7.2f} MB")
 
 
+TASKS = ("domain", "jailbreak", "pii", "latency")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -493,18 +524,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=Thresholds().jailbreak,
                         help="jailbreak score threshold (default: the shipped policy's; 0.5 is shown beside it)")  # fmt: skip
+    parser.add_argument("--only", choices=TASKS, action="append",
+                        help="run only this part (repeatable); the domain part takes minutes")  # fmt: skip
     args = parser.parse_args()
+    tasks = args.only or TASKS
     card = Scorecard()
-    domain_report(args.data, args.questions, card)
-    jailbreak_report(args.data, args.threshold, card)
-    pii_report(args.data, card)
-    for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():
-        label = {"PERSON": "person names", "STREET_ADDRESS": "street addresses"}[kind]
-        card.set(
-            f"PII {label}, this bench's Faker sentences (tuned on)", "in", f"{recall:.1%} / {precision:.1%}"
-        )
-    latency_report(args.data, args.rounds, card)
-    artefacts_report()
+    if "domain" in tasks:
+        domain_report(args.data, args.questions, card)
+    if "jailbreak" in tasks:
+        jailbreak_report(args.data, args.threshold, card)
+    if "pii" in tasks:
+        pii_report(args.data, card)
+        for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():
+            label = {"PERSON": "person names", "STREET_ADDRESS": "street addresses"}[kind]
+            card.set(
+                f"PII {label}, this bench's Faker sentences (tuned on)",
+                "in",
+                f"{recall:.1%} / {precision:.1%}",
+            )
+    if "latency" in tasks:
+        latency_report(args.data, args.rounds, card)
+        artefacts_report()
     card.print()
 
 
