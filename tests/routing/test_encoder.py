@@ -9,13 +9,13 @@ import pytest
 
 from sovra.errors import SovraError
 from sovra.routing.classifier import Cascade, Features, Head, LinearClassifier
-from sovra.routing.datasets import Example
+from sovra.routing.datasets import DOMAIN_DESCRIPTIONS, Example
 from sovra.routing.distil import encode, load_weights
-from sovra.routing.embeddings import StaticEmbeddings
+from sovra.routing.embeddings import StaticEmbeddings, WordPieces
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.router import sentence_encoder, shipped_classifiers
-from sovra.routing.train import SHORT_TOKENS, fit_domain
+from sovra.routing.train import DESCRIPTION_WEIGHT, SHORT_TOKENS, _described, fit_domain
 from tests.routing.test_distil import HEADS, WORDS, stored, tiny_tokenizer
 
 pytest.importorskip("onnx")
@@ -158,3 +158,16 @@ def test_without_onnx_runtime_the_router_reads_short_prompts_by_n_grams(
     )
     encoder = SentenceEncoder(_Session(), cls=2, sep=3)
     assert sentence_encoder(lambda: encoder) is encoder
+
+
+def test_the_heads_prior_adds_each_described_domains_vector_and_nothing_else() -> None:
+    tokenizer = tiny_tokenizer()
+    pieces = WordPieces(tokenizer)
+    encoder = SentenceEncoder(_Hashing(), cls=2, sep=3)
+    labels = ("biology", "law", "undescribed")
+    blank = Head(labels, np.zeros((len(WORDS), 3), np.float32), np.zeros(3, np.float32))
+    described = _described(blank, pieces, encoder)
+    for column, label in enumerate(labels[:2]):
+        expected = DESCRIPTION_WEIGHT * encoder.embed(pieces.ids(DOMAIN_DESCRIPTIONS[label]))
+        np.testing.assert_allclose(described.weights[:, column], expected, rtol=1e-6)
+    assert not described.weights[:, 2].any() and not blank.weights.any()  # the head given is unchanged

@@ -20,6 +20,7 @@ from typing import Literal
 
 __all__ = [
     "DOMAINS",
+    "DOMAIN_DESCRIPTIONS",
     "DOMAIN_LEFT_OUT",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
@@ -36,6 +37,26 @@ DOMAINS = (
     "history", "law", "math", "other", "philosophy", "physics", "psychology", "code",
 )  # fmt: skip
 ATTACK, BENIGN = "attack", "benign"
+# What each domain is about, in words written for the project: the sentence encoder's vector of
+# each is a prior the short-prompt head adds to what it learned (train.DESCRIPTION_WEIGHT), so a
+# question worded unlike every training set still lands near its subject.
+DOMAIN_DESCRIPTIONS = {
+    "biology": "biology: cells, genes, DNA, evolution, animals, plants, ecology, organisms",
+    "business": "business: companies, management, marketing, accounting, finance, money, investing, taxes",
+    "chemistry": "chemistry: chemical reactions, molecules, atoms, elements, acids, compounds, moles",
+    "computer science": "computer science: algorithms, data structures, computers, networks, software theory",
+    "economics": "economics: markets, prices, inflation, GDP, supply and demand, trade, wages, economy",
+    "engineering": "engineering: circuits, machines, structures, materials, mechanical and electrical design",
+    "health": "health and medicine: disease, symptoms, treatment, nutrition, diet, the body, doctors",
+    "history": "history: past events, wars, empires, kings, revolutions, ancient and modern eras",
+    "law": "law: legal rights, courts, crimes, contracts, lawsuits, what is legal or illegal",
+    "math": "mathematics: numbers, equations, algebra, calculus, geometry, probability, statistics",
+    "other": "general everyday requests, trivia, travel, culture, personal tasks, chit-chat",
+    "philosophy": "philosophy: ethics, morality, knowledge, mind, meaning, philosophers' arguments",
+    "physics": "physics: force, energy, motion, light, electricity, gravity, quantum, particles",
+    "psychology": "psychology: the mind, behaviour, emotions, memory, personality, mental health",
+    "code": "programming: write code, a function, a script, debug a program, Python, JavaScript",
+}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,13 @@ from sovra.routing.classifier import (
     Head,
     LinearClassifier,
 )
-from sovra.routing.datasets import QUESTIONS, Example, domain_examples, jailbreak_examples
+from sovra.routing.datasets import (
+    DOMAIN_DESCRIPTIONS,
+    QUESTIONS,
+    Example,
+    domain_examples,
+    jailbreak_examples,
+)
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
 from sovra.routing.embeddings import StaticEmbeddings, WordPieces, load_tokenizer
 from sovra.routing.encoder import SentenceEncoder
@@ -52,6 +58,11 @@ _READS_MEANING = {"domain": True, "jailbreak": False}
 SHORT_TOKENS = 32
 SHORT_STRENGTH = 0.1
 TRUST_LONG = 0.99
+# The head's prior: each domain's description (datasets.DOMAIN_DESCRIPTIONS) read by the encoder,
+# times this, added to the domain's weights. Chosen on validation sources, each left out of the
+# head's training in turn (models/README.md): their mean 62.4 -> 64.1 %, the project's own
+# questions left out 66.8 -> 74.2 %.
+DESCRIPTION_WEIGHT = 5.0
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -364,7 +375,19 @@ def _fit_head(long: LinearClassifier, examples: list[Example], encoder: Sentence
     chosen = [e for e, _ in short]
     weights = _sample_weights(chosen, _WEIGHTS["domain"])
     model.fit(np.stack(vectors), [e.label for e in chosen], sample_weight=weights)
-    return _in_order(long.labels, model)
+    return _described(_in_order(long.labels, model), long.embeddings.pieces, encoder)
+
+
+def _described(head: Head, pieces: WordPieces, encoder: SentenceEncoder) -> Head:
+    """`head` with the prior added: for each described domain, DESCRIPTION_WEIGHT times the
+    encoder's vector of its description (a cosine, as the vectors are unit length) added to its
+    logit. Linear, so it folds into the weights: serving pays nothing for it."""
+    weights = head.weights.copy()
+    for column, label in enumerate(head.labels):
+        if label in DOMAIN_DESCRIPTIONS:
+            described = encoder.embed(pieces.ids(DOMAIN_DESCRIPTIONS[label]))
+            weights[:, column] += np.float32(DESCRIPTION_WEIGHT) * described
+    return Head(head.labels, weights, head.bias)
 
 
 def _short(examples: list[Example], pieces: WordPieces) -> list[tuple[Example, Any]]:
@@ -382,6 +405,7 @@ def _head_entry(cascade: Cascade, examples: list[Example], path: Path) -> dict[s
         "unless_long_is_sure": TRUST_LONG,
         "regularisation_C": SHORT_STRENGTH,
         "weights": dict(_WEIGHTS["domain"]),
+        "description_weight": DESCRIPTION_WEIGHT,
     }
 
 
