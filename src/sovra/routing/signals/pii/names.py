@@ -209,9 +209,12 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
             index += 1
             continue
         before = text[max(0, tokens[index].start() - 24) : tokens[index].start()]
-        cued = bool(_CUES.search(before))
         previous = before.rstrip(" .").rsplit(maxsplit=1)
         titled = bool(previous) and previous[-1].lower() in _TITLES
+        if not (titled or _known(word, gazetteer) or _joined(text, tokens, index, gazetteer)):
+            index += 1  # one unknown capitalised word, no title before it ("Which", "The"): no one
+            continue
+        cued = bool(_CUES.search(before))
         run = _run(text, tokens, index, cued, gazetteer)
         if not run:
             index += 1
@@ -234,6 +237,23 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         if (len(names) >= 2 and known) or given or said or _initialled(words):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
+
+
+def _joined(
+    text: str, tokens: list[re.Match[str]], index: int, gazetteer: tuple[frozenset[str], frozenset[str]]
+) -> bool:
+    """Whether the next word could extend a run from this one (`_run`'s test, taken loosely: any
+    known name, cue or not): else a run here is this word alone."""
+    if index + 1 >= len(tokens) or text[tokens[index].end() : tokens[index + 1].start()] != " ":
+        return False
+    following = tokens[index + 1].group()
+    return _title_case(following) or following.lower() in _PARTICLES or _known(following, gazetteer)
+
+
+def _known(word: str, gazetteer: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """A given name or surname, as written or without a possessive ("Bobbie's")."""
+    first, last = gazetteer
+    return any(w in first or w in last for w in (word.lower(), _POSSESSIVE.sub("", word.rstrip(".")).lower()))
 
 
 def _initialled(words: list[str]) -> bool:
