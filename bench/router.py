@@ -36,7 +36,9 @@ import os
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -447,16 +449,17 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
 
 def _decision_times(router: Router, texts: list[str], rounds: int) -> tuple[float, float]:
     """p50 and p99 of a decision over `rounds` requests, one text after another."""
+    payloads = [{"messages": [{"role": "user", "content": texts[n % len(texts)]}]} for n in range(rounds)]
+    return _timed(router.decide, payloads)
+
+
+def _timed(run: Callable[[Any], object], items: Sequence[Any]) -> tuple[float, float]:
+    """p50 and p99, in ms, of `run` on each of `items` in turn."""
     samples = []
-    for n in range(rounds):
-        payload = {"messages": [{"role": "user", "content": texts[n % len(texts)]}]}
+    for item in items:
         began = time.perf_counter()
-        router.decide(payload)
+        run(item)
         samples.append((time.perf_counter() - began) * 1000)
-    return _p50_p99(samples)
-
-
-def _p50_p99(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
@@ -483,12 +486,7 @@ def _tokenizer_times(texts: list[str]) -> None:
     timed["a word at a time, the words seen before"] = remembered.ids
     print("\nWordPiece ids of ~2,000 tokens, one core, p50 / p99")
     for name, run in timed.items():
-        samples = []
-        for text in texts:
-            began = time.perf_counter()
-            run(text)
-            samples.append((time.perf_counter() - began) * 1000)
-        p50, p99 = _p50_p99(samples)
+        p50, p99 = _timed(run, texts)
         print(f"  {name:<40} {p50:6.2f} / {p99:6.2f} ms")
 
 
@@ -499,12 +497,7 @@ def _encoder_times(rounds: int) -> None:
     print("\nthe sentence encoder alone (all-MiniLM-L6-v2, int8, ONNX Runtime, one thread), p50 / p99")
     for tokens in (8, 16, 32, 64):
         ids = np.arange(2000, 2000 + tokens, dtype=np.int64)
-        samples = []
-        for _ in range(rounds // 3):
-            began = time.perf_counter()
-            encoder.embed(ids)
-            samples.append((time.perf_counter() - began) * 1000)
-        p50, p99 = _p50_p99(samples)
+        p50, p99 = _timed(encoder.embed, [ids] * (rounds // 3))
         print(f"  {tokens:>3} tokens: {p50:6.2f} / {p99:6.2f} ms"
               + ("   (longer prompts never reach it)" if tokens > 32 else ""))  # fmt: skip
 
