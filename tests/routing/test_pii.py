@@ -173,6 +173,15 @@ def test_an_address_block_ends_before_the_letters_closing() -> None:
     assert kinds == {"Lexweg 3\n6960 CA\nEllemeet": "STREET_ADDRESS", "Leah": "PERSON"}
 
 
+def test_a_name_after_an_address_cue_is_no_street_with_the_next_lines_number() -> None:
+    text = "Billing address: Sophie Lang\n    3482 Via Franscini 71 Suite 838\n   Tujetsch"
+    kinds = {text[e.start : e.end]: e.type for e in find_entities(text)}
+    assert kinds == {
+        "Sophie Lang": "PERSON",
+        "3482 Via Franscini 71 Suite 838\n   Tujetsch": "STREET_ADDRESS",
+    }
+
+
 def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> None:
     dialogue = "Ubul: What a wife.\nNicole: Remember me?\nUbul: I do."  # "Ubul": a name only as a speaker
     people = [dialogue[e.start : e.end] for e in find_entities(dialogue) if e.type == "PERSON"]

@@ -87,7 +87,7 @@ _ADDRESS = re.compile(
     r"|(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b)|\bPSC \d{1,5}, Box \d{1,5}\b"
     rf"|\b\d{{1,6}} (?!{_MONTH}){_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75", not "03 Feb 2022"
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
-    rf"|{_CUED}{_CAP}(?:\s+{_CAP}){{0,2}},?\s+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80"
+    rf"|{_CUED}{_CAP}(?:[ \t]+{_CAP}){{0,2}},?[ \t]+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80", on one line
 )
 _ZIP_CUED = re.compile(r"(?i:\b(?:zip|postal|post) ?code(?: is|:)?\s+)(\d{4,6}(?:-\d{4})?)\b")
 _NUMBER_BEFORE = re.compile(r"\b\d{1,6}[ \t]+$")  # "48334 36 rue de Pologne": the house's number too
