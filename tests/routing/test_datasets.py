@@ -69,3 +69,20 @@ def test_the_shipped_questions_are_labelled_and_never_the_bench_questions_again(
     for row in rows:
         words = _content_words(row["text"])
         assert all(len(words & other) < 0.4 * len(words | other) for other in bench), row["text"]
+
+
+def test_the_bench_guard_sets_are_labelled_and_no_paraphrase_of_another_bench_prompt() -> None:
+    """The guard sets measure wording the cues were not written for: the test set must not restate
+    the validation set (whose misses were in view), nor either one another bench prompt."""
+    bench = ROOT / "bench" / "data"
+    others = [_content_words(row["text"]) for path in sorted(bench.glob("*.jsonl"))
+              if not path.name.startswith("guard_") for row in _rows(path)]  # fmt: skip
+    validation, test = (_rows(bench / f"guard_{half}.jsonl") for half in ("validation", "test"))
+    for row in validation + test:
+        assert row["label"] in {"attack", "benign"}
+        words = _content_words(row["text"])
+        assert all(len(words & other) < 0.4 * len(words | other) for other in others), row["text"]
+    seen = [_content_words(row["text"]) for row in validation]
+    for row in test:
+        words = _content_words(row["text"])
+        assert all(len(words & other) < 0.4 * len(words | other) for other in seen), row["text"]
