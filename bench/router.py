@@ -9,7 +9,8 @@
   (whole sources never trained on — short DAN-style jailbreaks and hijacks, injections planted in
   e-mails, benign prompts full of attack words — and the 50 XSTest-style prompts of
   bench/data/benign_lookalikes.jsonl, written for this bench, and the short jailbreaks and hijacks
-  of bench/data/guard_*.jsonl beside look-alikes of them): recall per kind of attack, false
+  of bench/data/guard_test.jsonl beside look-alikes of them; the held-back quarter of the project's
+  own such prompts, data/router/guard_prompts.jsonl, in distribution): recall per kind of attack, false
   alarms per kind of benign prompt (personas, role-play, security requests, harmful questions asked
   plainly).
 - PII: precision and recall per entity type (structured kinds, person names, street addresses) on
@@ -23,6 +24,7 @@
   the encoder alone by length.
 
     python bench/router.py [--data ../shared/datasets/router] [--questions data/router/domain_questions.jsonl]
+                           [--guard-prompts data/router/guard_prompts.jsonl]
                            [--rounds 300] [--only domain|jailbreak|pii|latency ...]
 """
 
@@ -45,16 +47,18 @@ import numpy as np
 
 from pii_synth import report as synthetic_pii_report  # bench/pii_synth.py, beside this file
 from pii_synth import tally
-from sovra.routing.classifier import MODELS, Cascade, Classifier, Features
+from sovra.routing.classifier import MODELS, Cascade, Classifier, Features, SecondOpinion
 from sovra.routing.datasets import (
     ATTACK,
     BENIGN,
     DOMAIN_LEFT_OUT,
     DOMAINS,
+    GUARD_PROMPTS,
     QUESTIONS,
     Example,
     domain_examples,
     domain_source,
+    guard_examples,
     jailbreak_examples,
     stem,
 )
@@ -262,7 +266,7 @@ def _print_sources(by_source: dict[str, list[bool]]) -> None:
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
-def jailbreak_report(data: Path, threshold: float, card: Scorecard) -> None:
+def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard) -> None:
     """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
     sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes: the
     classifier alone at 0.5 and at `threshold`, then as the default policy flags a prompt — by the
@@ -273,26 +277,37 @@ def jailbreak_report(data: Path, threshold: float, card: Scorecard) -> None:
     # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
     # requests about a pasted document (ticket, notes, article, log), each also with an instruction
     # planted in the document — wrappers of its own, none of them BIPIA's e-mail assistant. And
-    # GUARD_SETS: short jailbreaks and hijacks, each beside benign prompts with the same words.
+    # short jailbreaks and hijacks, each beside benign prompts with the same words (GUARD_SETS).
     lookalikes = [Example(row["text"], row.get("label", BENIGN), f"bench/data/{name}")
                   for name in ("benign_lookalikes.jsonl", "app_tasks.jsonl", "pasted_documents.jsonl",
-                               "planted_instructions.jsonl", *GUARD_SETS)
+                               "planted_instructions.jsonl", GUARD_TEST)
                   for row in map(json.loads, (HERE / "data" / name).read_text().splitlines()) if row]  # fmt: skip
     sides = {
-        "in distribution": list(jailbreak_examples(data, "held_out")),
+        "in distribution": [*jailbreak_examples(data, "held_out"), *guard_examples(guard, "held_out")],
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
-    scored = {side: [(f"{e.label}:{e.source}", classifier.probabilities(e.text)[ATTACK],
-                      find_injection(e.text) is not None) for e in examples]
+    ngrams = classifier.long if isinstance(classifier, SecondOpinion) else classifier
+    scored = {side: [(f"{e.label}:{e.source}", (ngrams.probabilities(e.text)[ATTACK],
+                      classifier.probabilities(e.text)[ATTACK]), find_injection(e.text) is not None)
+                     for e in examples]
               for side, examples in sides.items()}  # fmt: skip
-    for at, cues in [*((t, False) for t in sorted({0.5, threshold})), (threshold, True)]:
-        print(f"\njailbreak / prompt injection (threshold {at}{', or an injection cue' if cues else ''})")
+    # (threshold, with the cues, which score: 0 the n-grams alone, 1 the shipped classifier)
+    readings = [
+        *((t, False, 1) for t in sorted({0.5, threshold})),
+        (threshold, True, 0),
+        (threshold, True, 1),
+    ]
+    for at, cues, which in readings:
+        alone = " (n-grams alone, without the sentence encoder's second opinion)" if which == 0 else ""
+        print(
+            f"\njailbreak / prompt injection (threshold {at}{', or an injection cue' if cues else ''}){alone}"
+        )
         for side, rows in scored.items():
             flagged: dict[str, list[bool]] = defaultdict(list)
-            for key, score, cue in rows:
-                flagged[key].append(score >= at or (cues and cue))
+            for key, scores, cue in rows:
+                flagged[key].append(scores[which] >= at or (cues and cue))
             _print_flagged(side, flagged)
-            if cues:
+            if cues and which == 1:
                 _score_jailbreak(card, "in" if side == "in distribution" else "out", flagged)
 
 
@@ -309,12 +324,12 @@ def _print_flagged(side: str, flagged: dict[str, list[bool]]) -> None:
 
 
 # Short jailbreaks, role-play and hypothetical framings, refusal suppression and direct hijacks,
-# beside benign prompts that use the same words ("ignore the first column", "act as my tutor"),
-# written for this bench and never trained on (bench/data/README.md): the injection cues were
-# extended with the validation set's misses in view; the test set was written before that and
-# read only for its figures.
-GUARD_SETS = {"guard_validation.jsonl": "validation (in view)",
-              "guard_test.jsonl": "test (never read)"}  # fmt: skip
+# beside benign prompts that use the same words ("ignore the first column", "act as my tutor"):
+# the project's own (trained on by the jailbreak signal's head over the sentence encoder, and in
+# view when the injection cues were extended; its held-back quarter in distribution), and a test
+# set written before either, never trained on and read only for its figures (bench/data/README.md).
+GUARD_TEST = "guard_test.jsonl"
+GUARD_SETS = {GUARD_PROMPTS: "the project's own, held back", f"bench/data/{GUARD_TEST}": "test set"}
 
 # Benign prompts by kind, for the scorecard (issue 13's false-alarm targets).
 _BENIGN_KINDS = {
@@ -326,16 +341,15 @@ _BENIGN_KINDS = {
     "false alarms: security-flavoured requests": ({"jailbreak/cyberseceval_frr_benign_train.jsonl"}, "<= 3 %"),
     "false alarms: dangerous-sounding benign prompts": ({"bench/data/benign_lookalikes.jsonl"}, "<= 1 %"),
     "false alarms: benign prompts full of attack words": ({"jailbreak/notinject_benign.jsonl"}, ""),
-    **{f"false alarms: look-alikes of those short attacks, {what}": ({f"bench/data/{name}"}, "<= 1 %")
-       for name, what in GUARD_SETS.items()},
+    **{f"false alarms: look-alikes of short attacks, {what}": ({source}, "<= 1 %")
+       for source, what in GUARD_SETS.items()},
     "false alarms: clean e-mails in BIPIA's wrapper": ({"jailbreak/bipia_email_injections.jsonl"}, ""),
 }  # fmt: skip
 _ATTACK_TARGETS = {"jailbreaks": ">= 95 %", "direct injections and short hijacks": ">= 95 %",
                    "indirect injections in BIPIA's e-mail wrapper": ">= 80 %",
                    "indirect injections in pasted documents (other wrappers)": ">= 80 %",
                    "... a second set (2026-12-07; cues then written with its misses in view)": ">= 80 %",
-                   **{f"short attacks of the bench's own, {what}": ">= 95 %"
-                      for what in GUARD_SETS.values()}}  # fmt: skip
+                   **{f"short jailbreaks and hijacks, {what}": ">= 95 %" for what in GUARD_SETS.values()}}  # fmt: skip
 
 
 def _flagged(flagged: dict[str, list[bool]], label: str, sources: set[str]) -> list[bool]:
@@ -365,8 +379,7 @@ _ATTACK_KINDS = {
     "indirect injections in pasted documents (other wrappers)": {"bench/data/pasted_documents.jsonl"},
     # Sixteen more documents (diffs, CSV, HTML, calendar entries, tool results, …), each also clean.
     "... a second set (2026-12-07; cues then written with its misses in view)": {"bench/data/planted_instructions.jsonl"},
-    **{f"short attacks of the bench's own, {what}": {f"bench/data/{name}"}
-       for name, what in GUARD_SETS.items()},
+    **{f"short jailbreaks and hijacks, {what}": {source} for source, what in GUARD_SETS.items()},
 }  # fmt: skip
 
 # The older generator's names for the same kinds (presidio_generated_large.jsonl).
@@ -433,12 +446,14 @@ def latency_report(data: Path, rounds: int, card: Scorecard) -> None:
         router.decide({"messages": [{"role": "user", "content": corpus[:4000]}]})  # loads what it reads once
         print(f"\nlatency of one routing decision ({label}), one core, {rounds} rounds")
         questions = [e.text for half in _bench_questions() for e in half]
-        if policy is default:  # the same decisions with the long classifier alone, for comparison
+        if policy is default:  # the same decisions with no sentence encoder, for comparison
             shipped = shipped_classifiers()
-            assert isinstance(shipped.domain, Cascade)
-            alone = Router(policy, catalog, dataclasses.replace(shipped, domain=shipped.domain.long))
-            p50, p99 = _decision_times(alone, questions, rounds)
-            print(f"  short questions, the long classifier alone (no encoder):                       "
+            assert isinstance(shipped.domain, Cascade) and isinstance(shipped.jailbreak, SecondOpinion)
+            ngrams = dataclasses.replace(
+                shipped, domain=shipped.domain.long, jailbreak=shipped.jailbreak.long
+            )
+            p50, p99 = _decision_times(Router(policy, catalog, ngrams), questions, rounds)
+            print(f"  short questions, n-grams and static embeddings alone (no encoder):             "
                   f"p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")  # fmt: skip
         p50, p99 = _decision_times(router, questions, rounds)
         print(f"  short questions (bench questions, 5-30 tokens: the sentence encoder reads them): "
@@ -535,6 +550,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "router")
     parser.add_argument("--questions", type=Path, default=HERE.parent / QUESTIONS)
+    parser.add_argument("--guard-prompts", type=Path, default=HERE.parent / GUARD_PROMPTS)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=Thresholds().jailbreak,
                         help="jailbreak score threshold (default: the shipped policy's; 0.5 is shown beside it)")  # fmt: skip
@@ -546,7 +562,7 @@ def main() -> None:
     if "domain" in tasks:
         domain_report(args.data, args.questions, card)
     if "jailbreak" in tasks:
-        jailbreak_report(args.data, args.threshold, card)
+        jailbreak_report(args.data, args.guard_prompts, args.threshold, card)
     if "pii" in tasks:
         pii_report(args.data, card)
         for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():

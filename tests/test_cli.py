@@ -64,6 +64,10 @@ def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], 
     code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--questions", str(missing))
     assert code == 2
     assert f"{missing}: no such file" in err
+    guard = tmp_path / "guard.jsonl"
+    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--guard-prompts", str(guard))
+    assert code == 2
+    assert f"{guard}: no such file (the project's own guard: --guard-prompts)" in err
     assert "Traceback" not in err
 
 

@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from sovra.errors import IntegrityError, SovraError
-from sovra.routing.classifier import Cascade, Features, LinearClassifier
+from sovra.routing.classifier import Cascade, Features, LinearClassifier, SecondOpinion
 from sovra.routing.datasets import Example
 from sovra.routing.distil import distil, encode, load_weights
 from sovra.routing.embeddings import StaticEmbeddings
@@ -138,4 +138,5 @@ def test_the_shipped_embeddings_read_meaning_not_spelling() -> None:
     assert float(statute @ court) > float(statute @ cells) + 0.1  # no word in common with either
     domain = shipped_classifiers().domain
     assert isinstance(domain, Cascade) and domain.long.reads_meaning
-    assert not shipped_classifiers().jailbreak.reads_meaning
+    jailbreak = shipped_classifiers().jailbreak
+    assert isinstance(jailbreak, SecondOpinion) and not jailbreak.long.reads_meaning

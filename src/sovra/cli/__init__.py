@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
         "--questions", type=Path, default=Path("data/router/domain_questions.jsonl"),
         help="the project's own short domain questions (data/router/README.md)",
     )  # fmt: skip
+    train.add_argument(
+        "--guard-prompts", type=Path, default=Path("data/router/guard_prompts.jsonl"),
+        help="the project's own short attacks and look-alikes (data/router/README.md)",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, help="where to write them (default: inside the package)")
     return parser
 
@@ -165,7 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("status", "load", "unload"):
         return run_status_command(args, load_platform_config(args.config))
     if args.command == "router":
-        return _train_router(args.data, args.questions, args.out, load_platform_config(args.config))
+        own = {"questions": args.questions, "guard": args.guard_prompts}
+        return _train_router(args.data, own, args.out, load_platform_config(args.config))
     if args.command == "function":
         return _serve_function(args.address, args.tls_certs_dir, args.insecure)
     if args.command == "dashboards":
@@ -268,13 +273,16 @@ def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
     return 0
 
 
-def _train_router(data: Path, questions: Path, out: Path | None, config: PlatformConfig) -> int:
+def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: PlatformConfig) -> int:
+    """`own`: the project's own data, `questions` and `guard` prompts (data/router/README.md)."""
     if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
         raise ConfigError(
             [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
         )
-    if not questions.is_file():
-        raise ConfigError([Problem(str(questions), "", "no such file (the domain questions: --questions)")])
+    for what, flag in (("questions", "--questions"), ("guard", "--guard-prompts")):
+        if not own[what].is_file():
+            reason = f"no such file (the project's own {what}: {flag})"
+            raise ConfigError([Problem(str(own[what]), "", reason)])
     try:
         from sovra.routing.train import ENCODER, MODELS, train
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -284,7 +292,7 @@ def _train_router(data: Path, questions: Path, out: Path | None, config: Platfor
 
     store = build_store(config)  # the encoder comes through the weight store, like a model
     encoder = {part: store.ensure(parse_ref(uri)) for part, uri in ENCODER.items()}
-    manifest = train(data, encoder, questions, out or MODELS)
+    manifest = train(data, encoder, own["questions"], out or MODELS, own["guard"])
     for name, entry in manifest["classifiers"].items():
         examples = sum(entry["examples"].values())
         print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")

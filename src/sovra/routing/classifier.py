@@ -5,7 +5,10 @@
 the static embedding of the prompt's meaning (`routing/embeddings.py`: one small dense product).
 Then a softmax (or a sigmoid for a two-way classifier). `Cascade`: a short prompt goes instead to
 a `Head` over the sentence encoder's vector of it (`routing/encoder.py`), which reads words in
-context where a short prompt has too few of them for n-grams. Serving needs numpy, the tokenizer
+context where a short prompt has too few of them for n-grams. `SecondOpinion`: a short prompt is
+also read by such a head, and the higher of the two scores for the label it watches (an attack)
+stands. Both heads read one vector per prompt: the encoder's of its first SENTENCE_TOKENS tokens,
+computed once, however many classifiers ask. Serving needs numpy, the tokenizer
 and ONNX Runtime; training (`routing/train.py`) uses scikit-learn, and the weights it finds are
 stored in `.npz` files inside the package, so nothing is downloaded.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,13 +29,16 @@ from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 
 __all__ = [
-    "EMBEDDINGS", "MODELS", "SENTENCE_ENCODER", "TOKENIZER",
-    "Cascade", "Classifier", "Features", "Head", "LinearClassifier",
+    "EMBEDDINGS", "MODELS", "SENTENCE_ENCODER", "SENTENCE_TOKENS", "TOKENIZER",
+    "Cascade", "Classifier", "Features", "Head", "LinearClassifier", "SecondOpinion",
 ]  # fmt: skip
 
 MODELS = Path(__file__).parent / "models"  # the shipped classifiers (routing/models/README.md)
 EMBEDDINGS, TOKENIZER = "embeddings.npz", "tokenizer.json"  # in MODELS: the static embeddings
 SENTENCE_ENCODER = "encoder.onnx"  # in MODELS: the sentence encoder, int8 (routing/export.py)
+# How many of a prompt's tokens the sentence encoder reads: its cost grows with them (~0.2 ms a
+# token on one core), and a head asks for it only for prompts not much longer than this.
+SENTENCE_TOKENS = 32
 
 
 class Features:
@@ -64,10 +70,10 @@ class Features:
 
     @cached_property
     def sentence(self) -> npt.NDArray[np.float32]:
-        """The sentence encoder's vector of the text's first tokens."""
+        """The sentence encoder's vector of the text's first SENTENCE_TOKENS tokens."""
         if self._encoder is None:
             raise SovraError("this classifier reads the sentence encoder, and none was given")
-        return self._encoder.embed(self.tokens)
+        return self._encoder.embed(self.tokens[:SENTENCE_TOKENS])
 
 
 class Classifier(Protocol):
@@ -151,16 +157,14 @@ class Head:
 
 
 @dataclass(frozen=True)
-class Cascade:
-    """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`;
-    but a short prompt whose answer `long` is sure of (at least `trust_long`: code, a maths word
-    problem) keeps it, and pays nothing for the encoder."""
+class _WithHead:
+    """A linear classifier and a head over the sentence encoder for prompts of at most `max_tokens`
+    tokens: what `Cascade` and `SecondOpinion` share; they differ in how the two are combined."""
 
     long: LinearClassifier
     short: Head
     max_tokens: int
     encoder: SentenceEncoder
-    trust_long: float = 0.99  # chosen on validation (models/README.md)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -173,6 +177,18 @@ class Cascade:
         return self.read(features)[1]
 
     def read(self, features: Features) -> tuple[str, dict[str, float]]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Cascade(_WithHead):
+    """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`;
+    but a short prompt whose answer `long` is sure of (at least `trust_long`: code, a maths word
+    problem) keeps it, and pays nothing for the encoder."""
+
+    trust_long: float = 0.99  # chosen on validation (models/README.md)
+
+    def read(self, features: Features) -> tuple[str, dict[str, float]]:
         """Which part reads these features, and its probabilities."""
         scores = self.long.classify(features)
         if len(features.tokens) > self.max_tokens or max(scores.values()) >= self.trust_long:
@@ -180,19 +196,62 @@ class Cascade:
         return "sentence encoder", self.short.classify(features.sentence)
 
     def save_short(self, path: Path) -> None:
-        np.savez_compressed(path, labels=np.array(self.short.labels), weights=self.short.weights,
-                            bias=self.short.bias, max_tokens=np.int64(self.max_tokens),
-                            trust_long=np.float32(self.trust_long))  # fmt: skip
+        _save_head(path, self.short, self.max_tokens, trust_long=np.float32(self.trust_long))
 
     @classmethod
     def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> Cascade:
-        with np.load(short) as stored:
-            head = Head(tuple(str(label) for label in stored["labels"]), stored["weights"].astype(np.float32),
-                        stored["bias"].astype(np.float32))  # fmt: skip
-            max_tokens, trust_long = int(stored["max_tokens"]), float(stored["trust_long"])
-        if head.labels != long.labels:
-            raise SovraError(f"{short}: labels {head.labels} differ from the long classifier's {long.labels}")
-        return cls(long, head, max_tokens, encoder, trust_long)
+        head, max_tokens, stored = _load_head(short, long.labels)
+        return cls(long, head, max_tokens, encoder, float(stored["trust_long"]))
+
+
+@dataclass(frozen=True)
+class SecondOpinion(_WithHead):
+    """A two-way classifier whose `watched` label a head over the sentence encoder may also raise,
+    for prompts of at most `max_tokens`: the higher of the two probabilities stands. Short attacks
+    have too few words for n-grams; the encoder reads them in context. Training shifts the head's
+    bias so that its own threshold falls where the policy's jailbreak threshold is: one threshold
+    for both (routing/models/README.md)."""
+
+    watched: str = "attack"
+
+    def read(self, features: Features) -> tuple[str, dict[str, float]]:
+        """Which parts read these features, and the probabilities."""
+        scores = self.long.classify(features)
+        if len(features.tokens) > self.max_tokens:
+            return self.long.representation, scores
+        second = self.short.classify(features.sentence)[self.watched]
+        if second > scores[self.watched]:
+            (other,) = (label for label in self.labels if label != self.watched)
+            scores = {self.watched: second, other: 1.0 - second}
+        return f"{self.long.representation} + sentence encoder", scores
+
+    def save_short(self, path: Path) -> None:
+        _save_head(path, self.short, self.max_tokens, watched=np.array(self.watched))
+
+    @classmethod
+    def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> SecondOpinion:
+        head, max_tokens, stored = _load_head(short, long.labels)
+        watched = str(stored["watched"])
+        if watched not in long.labels or len(long.labels) != 2:
+            raise SovraError(f"{short}: watches {watched!r}, not one of the two labels {long.labels}")
+        return cls(long, head, max_tokens, encoder, watched)
+
+
+def _save_head(path: Path, head: Head, max_tokens: int, **extra: Any) -> None:
+    arrays: dict[str, Any] = {"labels": np.array(head.labels), "weights": head.weights, "bias": head.bias,
+                              "max_tokens": np.int64(max_tokens), **extra}  # fmt: skip
+    np.savez_compressed(path, **arrays)
+
+
+def _load_head(path: Path, labels: tuple[str, ...]) -> tuple[Head, int, dict[str, npt.NDArray[np.generic]]]:
+    """A stored head, how long a prompt it reads, and the rest of what was stored with it."""
+    with np.load(path) as stored:
+        rest = dict(stored)
+    head = Head(tuple(str(label) for label in rest["labels"]), rest["weights"].astype(np.float32),
+                rest["bias"].astype(np.float32))  # fmt: skip
+    if head.labels != labels:
+        raise SovraError(f"{path}: labels {head.labels} differ from the long classifier's {labels}")
+    return head, int(rest["max_tokens"]), rest
 
 
 def _probabilities(labels: tuple[str, ...], scores: npt.NDArray[np.float32]) -> dict[str, float]:

@@ -22,11 +22,13 @@ __all__ = [
     "DOMAINS",
     "DOMAIN_DESCRIPTIONS",
     "DOMAIN_LEFT_OUT",
+    "GUARD_PROMPTS",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
     "Example",
     "domain_examples",
     "domain_source",
+    "guard_examples",
     "jailbreak_examples",
 ]
 
@@ -139,6 +141,23 @@ def domain_examples(
         for row in _rows(questions.parent, questions.name):
             if _side(QUESTIONS + str(row["text"])) == side:
                 yield Example(str(row["text"]), str(row["category"]), QUESTIONS)
+
+
+# Short jailbreaks and hijacks beside benign prompts that use the same words, written for this
+# project (data/router/README.md); only the jailbreak signal's head over the sentence encoder reads
+# them. Named by its path in the checkout.
+GUARD_PROMPTS = "data/router/guard_prompts.jsonl"
+
+
+def guard_examples(path: Path, side: Side) -> Iterator[Example]:
+    """The project's own guard prompts (GUARD_PROMPTS, labelled `attack` or `benign`), split like
+    every source."""
+    for row in _rows(path.parent, path.name):
+        text, label = str(row["text"]), str(row["label"])
+        if label not in (ATTACK, BENIGN):
+            raise ValueError(f"{path}: label {label!r} is neither {ATTACK!r} nor {BENIGN!r}")
+        if _side(GUARD_PROMPTS + text) == side:
+            yield Example(text, label, GUARD_PROMPTS)
 
 
 def domain_source(root: Path, name: str) -> Iterator[Example]:

@@ -4,8 +4,10 @@ Static embeddings and character n-grams read words one at a time; a short natura
 did the Roman Empire fall?") has too few of them to outweigh the style the training sets share, and
 the classifiers fall back on `other`. The encoder (all-MiniLM-L6-v2 with int8 weights, run by ONNX
 Runtime, `routing/export.py`) reads the words in context. It costs about 0.2 ms a token on one core
-(AVX2), so the domain classifier asks for it only for short prompts (`classifier.Cascade`), where
-n-grams are weakest; longer prompts never pay for it.
+(AVX2), so only short prompts pay for it, where n-grams are weakest: the domain classifier's of at
+most 32 tokens (`classifier.Cascade`) and the jailbreak signal's of at most 64
+(`classifier.SecondOpinion`), both reading one vector of the first 32 tokens; longer prompts never
+do.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def explain(decision: Decision, thresholds: Thresholds) -> dict[str, Any]:
             "domain_read_by": signals.domain_reader,
             "jailbreak": round(signals.jailbreak, 4),
             "jailbreak_on": signals.jailbreak >= thresholds.jailbreak,
+            "jailbreak_read_by": signals.jailbreak_reader,
             "injection": signals.injection,  # the cue's name (signals/injection.py), or None
             "pii": [{"type": e.type, "start": e.start, "end": e.end} for e in signals.pii],
             "keywords": sorted(signals.keywords),

@@ -25,6 +25,7 @@ from sovra.routing.classifier import (
     Cascade,
     Classifier,
     LinearClassifier,
+    SecondOpinion,
 )
 from sovra.routing.embeddings import StaticEmbeddings
 from sovra.routing.encoder import SentenceEncoder
@@ -52,9 +53,11 @@ def shipped_classifiers() -> Classifiers:
     long = LinearClassifier.load(MODELS / "domain.npz", embeddings)
     encoder = sentence_encoder(lambda: SentenceEncoder.load(MODELS / SENTENCE_ENCODER, embeddings.tokenizer))
     domain: Classifier = long if encoder is None else Cascade.load(long, MODELS / "domain-short.npz", encoder)
-    return Classifiers(
-        domain, LinearClassifier.load(MODELS / "jailbreak.npz", embeddings), embeddings, encoder
+    ngrams = LinearClassifier.load(MODELS / "jailbreak.npz", embeddings)
+    jailbreak: Classifier = (
+        ngrams if encoder is None else SecondOpinion.load(ngrams, MODELS / "jailbreak-short.npz", encoder)
     )
+    return Classifiers(domain, jailbreak, embeddings, encoder)
 
 
 def sentence_encoder(load: Callable[[], SentenceEncoder]) -> SentenceEncoder | None:

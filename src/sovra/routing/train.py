@@ -17,22 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from sovra.routing.classifier import (
     EMBEDDINGS,
     MODELS,
     SENTENCE_ENCODER,
+    SENTENCE_TOKENS,
     TOKENIZER,
     Cascade,
     Head,
     LinearClassifier,
+    SecondOpinion,
 )
 from sovra.routing.datasets import (
+    ATTACK,
     DOMAIN_DESCRIPTIONS,
+    GUARD_PROMPTS,
     QUESTIONS,
     Example,
     domain_examples,
+    guard_examples,
     jailbreak_examples,
 )
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
@@ -41,7 +47,7 @@ from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 
-__all__ = ["ENCODER", "MODELS", "fit_domain", "train"]
+__all__ = ["ENCODER", "MODELS", "aligned", "fit_domain", "fit_second_opinion", "train"]
 
 log = logging.getLogger("sovra.router")
 # Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
@@ -55,7 +61,7 @@ _READS_MEANING = {"domain": True, "jailbreak": False}
 # the sentence encoder, regularised hard (C = SHORT_STRENGTH), unless the long classifier is at
 # least TRUST_LONG sure: chosen on validation — held-out rows of the trained sources and half of
 # bench/data/domain_questions.jsonl (models/README.md).
-SHORT_TOKENS = 32
+SHORT_TOKENS = SENTENCE_TOKENS
 SHORT_STRENGTH = 0.1
 TRUST_LONG = 0.99
 # The head's prior: each domain's description (datasets.DOMAIN_DESCRIPTIONS) read by the encoder,
@@ -63,6 +69,18 @@ TRUST_LONG = 0.99
 # head's training in turn (models/README.md): their mean 62.4 -> 64.1 %, the project's own
 # questions left out 66.8 -> 74.2 %.
 DESCRIPTION_WEIGHT = 5.0
+# The jailbreak signal's second opinion: prompts of at most GUARD_TOKENS tokens are also read by a
+# head over the sentence encoder (their first SENTENCE_TOKENS), trained on the jailbreak examples
+# and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times), C =
+# GUARD_STRENGTH. Its own threshold, GUARD_AT, is the lowest at which held-out personas and
+# writing tasks stay flagged at most 1 % and security requests 3 % (the rule the policy's 0.75 was
+# chosen by); training shifts its bias so that GUARD_AT falls on the policy's default threshold.
+# All chosen on validation: held-out rows, and the guard prompts by 4-fold cross-validation
+# (models/README.md).
+GUARD_TOKENS = 64
+GUARD_WEIGHT = 10.0
+GUARD_STRENGTH = 3.0
+GUARD_AT = 0.98
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -275,11 +293,16 @@ def _ordinary_words(data: Path, at_least: int = 8) -> set[str]:
 
 
 def train(
-    data: Path, encoder: dict[str, Path], questions: Path | None = None, out: Path = MODELS
+    data: Path,
+    encoder: dict[str, Path],
+    questions: Path | None = None,
+    out: Path = MODELS,
+    guard: Path | None = None,
 ) -> dict[str, Any]:
     """Fit both classifiers on `data` (shared/datasets/router) and the project's own `questions`
-    (datasets.QUESTIONS), with static embeddings distilled from `encoder` (its `weights` and
-    `tokenizer` files, distil.ENCODER); write them and a manifest to `out`."""
+    (datasets.QUESTIONS) and `guard` prompts (datasets.GUARD_PROMPTS), with static embeddings
+    distilled from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and a
+    manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     sets = {
         "domain": list(domain_examples(data, "train", questions)),
@@ -291,6 +314,7 @@ def train(
         "features": {"kind": "hashed char n-grams", "ngrams": list(NGRAMS), "bits": BITS},
         "data": str(data.name),
         "questions": _file_entry(questions) if questions is not None else None,
+        "guard_prompts": _file_entry(guard) if guard is not None else None,
         "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
         "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
@@ -310,6 +334,10 @@ def train(
             classifier = fit(
                 examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
             )
+            own = list(guard_examples(guard, "train")) if guard is not None else []
+            opinion = fit_second_opinion(classifier, [*examples, *own], embeddings.pieces, sentences)
+            opinion.save_short(out / "jailbreak-short.npz")
+            manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, [*examples, *own], out)
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {
@@ -358,24 +386,78 @@ def fit_domain(examples: list[Example], embeddings: StaticEmbeddings, encoder: S
     return Cascade(long, _fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG)
 
 
+def fit_second_opinion(
+    long: LinearClassifier, examples: list[Example], pieces: WordPieces, encoder: SentenceEncoder
+) -> SecondOpinion:
+    """The jailbreak classifier with its second opinion: a head over the sentence encoder's vector
+    of each example's first tokens, its bias shifted so that GUARD_AT lands on the policy's
+    default threshold."""
+    from sklearn.linear_model import LogisticRegression
+
+    from sovra.routing.policy import Thresholds
+
+    vectors = _encoded([pieces.ids(e.text)[:SENTENCE_TOKENS] for e in examples], encoder, "jailbreak")
+    model = LogisticRegression(C=GUARD_STRENGTH, max_iter=3000, class_weight="balanced")
+    weights = _sample_weights(examples, {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT})
+    model.fit(vectors, [e.label for e in examples], sample_weight=weights)
+    if tuple(str(c) for c in model.classes_) != long.labels:
+        raise ValueError(f"the head's labels {model.classes_} differ from the classifier's {long.labels}")
+    # One logit, the second label's, as LinearClassifier stores a two-way classifier.
+    head = Head(long.labels, model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32))
+    return SecondOpinion(long, aligned(head, ATTACK, GUARD_AT, Thresholds().jailbreak), GUARD_TOKENS, encoder)
+
+
+def aligned(head: Head, watched: str, at: float, to: float) -> Head:
+    """A two-way `head` whose probability of `watched` is `to` where it was `at`: its one logit
+    (the second label's) moved by the difference of the two in logit space. Where `watched` is
+    the first label, its probability is sigmoid(-logit): the logit moves the other way."""
+    shift = float(np.log(to / (1.0 - to)) - np.log(at / (1.0 - at)))
+    sign = -1.0 if head.labels[0] == watched else 1.0
+    return Head(head.labels, head.weights, (head.bias + sign * shift).astype(np.float32))
+
+
+def _opinion_entry(opinion: SecondOpinion, examples: list[Example], out: Path) -> dict[str, Any]:
+    return {
+        **_file_entry(out / "jailbreak-short.npz"),
+        "labels": list(opinion.labels),
+        "examples": dict(sorted(Counter(e.label for e in examples).items())),
+        "reads": f"{SENTENCE_ENCODER}, the first {SENTENCE_TOKENS} tokens of prompts of at most "
+        f"{GUARD_TOKENS} tokens",
+        "threshold_of_its_own": GUARD_AT,
+        "regularisation_C": GUARD_STRENGTH,
+        "weights": {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT},
+    }
+
+
 def _fit_head(long: LinearClassifier, examples: list[Example], encoder: SentenceEncoder) -> Head:
     """The head the domain classifier's short prompts go to, over the sentence encoder."""
     from sklearn.linear_model import LogisticRegression
 
     assert long.embeddings is not None  # the domain classifier reads meaning: it has the tokenizer
     short = _short(examples, long.embeddings.pieces)
-    started = time.perf_counter()
-    vectors = []
-    for done, (_, ids) in enumerate(short, 1):
-        vectors.append(encoder.embed(ids))
-        if done % 2000 == 0 or done == len(short):
-            seconds = round(time.perf_counter() - started, 1)
-            log.info("encoding short prompts", extra={"done": done, "of": len(short), "seconds": seconds})
+    vectors = _encoded([ids for _, ids in short], encoder, "domain")
     model = LogisticRegression(C=SHORT_STRENGTH, max_iter=3000, class_weight="balanced")
     chosen = [e for e, _ in short]
     weights = _sample_weights(chosen, _WEIGHTS["domain"])
-    model.fit(np.stack(vectors), [e.label for e in chosen], sample_weight=weights)
+    model.fit(vectors, [e.label for e in chosen], sample_weight=weights)
     return _described(_in_order(long.labels, model), long.embeddings.pieces, encoder)
+
+
+def _encoded(
+    prompts: list[npt.NDArray[np.int64]], encoder: SentenceEncoder, head: str
+) -> npt.NDArray[np.float32]:
+    """The encoder's vector of each prompt's token ids, with progress in the log (minutes on a
+    slow core)."""
+    started = time.perf_counter()
+    vectors = []
+    for done, ids in enumerate(prompts, 1):
+        vectors.append(encoder.embed(ids))
+        if done % 2000 == 0 or done == len(prompts):
+            seconds = round(time.perf_counter() - started, 1)
+            log.info(
+                "encoding prompts", extra={"head": head, "done": done, "of": len(prompts), "seconds": seconds}
+            )
+    return np.stack(vectors)
 
 
 def _described(head: Head, pieces: WordPieces, encoder: SentenceEncoder) -> Head:

@@ -115,8 +115,17 @@ class Signals:
         return best if classified[best] >= self._domain_threshold else "other"
 
     @cached_property
+    def _jailbreak_read(self) -> tuple[str, dict[str, float]]:
+        return self._classifiers.jailbreak.read(self.features)
+
+    @cached_property
     def jailbreak(self) -> float:
-        return self._classifiers.jailbreak.classify(self.features)[self._classifiers.attack_label]
+        return self._jailbreak_read[1][self._classifiers.attack_label]
+
+    @property
+    def jailbreak_reader(self) -> str:
+        """What the jailbreak classifier read (n-grams; for a short prompt, the sentence encoder too)."""
+        return self._jailbreak_read[0]
 
     @cached_property
     def injection(self) -> str | None:
