@@ -46,6 +46,7 @@ from sovra.routing.embeddings import StaticEmbeddings, WordPieces, load_tokenize
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
+from sovra.routing.policy import Thresholds
 
 __all__ = ["ENCODER", "MODELS", "aligned", "fit_domain", "fit_second_opinion", "train"]
 
@@ -393,8 +394,6 @@ def fit_second_opinion(
     of each example's first tokens, its bias shifted so that GUARD_AT lands on the policy's
     default threshold."""
     from sklearn.linear_model import LogisticRegression
-
-    from sovra.routing.policy import Thresholds
 
     vectors = _encoded([pieces.ids(e.text)[:SENTENCE_TOKENS] for e in examples], encoder, "jailbreak")
     model = LogisticRegression(C=GUARD_STRENGTH, max_iter=3000, class_weight="balanced")
