@@ -202,7 +202,7 @@ def _read_by_cascade(
     for example in examples:
         features = Features(example.text, classifier.long.embeddings, classifier.encoder)
         reader, scores = classifier.read(features)
-        encoded += reader == "sentence encoder"
+        encoded += reader.startswith("sentence encoder")
         predicted = max(scores, key=scores.__getitem__)
         pairs.append((example.label, predicted))
         by_source[example.source].append(predicted == example.label)

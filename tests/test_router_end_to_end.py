@@ -59,7 +59,7 @@ def test_mom_routes_refuses_and_redacts(llama_server: Path, smollm2: Path, tmp_p
         and general.headers["x-sovra-routed-model"] == "generalist"
     )
     # A short question is read in context by the sentence encoder: history, not `other`.
-    assert explained["signals"]["domain_read_by"] == "sentence encoder"
+    assert explained["signals"]["domain_read_by"] == "sentence encoder + n-grams + static embeddings"
     assert explained["signals"]["jailbreak_read_by"] == "n-grams + sentence encoder"  # a second opinion
     assert explained["signals"]["domain"] == "history" and explained["model"] == "generalist"
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy"

@@ -15,7 +15,7 @@ from sovra.routing.embeddings import StaticEmbeddings, WordPieces
 from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.router import sentence_encoder, shipped_classifiers
-from sovra.routing.train import DESCRIPTION_WEIGHT, SHORT_TOKENS, _described, fit_domain
+from sovra.routing.train import DESCRIPTION_WEIGHT, LONG_WEIGHT, SHORT_TOKENS, _described, fit_domain
 from tests.routing.test_distil import HEADS, WORDS, stored, tiny_tokenizer
 
 pytest.importorskip("onnx")
@@ -50,7 +50,9 @@ class _Session:
         return [np.array([1.0, 0.0], dtype=np.float32)]
 
 
-def _cascade(session: _Session, max_tokens: int = 4, trust_long: float = 0.999) -> Cascade:
+def _cascade(
+    session: _Session, max_tokens: int = 4, trust_long: float = 0.999, long_weight: float = 0.0
+) -> Cascade:
     tokenizer = tiny_tokenizer()
     vocabulary = tokenizer.get_vocab_size()
     embeddings = StaticEmbeddings(
@@ -63,7 +65,7 @@ def _cascade(session: _Session, max_tokens: int = 4, trust_long: float = 0.999) 
         np.zeros((2, 3), np.float32), embeddings,
     )  # fmt: skip
     head = Head(labels, np.array([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32))
-    return Cascade(long, head, max_tokens, SentenceEncoder(session, cls=2, sep=3), trust_long)
+    return Cascade(long, head, max_tokens, SentenceEncoder(session, cls=2, sep=3), trust_long, long_weight)
 
 
 def test_a_short_prompt_is_read_by_the_encoder_and_a_long_one_never() -> None:
@@ -89,11 +91,27 @@ def test_a_short_prompt_the_long_classifier_is_sure_of_keeps_its_answer() -> Non
     assert max(scores, key=scores.__getitem__) == "law" and session.runs == 0
 
 
+def test_a_short_prompts_answer_takes_the_long_classifiers_as_much_as_it_is_weighted() -> None:
+    texts = "the gene cell"  # the head says biology at 0.987, the long classifier law at 0.987
+    for weight, expected in ((0.0, "biology"), (0.5, "biology"), (2.0, "law")):
+        cascade = _cascade(_Session(), long_weight=weight)
+        reader, scores = cascade.read(Features(texts, cascade.long.embeddings, cascade.encoder))
+        assert max(scores, key=scores.__getitem__) == expected
+        assert sum(scores.values()) == pytest.approx(1.0)
+        assert reader == (
+            "sentence encoder" if weight == 0 else "sentence encoder + n-grams + static embeddings"
+        )
+
+
 def test_the_short_head_is_stored_with_its_bound_and_must_share_the_labels(tmp_path: Path) -> None:
-    cascade = _cascade(_Session(), max_tokens=7, trust_long=0.95)
+    cascade = _cascade(_Session(), max_tokens=7, trust_long=0.95, long_weight=0.1)
     cascade.save_short(tmp_path / "short.npz")
     loaded = Cascade.load(cascade.long, tmp_path / "short.npz", cascade.encoder)
-    assert (loaded.max_tokens, loaded.trust_long) == (7, pytest.approx(0.95))
+    assert (loaded.max_tokens, loaded.trust_long, loaded.long_weight) == (
+        7,
+        pytest.approx(0.95),
+        pytest.approx(0.1),
+    )
     assert loaded.short.labels == ("biology", "law", "other")
     other = LinearClassifier(("a", "b", "c"), cascade.long.weights, cascade.long.bias, cascade.long.dense)
     with pytest.raises(SovraError, match="labels"):
@@ -139,6 +157,7 @@ def test_training_fits_the_short_head_on_short_prompts_only(tmp_path: Path) -> N
     fitted.save_short(tmp_path / "short.npz")
     cascade = Cascade.load(fitted.long, tmp_path / "short.npz", encoder)
     assert cascade.max_tokens == SHORT_TOKENS and cascade.short.labels == fitted.long.labels
+    assert cascade.long_weight == pytest.approx(LONG_WEIGHT)
     # only the 40-token prompt was `other`: the long classifier's, so the head never answers it
     assert cascade.short.bias[cascade.labels.index("other")] < -1e3
     scores = cascade.short.classify(encoder.embed(np.array([9, 10], dtype=np.int64)))  # "gene enzyme"

@@ -184,24 +184,31 @@ class _WithHead:
 class Cascade(_WithHead):
     """Prompts of at most `max_tokens` to `short` (over the sentence encoder), the rest to `long`;
     but a short prompt whose answer `long` is sure of (at least `trust_long`: code, a maths word
-    problem) keeps it, and pays nothing for the encoder."""
+    problem) keeps it, and pays nothing for the encoder. `long_weight`: how much of `long`'s
+    log-probabilities a short prompt's answer takes beside the head's (a geometric blend)."""
 
-    trust_long: float = 0.99  # chosen on validation (models/README.md)
+    trust_long: float = 0.99  # chosen on validation (models/README.md), as long_weight
+    long_weight: float = 0.0
 
     def read(self, features: Features) -> tuple[str, dict[str, float]]:
         """Which part reads these features, and its probabilities."""
         scores = self.long.classify(features)
         if len(features.tokens) > self.max_tokens or max(scores.values()) >= self.trust_long:
             return self.long.representation, scores
-        return "sentence encoder", self.short.classify(features.sentence)
+        head = self.short.classify(features.sentence)
+        if not self.long_weight:
+            return "sentence encoder", head
+        return f"sentence encoder + {self.long.representation}", _blend(head, scores, self.long_weight)
 
     def save_short(self, path: Path) -> None:
-        _save_head(path, self.short, self.max_tokens, trust_long=np.float32(self.trust_long))
+        _save_head(path, self.short, self.max_tokens, trust_long=np.float32(self.trust_long),
+                   long_weight=np.float32(self.long_weight))  # fmt: skip
 
     @classmethod
     def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> Cascade:
         head, max_tokens, stored = _load_head(short, long.labels)
-        return cls(long, head, max_tokens, encoder, float(stored["trust_long"]))
+        weight = float(stored["long_weight"]) if "long_weight" in stored else 0.0
+        return cls(long, head, max_tokens, encoder, float(stored["trust_long"]), weight)
 
 
 @dataclass(frozen=True)
@@ -254,10 +261,22 @@ def _load_head(path: Path, labels: tuple[str, ...]) -> tuple[Head, int, dict[str
     return head, int(rest["max_tokens"]), rest
 
 
+def _blend(first: dict[str, float], second: dict[str, float], weight: float) -> dict[str, float]:
+    """`first` times `second` to the power `weight`, normalised: log-probabilities added."""
+    labels = tuple(first)
+    logs = np.log(np.array([first[k] for k in labels], np.float32) + np.float32(1e-12))
+    logs += np.float32(weight) * np.log(np.array([second[k] for k in labels], np.float32) + np.float32(1e-12))
+    return _softmax(labels, logs)
+
+
+def _softmax(labels: tuple[str, ...], scores: npt.NDArray[np.float32]) -> dict[str, float]:
+    exp = np.exp(scores - scores.max())
+    return dict(zip(labels, (exp / exp.sum()).tolist(), strict=True))
+
+
 def _probabilities(labels: tuple[str, ...], scores: npt.NDArray[np.float32]) -> dict[str, float]:
     """A softmax over the scores (a sigmoid of the one logit, for two labels)."""
     if len(labels) == 2:  # one logit: the second label's
         second = float(1.0 / (1.0 + np.exp(-scores[0])))
         return {labels[0]: 1.0 - second, labels[1]: second}
-    exp = np.exp(scores - scores.max())
-    return dict(zip(labels, (exp / exp.sum()).tolist(), strict=True))
+    return _softmax(labels, scores)

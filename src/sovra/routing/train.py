@@ -65,6 +65,10 @@ _READS_MEANING = {"domain": True, "jailbreak": False}
 SHORT_TOKENS = SENTENCE_TOKENS
 SHORT_STRENGTH = 0.1
 TRUST_LONG = 0.99
+# ... and a short prompt's answer takes LONG_WEIGHT of the long classifier's log-probabilities
+# beside the head's: chosen on validation sources left out of both parts in turn (models/README.md),
+# the weight at which every one of them gained.
+LONG_WEIGHT = 0.1
 # The head's prior: each domain's description (datasets.DOMAIN_DESCRIPTIONS) read by the encoder,
 # times this, added to the domain's weights. Chosen on validation sources, each left out of the
 # head's training in turn (models/README.md): their mean 62.4 -> 64.1 %, the project's own
@@ -384,7 +388,7 @@ def fit_domain(examples: list[Example], embeddings: StaticEmbeddings, encoder: S
     long = fit(
         examples, _STRENGTH["domain"], balanced=True, embeddings=embeddings, weights=_WEIGHTS["domain"]
     )
-    return Cascade(long, _fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG)
+    return Cascade(long, _fit_head(long, examples, encoder), SHORT_TOKENS, encoder, TRUST_LONG, LONG_WEIGHT)
 
 
 def fit_second_opinion(
@@ -484,6 +488,7 @@ def _head_entry(cascade: Cascade, examples: list[Example], path: Path) -> dict[s
         "examples": dict(sorted(Counter(e.label for e, _ in short).items())),
         "reads": f"{SENTENCE_ENCODER}, for prompts of at most {SHORT_TOKENS} tokens",
         "unless_long_is_sure": TRUST_LONG,
+        "long_weight": LONG_WEIGHT,
         "regularisation_C": SHORT_STRENGTH,
         "weights": dict(_WEIGHTS["domain"]),
         "description_weight": DESCRIPTION_WEIGHT,
