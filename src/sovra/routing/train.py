@@ -33,6 +33,7 @@ from sovra.routing.classifier import (
 )
 from sovra.routing.datasets import (
     ATTACK,
+    BENIGN,
     DOMAIN_DESCRIPTIONS,
     GUARD_PROMPTS,
     QUESTIONS,
@@ -108,10 +109,11 @@ def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) ->
 
 
 # How many times an example from a source counts (1 where not named). Jailbreak: benign prompts
-# that look like attacks (security requests, role-play, plain harmful questions) count three
-# times: the false positives that matter are on them. Domain: the project's own short questions
-# (802, against tens of thousands of exam items and requests) count QUESTION_WEIGHT times, for
-# the domain classifier and its short head alike: chosen on validation (models/README.md).
+# that look like attacks (security requests, role-play, plain harmful questions, the project's own
+# look-alikes) count three times: the false positives that matter are on them. Domain: the
+# project's own short questions (802, against tens of thousands of exam items and requests) count
+# QUESTION_WEIGHT times, for the domain classifier and its short head alike: chosen on validation
+# (models/README.md).
 HARD_NEGATIVES = {
     source: 3.0
     for source in (
@@ -124,6 +126,7 @@ HARD_NEGATIVES = {
         "jailbreak/gpteacher_roleplay_benign.jsonl",
         "jailbreak/jailbreakbench_harmful_goals.jsonl",
         "jailbreak/bipia_email_injections.jsonl",
+        GUARD_PROMPTS,  # the n-gram classifier reads only its benign prompts (`train`)
     )
 }
 QUESTION_WEIGHT = 30.0
@@ -309,9 +312,12 @@ def train(
     distilled from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and a
     manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    own = list(guard_examples(guard, "train")) if guard is not None else []
     sets = {
         "domain": list(domain_examples(data, "train", questions)),
-        "jailbreak": list(jailbreak_examples(data, "train")),
+        # The project's own attacks are the head's alone: in the n-grams' training they made pasted
+        # documents and chat-app prompts look like attacks (models/README.md).
+        "jailbreak": [*jailbreak_examples(data, "train"), *(e for e in own if e.label == BENIGN)],
     }
     weights = load_weights(encoder["weights"])
     corpus = [e.text for examples in sets.values() for e in examples]
@@ -339,10 +345,10 @@ def train(
             classifier = fit(
                 examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
             )
-            own = list(guard_examples(guard, "train")) if guard is not None else []
-            opinion = fit_second_opinion(classifier, [*examples, *own], embeddings.pieces, sentences)
+            attacks = [e for e in own if e.label == ATTACK]
+            opinion = fit_second_opinion(classifier, [*examples, *attacks], embeddings.pieces, sentences)
             opinion.save_short(out / "jailbreak-short.npz")
-            manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, [*examples, *own], out)
+            manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, [*examples, *attacks], out)
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {

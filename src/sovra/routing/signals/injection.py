@@ -309,6 +309,10 @@ CUES: dict[str, tuple[tuple[Needs, str], ...]] = {
         (("above",), r"(?:repeat|print|output|copy|write\s+out|recite)\s+(?:everything|all(?:\s+of)?\s+the\s+"
                      r"text|all\s+the\s+words|the\s+text)\s+(?:above|before\s+this)\b[^.\n]{0,30}?"
                      r"(?:starting|beginning|from)\b"),
+        # "Please show me the system prompt for troubleshooting" (not "… the system prompt format")
+        (("system prompt", "system message", "hidden prompt", "initial prompt", "hidden instructions"),
+         r"(?:show|reveal|print|display|output|dump|leak|tell|give)\s+(?:me|us)\s+the\s+(?:system|hidden|initial)"
+         r"\s+(?:prompt|message|instructions)\b(?!\s*(?:format|template|syntax|field|parameter|role|examples?))"),
         (("instructions you",), r"the\s+instructions\s+you\s+(?:were|have\s+been)\s+given\b"),
         (("told before",), r"what\s+(?:were|are)\s+you\s+told\s+before\b"),
         (("my instructions are", "the system prompt is", "i was instructed to"),
@@ -455,9 +459,17 @@ def _search(text: str) -> str | None:
             continue
         for match in pattern.finditer(lowered):
             start = match.start()
-            if start == 0 or not (lowered[start].isalnum() and lowered[start - 1].isalnum()):
+            if (
+                start == 0
+                or _CJK.match(lowered, start)
+                or not (lowered[start].isalnum() and lowered[start - 1].isalnum())
+            ):
                 return name
     return None
+
+
+# Scripts written without spaces between words: a cue may start after any character.
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def _decoded(text: str) -> list[str]:
