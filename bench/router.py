@@ -325,8 +325,9 @@ def _print_flagged(side: str, flagged: dict[str, list[bool]]) -> None:
 
 # Short jailbreaks, role-play and hypothetical framings, refusal suppression and direct hijacks,
 # beside benign prompts that use the same words ("ignore the first column", "act as my tutor"):
-# the project's own (trained on by the jailbreak signal's head over the sentence encoder, and in
-# view when the injection cues were extended; its held-back quarter in distribution), and a test
+# the project's own (trained on by the jailbreak signal — its head over the sentence encoder all of
+# it, its n-grams the look-alikes — and in view when the injection cues were extended; its
+# held-back quarter in distribution), and a test
 # set written before either, never trained on and read only for its figures (bench/data/README.md).
 GUARD_TEST = "guard_test.jsonl"
 GUARD_SETS = {GUARD_PROMPTS: "the project's own, held back", f"bench/data/{GUARD_TEST}": "test set"}

@@ -207,8 +207,7 @@ class Cascade(_WithHead):
     @classmethod
     def load(cls, long: LinearClassifier, short: Path, encoder: SentenceEncoder) -> Cascade:
         head, max_tokens, stored = _load_head(short, long.labels)
-        weight = float(stored["long_weight"]) if "long_weight" in stored else 0.0
-        return cls(long, head, max_tokens, encoder, float(stored["trust_long"]), weight)
+        return cls(long, head, max_tokens, encoder, float(stored["trust_long"]), float(stored["long_weight"]))
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,8 @@ def domain_examples(
 
 
 # Short jailbreaks and hijacks beside benign prompts that use the same words, written for this
-# project (data/router/README.md); only the jailbreak signal's head over the sentence encoder reads
-# them. Named by its path in the checkout.
+# project (data/router/README.md): the jailbreak signal's head over the sentence encoder reads them
+# all, its n-gram classifier the benign ones. Named by its path in the checkout.
 GUARD_PROMPTS = "data/router/guard_prompts.jsonl"
 
 
