@@ -86,7 +86,7 @@ DESCRIPTION_WEIGHT = 5.0
 GUARD_TOKENS = 64
 GUARD_WEIGHT = 10.0
 GUARD_STRENGTH = 3.0
-GUARD_AT = 0.98
+GUARD_AT = 0.975
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
