@@ -286,10 +286,9 @@ def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard)
         "in distribution": [*jailbreak_examples(data, "held_out"), *guard_examples(guard, "held_out")],
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
-    ngrams = classifier.long if isinstance(classifier, SecondOpinion) else classifier
-    scored = {side: [(f"{e.label}:{e.source}", (ngrams.probabilities(e.text)[ATTACK],
-                      classifier.probabilities(e.text)[ATTACK]), find_injection(e.text) is not None)
-                     for e in examples]
+    assert isinstance(classifier, SecondOpinion)
+    scored = {side: [(f"{e.label}:{e.source}", _with_and_without(classifier, e.text),
+                      find_injection(e.text) is not None) for e in examples]
               for side, examples in sides.items()}  # fmt: skip
     # (threshold, with the cues, which score: 0 the n-grams alone, 1 the shipped classifier)
     readings = [
@@ -309,6 +308,12 @@ def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard)
             _print_flagged(side, flagged)
             if cues and which == 1:
                 _score_jailbreak(card, "in" if side == "in distribution" else "out", flagged)
+
+
+def _with_and_without(classifier: SecondOpinion, text: str) -> tuple[float, float]:
+    """The attack score of the n-grams alone and of the shipped signal, from one set of features."""
+    features = Features(text, classifier.long.embeddings, classifier.encoder)
+    return classifier.long.classify(features)[ATTACK], classifier.classify(features)[ATTACK]
 
 
 def _print_flagged(side: str, flagged: dict[str, list[bool]]) -> None:

@@ -130,6 +130,8 @@ HARD_NEGATIVES = {
     )
 }
 QUESTION_WEIGHT = 30.0
+# The jailbreak head's: the same look-alikes, and the project's guard prompts GUARD_WEIGHT times.
+_HEAD_WEIGHTS: Mapping[str, float] = {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT}
 _WEIGHTS: dict[str, Mapping[str, float]] = {
     "domain": {QUESTIONS: QUESTION_WEIGHT},
     "jailbreak": HARD_NEGATIVES,
@@ -345,10 +347,10 @@ def train(
             classifier = fit(
                 examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
             )
-            attacks = [e for e in own if e.label == ATTACK]
-            opinion = fit_second_opinion(classifier, [*examples, *attacks], embeddings.pieces, sentences)
+            read_by_head = [*examples, *(e for e in own if e.label == ATTACK)]
+            opinion = fit_second_opinion(classifier, read_by_head, embeddings.pieces, sentences)
             opinion.save_short(out / "jailbreak-short.npz")
-            manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, [*examples, *attacks], out)
+            manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, read_by_head, out)
         path = out / f"{name}.npz"
         classifier.save(path)
         manifest["classifiers"][name] = {
@@ -407,7 +409,7 @@ def fit_second_opinion(
 
     vectors = _encoded([pieces.ids(e.text)[:SENTENCE_TOKENS] for e in examples], encoder, "jailbreak")
     model = LogisticRegression(C=GUARD_STRENGTH, max_iter=3000, class_weight="balanced")
-    weights = _sample_weights(examples, {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT})
+    weights = _sample_weights(examples, _HEAD_WEIGHTS)
     model.fit(vectors, [e.label for e in examples], sample_weight=weights)
     if tuple(str(c) for c in model.classes_) != long.labels:
         raise ValueError(f"the head's labels {model.classes_} differ from the classifier's {long.labels}")
@@ -434,7 +436,7 @@ def _opinion_entry(opinion: SecondOpinion, examples: list[Example], out: Path) -
         f"{GUARD_TOKENS} tokens",
         "threshold_of_its_own": GUARD_AT,
         "regularisation_C": GUARD_STRENGTH,
-        "weights": {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT},
+        "weights": dict(_HEAD_WEIGHTS),
     }
 
 
