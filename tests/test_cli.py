@@ -68,6 +68,10 @@ def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], 
     code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--guard-prompts", str(guard))
     assert code == 2
     assert f"{guard}: no such file (the project's own guard: --guard-prompts)" in err
+    frames = tmp_path / "frames.jsonl"
+    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--frames", str(frames))
+    assert code == 2
+    assert f"{frames}: no such file (the project's own frames: --frames)" in err
     assert "Traceback" not in err
 
 

@@ -22,12 +22,14 @@ __all__ = [
     "DOMAINS",
     "DOMAIN_DESCRIPTIONS",
     "DOMAIN_LEFT_OUT",
+    "FRAMES",
     "GUARD_PROMPTS",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
     "Example",
     "domain_examples",
     "domain_source",
+    "framed_examples",
     "guard_examples",
     "jailbreak_examples",
 ]
@@ -158,6 +160,36 @@ def guard_examples(path: Path, side: Side) -> Iterator[Example]:
             raise ValueError(f"{path}: label {label!r} is neither {ATTACK!r} nor {BENIGN!r}")
         if _side(GUARD_PROMPTS + text) == side:
             yield Example(text, label, GUARD_PROMPTS)
+
+
+# Frames a harmful request hides in — a dead relative's stories, fiction, a game, a profession, "for
+# educational purposes" — written for this project (data/router/README.md), each with one
+# `{request}`. The jailbreak signal's head reads every frame around every harmful request on the
+# train side (an attack) and around as many of the project's own questions (benign): the frame alone
+# says nothing, the request alone is a plain harmful question (benign: no jailbreak), and the two
+# together are the attack. Named by its path in the checkout.
+FRAMES = "data/router/frames.jsonl"
+SLOT = "{request}"
+_HARMFUL_REQUESTS = (
+    "jailbreak/jailbreakbench_harmful_goals.jsonl",
+    "jailbreak/gptfuzz_questions_train.jsonl",
+)
+
+
+def framed_examples(root: Path, frames: Path, questions: Path) -> Iterator[Example]:
+    """Each frame of `frames` around each train-side harmful request of `root` (ATTACK), and around
+    as many train-side questions of `questions` (BENIGN), chosen per frame by SHA-256."""
+    harmful = [str(row["text"]) for name in _HARMFUL_REQUESTS for row in _rows(root, name)
+               if _side(name + str(row["text"])) == "train"]  # fmt: skip
+    benign = [str(row["text"]) for row in _rows(questions.parent, questions.name)
+              if _side(QUESTIONS + str(row["text"])) == "train"]  # fmt: skip
+    for row in _rows(frames.parent, frames.name):
+        frame = str(row["text"])
+        if frame.count(SLOT) != 1:
+            raise ValueError(f"{frames}: {frame!r} has not exactly one {SLOT}")
+        chosen = sorted(benign, key=lambda text: _fraction(frame + text))[: len(harmful)]
+        yield from (Example(frame.replace(SLOT, text), ATTACK, FRAMES) for text in harmful)
+        yield from (Example(frame.replace(SLOT, text), BENIGN, FRAMES) for text in chosen)
 
 
 def domain_source(root: Path, name: str) -> Iterator[Example]:

@@ -39,6 +39,7 @@ from sovra.routing.datasets import (
     QUESTIONS,
     Example,
     domain_examples,
+    framed_examples,
     guard_examples,
     jailbreak_examples,
 )
@@ -77,8 +78,9 @@ LONG_WEIGHT = 0.1
 DESCRIPTION_WEIGHT = 5.0
 # The jailbreak signal's second opinion: prompts of at most GUARD_TOKENS tokens are also read by a
 # head over the sentence encoder (their first SENTENCE_TOKENS), trained on the jailbreak examples
-# and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times), C =
-# GUARD_STRENGTH. Its own threshold, GUARD_AT, is the lowest at which held-out personas and
+# and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times) and harmful
+# requests in its frames beside questions in the same frames (datasets.framed_examples, once each),
+# C = GUARD_STRENGTH. Its own threshold, GUARD_AT, is the lowest at which held-out personas and
 # writing tasks stay flagged at most 1 % and security requests 3 % (the rule the policy's 0.75 was
 # chosen by); training shifts its bias so that GUARD_AT falls on the policy's default threshold.
 # All chosen on validation: held-out rows, and the guard prompts by 4-fold cross-validation
@@ -86,7 +88,7 @@ DESCRIPTION_WEIGHT = 5.0
 GUARD_TOKENS = 64
 GUARD_WEIGHT = 10.0
 GUARD_STRENGTH = 3.0
-GUARD_AT = 0.975
+GUARD_AT = 0.96
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -308,17 +310,19 @@ def train(
     questions: Path | None = None,
     out: Path = MODELS,
     guard: Path | None = None,
+    frames: Path | None = None,
 ) -> dict[str, Any]:
     """Fit both classifiers on `data` (shared/datasets/router) and the project's own `questions`
-    (datasets.QUESTIONS) and `guard` prompts (datasets.GUARD_PROMPTS), with static embeddings
-    distilled from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and a
-    manifest to `out`."""
+    (datasets.QUESTIONS), `guard` prompts (datasets.GUARD_PROMPTS) and `frames` (datasets.FRAMES),
+    with static embeddings distilled from `encoder` (its `weights` and `tokenizer` files,
+    distil.ENCODER); write them and a manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     own = list(guard_examples(guard, "train")) if guard is not None else []
+    framed = list(framed_examples(data, frames, questions)) if frames and questions else []
     sets = {
         "domain": list(domain_examples(data, "train", questions)),
-        # The project's own attacks are the head's alone: in the n-grams' training they made pasted
-        # documents and chat-app prompts look like attacks (models/README.md).
+        # The project's own attacks and frames are the head's alone: in the n-grams' training the
+        # attacks made pasted documents and chat-app prompts look like attacks (models/README.md).
         "jailbreak": [*jailbreak_examples(data, "train"), *(e for e in own if e.label == BENIGN)],
     }
     weights = load_weights(encoder["weights"])
@@ -328,6 +332,7 @@ def train(
         "data": str(data.name),
         "questions": _file_entry(questions) if questions is not None else None,
         "guard_prompts": _file_entry(guard) if guard is not None else None,
+        "frames": _file_entry(frames) if frames is not None else None,
         "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
         "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
@@ -347,7 +352,7 @@ def train(
             classifier = fit(
                 examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
             )
-            read_by_head = [*examples, *(e for e in own if e.label == ATTACK)]
+            read_by_head = [*examples, *(e for e in own if e.label == ATTACK), *framed]
             opinion = fit_second_opinion(classifier, read_by_head, embeddings.pieces, sentences)
             opinion.save_short(out / "jailbreak-short.npz")
             manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, read_by_head, out)
