@@ -72,6 +72,10 @@ def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], 
     code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--frames", str(frames))
     assert code == 2
     assert f"{frames}: no such file (the project's own frames: --frames)" in err
+    harmful = tmp_path / "harmful.jsonl"
+    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--harmful-requests", str(harmful))
+    assert code == 2
+    assert f"{harmful}: no such file (the project's own harmful requests: --harmful-requests)" in err
     assert "Traceback" not in err
 
 

@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
         "--frames", type=Path, default=Path("data/router/frames.jsonl"),
         help="the project's own frames a harmful request hides in (data/router/README.md)",
     )  # fmt: skip
+    train.add_argument(
+        "--harmful-requests", type=Path, default=Path("data/router/harmful_requests.jsonl"),
+        help="the project's own harmful requests, put in the frames (data/router/README.md)",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, help="where to write them (default: inside the package)")
     return parser
 
@@ -173,7 +177,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("status", "load", "unload"):
         return run_status_command(args, load_platform_config(args.config))
     if args.command == "router":
-        own = {"questions": args.questions, "guard": args.guard_prompts, "frames": args.frames}
+        own = {
+            "questions": args.questions, "guard": args.guard_prompts, "frames": args.frames,
+            "harmful requests": args.harmful_requests,
+        }  # fmt: skip
         return _train_router(args.data, own, args.out, load_platform_config(args.config))
     if args.command == "function":
         return _serve_function(args.address, args.tls_certs_dir, args.insecure)
@@ -278,12 +285,15 @@ def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
 
 
 def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: PlatformConfig) -> int:
-    """`own`: the project's own data, `questions`, `guard` prompts and `frames` (data/router/README.md)."""
+    """`own`: the project's own data (data/router/README.md): `questions`, `guard` prompts, `frames`
+    and `harmful` requests."""
     if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
         raise ConfigError(
             [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
         )
-    for what, flag in (("questions", "--questions"), ("guard", "--guard-prompts"), ("frames", "--frames")):
+    flags = {"questions": "--questions", "guard": "--guard-prompts", "frames": "--frames",
+             "harmful requests": "--harmful-requests"}  # fmt: skip
+    for what, flag in flags.items():
         if not own[what].is_file():
             reason = f"no such file (the project's own {what}: {flag})"
             raise ConfigError([Problem(str(own[what]), "", reason)])
@@ -296,7 +306,8 @@ def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: Pl
 
     store = build_store(config)  # the encoder comes through the weight store, like a model
     encoder = {part: store.ensure(parse_ref(uri)) for part, uri in ENCODER.items()}
-    manifest = train(data, encoder, own["questions"], out or MODELS, own["guard"], own["frames"])
+    frames = (own["frames"], own["harmful requests"])
+    manifest = train(data, encoder, own["questions"], out or MODELS, own["guard"], frames)
     for name, entry in manifest["classifiers"].items():
         examples = sum(entry["examples"].values())
         print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")

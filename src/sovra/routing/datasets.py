@@ -24,6 +24,7 @@ __all__ = [
     "DOMAIN_LEFT_OUT",
     "FRAMES",
     "GUARD_PROMPTS",
+    "HARMFUL_REQUESTS",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
     "Example",
@@ -31,6 +32,7 @@ __all__ = [
     "domain_source",
     "framed_examples",
     "guard_examples",
+    "harmful_examples",
     "jailbreak_examples",
 ]
 
@@ -167,8 +169,10 @@ def guard_examples(path: Path, side: Side) -> Iterator[Example]:
 # `{request}`. The jailbreak signal's head reads every frame around every harmful request on the
 # train side (an attack) and around as many of the project's own questions (benign): the frame alone
 # says nothing, the request alone is a plain harmful question (benign: no jailbreak), and the two
-# together are the attack. Named by its path in the checkout.
+# together are the attack. The harmful requests are the sources' and the project's own
+# (HARMFUL_REQUESTS, which the head also reads plain, as benign). Named by their paths in the checkout.
 FRAMES = "data/router/frames.jsonl"
+HARMFUL_REQUESTS = "data/router/harmful_requests.jsonl"
 SLOT = "{request}"
 _HARMFUL_REQUESTS = (
     "jailbreak/jailbreakbench_harmful_goals.jsonl",
@@ -176,19 +180,29 @@ _HARMFUL_REQUESTS = (
 )
 
 
-def framed_examples(root: Path, frames: Path, questions: Path) -> Iterator[Example]:
-    """Each frame of `frames` around each train-side harmful request of `root` (ATTACK), and around
-    as many train-side questions of `questions` (BENIGN), chosen per frame by SHA-256."""
-    harmful = [str(row["text"]) for name in _HARMFUL_REQUESTS for row in _rows(root, name)
-               if _side(name + str(row["text"])) == "train"]  # fmt: skip
+def harmful_examples(path: Path) -> Iterator[Example]:
+    """The project's own plain harmful requests on the train side (HARMFUL_REQUESTS), labelled
+    benign as the sources' are: a harmful question is no jailbreak."""
+    for row in _rows(path.parent, path.name):
+        if _side(HARMFUL_REQUESTS + str(row["text"])) == "train":
+            yield Example(str(row["text"]), BENIGN, HARMFUL_REQUESTS)
+
+
+def framed_examples(root: Path, frames: Path, questions: Path, harmful: Path) -> Iterator[Example]:
+    """Each frame of `frames` around each train-side harmful request (of `root`'s sources and of
+    `harmful`) as an ATTACK, and around as many train-side questions of `questions` as BENIGN,
+    chosen per frame by SHA-256."""
+    requests = [str(row["text"]) for name in _HARMFUL_REQUESTS for row in _rows(root, name)
+                if _side(name + str(row["text"])) == "train"]  # fmt: skip
+    requests += (e.text for e in harmful_examples(harmful))
     benign = [str(row["text"]) for row in _rows(questions.parent, questions.name)
               if _side(QUESTIONS + str(row["text"])) == "train"]  # fmt: skip
     for row in _rows(frames.parent, frames.name):
         frame = str(row["text"])
         if frame.count(SLOT) != 1:
             raise ValueError(f"{frames}: {frame!r} has not exactly one {SLOT}")
-        chosen = sorted(benign, key=lambda text: _fraction(frame + text))[: len(harmful)]
-        yield from (Example(frame.replace(SLOT, text), ATTACK, FRAMES) for text in harmful)
+        chosen = sorted(benign, key=lambda text: _fraction(frame + text))[: len(requests)]
+        yield from (Example(frame.replace(SLOT, text), ATTACK, FRAMES) for text in requests)
         yield from (Example(frame.replace(SLOT, text), BENIGN, FRAMES) for text in chosen)
 
 

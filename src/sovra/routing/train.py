@@ -36,11 +36,13 @@ from sovra.routing.datasets import (
     BENIGN,
     DOMAIN_DESCRIPTIONS,
     GUARD_PROMPTS,
+    HARMFUL_REQUESTS,
     QUESTIONS,
     Example,
     domain_examples,
     framed_examples,
     guard_examples,
+    harmful_examples,
     jailbreak_examples,
 )
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
@@ -78,17 +80,18 @@ LONG_WEIGHT = 0.1
 DESCRIPTION_WEIGHT = 5.0
 # The jailbreak signal's second opinion: prompts of at most GUARD_TOKENS tokens are also read by a
 # head over the sentence encoder (their first SENTENCE_TOKENS), trained on the jailbreak examples
-# and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times) and harmful
-# requests in its frames beside questions in the same frames (datasets.framed_examples, once each),
-# C = GUARD_STRENGTH. Its own threshold, GUARD_AT, is the lowest at which held-out personas and
-# writing tasks stay flagged at most 1 % and security requests 3 % (the rule the policy's 0.75 was
-# chosen by); training shifts its bias so that GUARD_AT falls on the policy's default threshold.
+# and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times), harmful
+# requests in its frames beside questions in the same frames (datasets.framed_examples, once each)
+# and its harmful requests plain (benign, three times like the sources'), C = GUARD_STRENGTH. Its
+# own threshold, GUARD_AT, is the lowest at which held-out personas and writing tasks stay flagged
+# at most 1 % and security requests 3 % (the rule the policy's 0.75 was chosen by); training shifts
+# its bias so that GUARD_AT falls on the policy's default threshold.
 # All chosen on validation: held-out rows, and the guard prompts by 4-fold cross-validation
 # (models/README.md).
 GUARD_TOKENS = 64
 GUARD_WEIGHT = 10.0
 GUARD_STRENGTH = 3.0
-GUARD_AT = 0.96
+GUARD_AT = 0.935
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -129,6 +132,7 @@ HARD_NEGATIVES = {
         "jailbreak/jailbreakbench_harmful_goals.jsonl",
         "jailbreak/bipia_email_injections.jsonl",
         GUARD_PROMPTS,  # the n-gram classifier reads only its benign prompts (`train`)
+        HARMFUL_REQUESTS,  # read by the jailbreak head alone, plain and in frames (`train`)
     )
 }
 QUESTION_WEIGHT = 30.0
@@ -310,15 +314,16 @@ def train(
     questions: Path | None = None,
     out: Path = MODELS,
     guard: Path | None = None,
-    frames: Path | None = None,
+    frames: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """Fit both classifiers on `data` (shared/datasets/router) and the project's own `questions`
-    (datasets.QUESTIONS), `guard` prompts (datasets.GUARD_PROMPTS) and `frames` (datasets.FRAMES),
-    with static embeddings distilled from `encoder` (its `weights` and `tokenizer` files,
-    distil.ENCODER); write them and a manifest to `out`."""
+    (datasets.QUESTIONS), `guard` prompts (datasets.GUARD_PROMPTS) and `frames` with harmful
+    requests to put in them (datasets.FRAMES, datasets.HARMFUL_REQUESTS), with static embeddings
+    distilled from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and
+    a manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     own = list(guard_examples(guard, "train")) if guard is not None else []
-    framed = list(framed_examples(data, frames, questions)) if frames and questions else []
+    framed = _framed(data, frames, questions)
     sets = {
         "domain": list(domain_examples(data, "train", questions)),
         # The project's own attacks and frames are the head's alone: in the n-grams' training the
@@ -332,7 +337,7 @@ def train(
         "data": str(data.name),
         "questions": _file_entry(questions) if questions is not None else None,
         "guard_prompts": _file_entry(guard) if guard is not None else None,
-        "frames": _file_entry(frames) if frames is not None else None,
+        "frames": [_file_entry(path) for path in frames] if frames is not None else None,
         "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
         "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
@@ -374,6 +379,15 @@ def train(
     manifest["gazetteer"] = write_gazetteer(data, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _framed(data: Path, frames: tuple[Path, Path] | None, questions: Path | None) -> list[Example]:
+    """The head's own examples beside the guard prompts: harmful requests in frames (attacks),
+    questions in the same frames and the project's harmful requests plain (benign)."""
+    if frames is None or questions is None:
+        return []
+    templates, harmful = frames
+    return [*framed_examples(data, templates, questions, harmful), *harmful_examples(harmful)]
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
