@@ -286,7 +286,7 @@ def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
 
 def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: PlatformConfig) -> int:
     """`own`: the project's own data (data/router/README.md): `questions`, `guard` prompts, `frames`
-    and `harmful` requests."""
+    and `harmful requests`."""
     if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
         raise ConfigError(
             [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
