@@ -60,23 +60,17 @@ def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], 
     assert f"{tmp_path}: not the router dataset" in err
     (tmp_path / "intent").mkdir()
     (tmp_path / "jailbreak").mkdir()
-    missing = tmp_path / "questions.jsonl"
-    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--questions", str(missing))
-    assert code == 2
-    assert f"{missing}: no such file" in err
-    guard = tmp_path / "guard.jsonl"
-    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--guard-prompts", str(guard))
-    assert code == 2
-    assert f"{guard}: no such file (the project's own guard: --guard-prompts)" in err
-    frames = tmp_path / "frames.jsonl"
-    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--frames", str(frames))
-    assert code == 2
-    assert f"{frames}: no such file (the project's own frames: --frames)" in err
-    harmful = tmp_path / "harmful.jsonl"
-    code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), "--harmful-requests", str(harmful))
-    assert code == 2
-    assert f"{harmful}: no such file (the project's own harmful requests: --harmful-requests)" in err
-    assert "Traceback" not in err
+    for flag, what in (
+        ("--questions", "short domain questions"),
+        ("--guard-prompts", "short attacks and look-alikes"),
+        ("--frames", "frames a harmful request hides in"),
+        ("--harmful-requests", "harmful requests, put in the frames"),
+    ):
+        missing = tmp_path / "missing.jsonl"
+        code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), flag, str(missing))
+        assert code == 2
+        assert f"{missing}: no such file (the project's own {what}: {flag})" in err
+        assert "Traceback" not in err
 
 
 def test_up_refuses_no_auth_on_a_public_address(capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,24 +110,22 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train the shipped classifiers (needs sovra[train])", parents=[config_option]
     )
     train.add_argument("--data", type=Path, default=Path("../shared/datasets/router"), help="router dataset")
-    train.add_argument(
-        "--questions", type=Path, default=Path("data/router/domain_questions.jsonl"),
-        help="the project's own short domain questions (data/router/README.md)",
-    )  # fmt: skip
-    train.add_argument(
-        "--guard-prompts", type=Path, default=Path("data/router/guard_prompts.jsonl"),
-        help="the project's own short attacks and look-alikes (data/router/README.md)",
-    )  # fmt: skip
-    train.add_argument(
-        "--frames", type=Path, default=Path("data/router/frames.jsonl"),
-        help="the project's own frames a harmful request hides in (data/router/README.md)",
-    )  # fmt: skip
-    train.add_argument(
-        "--harmful-requests", type=Path, default=Path("data/router/harmful_requests.jsonl"),
-        help="the project's own harmful requests, put in the frames (data/router/README.md)",
-    )  # fmt: skip
+    for flag, (default, what) in _OWN_DATA.items():
+        train.add_argument(flag, type=Path, default=Path(default), help=f"{what} (data/router/README.md)")
     train.add_argument("--out", type=Path, help="where to write them (default: inside the package)")
     return parser
+
+
+# The project's own training data for `sovra router train` (data/router/README.md): flag, default
+# path, what it is.
+_OWN_DATA = {
+    "--questions": ("data/router/domain_questions.jsonl", "the project's own short domain questions"),
+    "--guard-prompts": ("data/router/guard_prompts.jsonl", "the project's own short attacks and look-alikes"),
+    "--frames": ("data/router/frames.jsonl", "the project's own frames a harmful request hides in"),
+    "--harmful-requests": (
+        "data/router/harmful_requests.jsonl", "the project's own harmful requests, put in the frames"
+    ),
+}  # fmt: skip
 
 
 def _default_config() -> Path | None:
@@ -177,10 +175,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("status", "load", "unload"):
         return run_status_command(args, load_platform_config(args.config))
     if args.command == "router":
-        own = {
-            "questions": args.questions, "guard": args.guard_prompts, "frames": args.frames,
-            "harmful requests": args.harmful_requests,
-        }  # fmt: skip
+        own = {flag: getattr(args, flag.removeprefix("--").replace("-", "_")) for flag in _OWN_DATA}
         return _train_router(args.data, own, args.out, load_platform_config(args.config))
     if args.command == "function":
         return _serve_function(args.address, args.tls_certs_dir, args.insecure)
@@ -285,18 +280,14 @@ def _serve_function(address: str, certs: str | None, insecure: bool) -> int:
 
 
 def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: PlatformConfig) -> int:
-    """`own`: the project's own data (data/router/README.md): `questions`, `guard` prompts, `frames`
-    and `harmful requests`."""
+    """`own`: the project's own data by its flag (_OWN_DATA)."""
     if not (data / "intent").is_dir() or not (data / "jailbreak").is_dir():
         raise ConfigError(
             [Problem(str(data), "", "not the router dataset (no intent/ and jailbreak/ folders)")]
         )
-    flags = {"questions": "--questions", "guard": "--guard-prompts", "frames": "--frames",
-             "harmful requests": "--harmful-requests"}  # fmt: skip
-    for what, flag in flags.items():
-        if not own[what].is_file():
-            reason = f"no such file (the project's own {what}: {flag})"
-            raise ConfigError([Problem(str(own[what]), "", reason)])
+    for flag, (_, what) in _OWN_DATA.items():
+        if not own[flag].is_file():
+            raise ConfigError([Problem(str(own[flag]), "", f"no such file ({what}: {flag})")])
     try:
         from sovra.routing.train import ENCODER, MODELS, train
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -306,8 +297,8 @@ def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: Pl
 
     store = build_store(config)  # the encoder comes through the weight store, like a model
     encoder = {part: store.ensure(parse_ref(uri)) for part, uri in ENCODER.items()}
-    frames = (own["frames"], own["harmful requests"])
-    manifest = train(data, encoder, own["questions"], out or MODELS, own["guard"], frames)
+    frames = (own["--frames"], own["--harmful-requests"])
+    manifest = train(data, encoder, own["--questions"], out or MODELS, own["--guard-prompts"], frames)
     for name, entry in manifest["classifiers"].items():
         examples = sum(entry["examples"].values())
         print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")

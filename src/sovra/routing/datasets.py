@@ -142,9 +142,14 @@ def domain_examples(
             if side == "train" and "mmlu" in name and stem(text) != text:
                 yield Example(stem(text), label_here, name + "#stem")
     if questions is not None:
-        for row in _rows(questions.parent, questions.name):
-            if _side(QUESTIONS + str(row["text"])) == side:
-                yield Example(str(row["text"]), str(row["category"]), QUESTIONS)
+        yield from _questions(questions, side)
+
+
+def _questions(path: Path, side: Side) -> Iterator[Example]:
+    """The project's own short questions (QUESTIONS) on one side of the split."""
+    for row in _rows(path.parent, path.name):
+        if _side(QUESTIONS + str(row["text"])) == side:
+            yield Example(str(row["text"]), str(row["category"]), QUESTIONS)
 
 
 # Short jailbreaks and hijacks beside benign prompts that use the same words, written for this
@@ -195,8 +200,7 @@ def framed_examples(root: Path, frames: Path, questions: Path, harmful: Path) ->
     requests = [str(row["text"]) for name in _HARMFUL_REQUESTS for row in _rows(root, name)
                 if _side(name + str(row["text"])) == "train"]  # fmt: skip
     requests += (e.text for e in harmful_examples(harmful))
-    benign = [str(row["text"]) for row in _rows(questions.parent, questions.name)
-              if _side(QUESTIONS + str(row["text"])) == "train"]  # fmt: skip
+    benign = [e.text for e in _questions(questions, "train")]
     for row in _rows(frames.parent, frames.name):
         frame = str(row["text"])
         if frame.count(SLOT) != 1:
