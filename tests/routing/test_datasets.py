@@ -11,6 +11,7 @@ from sovra.routing.datasets import (
     GUARD_PROMPTS,
     HARMFUL_REQUESTS,
     QUESTIONS,
+    SLOT,
     domain_examples,
     domain_source,
     framed_examples,
@@ -29,6 +30,13 @@ _STOP = frozenset(
 
 def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP}
+
+
+def _restates(text: str, others: list[set[str]]) -> bool:
+    """Whether `text` shares 40 % or more of its content words with one of `others` (the router
+    data's own paraphrase rule, shared/datasets/router/README.md)."""
+    words = _content_words(text)
+    return any(len(words & other) >= 0.4 * len(words | other) for other in others)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -81,8 +89,7 @@ def test_the_shipped_questions_are_labelled_and_never_the_bench_questions_again(
     assert len({row["text"].lower() for row in rows}) == len(rows)
     bench = [_content_words(row["text"]) for row in _rows(ROOT / "bench" / "data" / "domain_questions.jsonl")]
     for row in rows:
-        words = _content_words(row["text"])
-        assert all(len(words & other) < 0.4 * len(words | other) for other in bench), row["text"]
+        assert not _restates(row["text"], bench), row["text"]
 
 
 def test_the_guard_test_set_is_labelled_and_no_paraphrase_of_a_trained_or_bench_prompt() -> None:
@@ -95,8 +102,7 @@ def test_the_guard_test_set_is_labelled_and_no_paraphrase_of_a_trained_or_bench_
     others += [_content_words(row["text"]) for row in _rows(ROOT / GUARD_PROMPTS)]
     for row in test:
         assert row["label"] in {"attack", "benign"}
-        words = _content_words(row["text"])
-        assert all(len(words & other) < 0.4 * len(words | other) for other in others), row["text"]
+        assert not _restates(row["text"], others), row["text"]
 
 
 def test_the_guard_prompts_are_labelled_and_split_like_every_source(tmp_path: Path) -> None:
@@ -146,7 +152,6 @@ def test_the_frames_and_harmful_requests_restate_no_bench_prompt() -> None:
     bench = [_content_words(row["text"]) for path in sorted((ROOT / "bench" / "data").glob("*.jsonl"))
              for row in _rows(path)]  # fmt: skip
     frames = _rows(ROOT / FRAMES)
-    assert all(row["text"].count("{request}") == 1 for row in frames)
+    assert all(row["text"].count(SLOT) == 1 for row in frames)
     for row in [*frames, *_rows(ROOT / HARMFUL_REQUESTS)]:
-        words = _content_words(row["text"].replace("{request}", ""))
-        assert all(len(words & other) < 0.4 * len(words | other) for other in bench), row["text"]
+        assert not _restates(row["text"].replace(SLOT, ""), bench), row["text"]

@@ -27,6 +27,7 @@ __all__ = [
     "HARMFUL_REQUESTS",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
+    "SLOT",
     "Example",
     "domain_examples",
     "domain_source",
