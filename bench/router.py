@@ -10,9 +10,9 @@
   e-mails, benign prompts full of attack words — and the 50 XSTest-style prompts of
   bench/data/benign_lookalikes.jsonl, written for this bench, and the short jailbreaks and hijacks
   of bench/data/guard_test.jsonl beside look-alikes of them; the held-back quarter of the project's
-  own such prompts, data/router/guard_prompts.jsonl, in distribution): recall per kind of attack, false
-  alarms per kind of benign prompt (personas, role-play, security requests, harmful questions asked
-  plainly).
+  own such prompts, data/router/guard_prompts.jsonl, and of its requests about pasted markup in
+  distribution): recall per kind of attack, false alarms per kind of benign prompt (personas,
+  role-play, security requests, harmful questions asked plainly).
 - PII: precision and recall per entity type (structured kinds, person names, street addresses) on
   both Presidio files: the newer generator's (the patterns were written with it in view) and the
   older generator's (other templates and locales); and on sentences of this bench's own filled by
@@ -54,12 +54,14 @@ from sovra.routing.datasets import (
     DOMAIN_LEFT_OUT,
     DOMAINS,
     GUARD_PROMPTS,
+    MARKUP_REQUESTS,
     QUESTIONS,
     Example,
     domain_examples,
     domain_source,
     guard_examples,
     jailbreak_examples,
+    markup_examples,
     stem,
 )
 from sovra.routing.embeddings import WordPieces
@@ -276,14 +278,20 @@ def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard)
     # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), the
     # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
     # requests about a pasted document (ticket, notes, article, log), each also with an instruction
-    # planted in the document — wrappers of its own, none of them BIPIA's e-mail assistant. And
-    # short jailbreaks and hijacks, each beside benign prompts with the same words (GUARD_SETS).
+    # planted in the document — wrappers of its own, none of them BIPIA's e-mail assistant. Requests
+    # about pasted markup and data (a validation set: data/router's markup requests were chosen
+    # on it). And short jailbreaks and hijacks, each beside benign prompts with the same
+    # words (GUARD_SETS).
     lookalikes = [Example(row["text"], row.get("label", BENIGN), f"bench/data/{name}")
                   for name in ("benign_lookalikes.jsonl", "app_tasks.jsonl", "pasted_documents.jsonl",
-                               "planted_instructions.jsonl", GUARD_TEST)
+                               "planted_instructions.jsonl", "markup_tasks.jsonl", GUARD_TEST)
                   for row in map(json.loads, (HERE / "data" / name).read_text().splitlines()) if row]  # fmt: skip
     sides = {
-        "in distribution": [*jailbreak_examples(data, "held_out"), *guard_examples(guard, "held_out")],
+        "in distribution": [
+            *jailbreak_examples(data, "held_out"),
+            *guard_examples(guard, "held_out"),
+            *markup_examples(HERE.parent / MARKUP_REQUESTS, "held_out"),
+        ],
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
     assert isinstance(classifier, SecondOpinion)

@@ -65,6 +65,7 @@ def test_router_training_names_missing_data(capsys: pytest.CaptureFixture[str], 
         ("--guard-prompts", "short attacks and look-alikes"),
         ("--frames", "frames a harmful request hides in"),
         ("--harmful-requests", "harmful requests, put in the frames"),
+        ("--markup-requests", "benign requests about pasted markup"),
     ):
         missing = tmp_path / "missing.jsonl"
         code, _, err = run(capsys, "router", "train", "--data", str(tmp_path), flag, str(missing))

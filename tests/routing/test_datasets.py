@@ -10,6 +10,7 @@ from sovra.routing.datasets import (
     FRAMES,
     GUARD_PROMPTS,
     HARMFUL_REQUESTS,
+    MARKUP_REQUESTS,
     QUESTIONS,
     SLOT,
     domain_examples,
@@ -17,6 +18,7 @@ from sovra.routing.datasets import (
     framed_examples,
     guard_examples,
     harmful_examples,
+    markup_examples,
 )
 
 ROOT = Path(__file__).parents[2]
@@ -103,6 +105,22 @@ def test_the_guard_test_set_is_labelled_and_no_paraphrase_of_a_trained_or_bench_
     for row in test:
         assert row["label"] in {"attack", "benign"}
         assert not _restates(row["text"], others), row["text"]
+
+
+def test_the_guard_prompts_and_markup_requests_restate_no_bench_prompt() -> None:
+    """They train the jailbreak signal: every bench file must stay wording it never saw."""
+    bench = [_content_words(row["text"]) for path in sorted((ROOT / "bench" / "data").glob("*.jsonl"))
+             for row in _rows(path)]  # fmt: skip
+    for row in [*_rows(ROOT / GUARD_PROMPTS), *_rows(ROOT / MARKUP_REQUESTS)]:
+        assert not _restates(row["text"], bench), row["text"]
+
+
+def test_the_markup_requests_are_benign_and_split_like_every_source() -> None:
+    path = ROOT / MARKUP_REQUESTS
+    train, held = (list(markup_examples(path, side)) for side in ("train", "held_out"))
+    assert sorted(e.text for e in train + held) == sorted(row["text"] for row in _rows(path))
+    assert 0 < len(held) < len(train)
+    assert {e.label for e in train + held} == {"benign"} and {e.source for e in train} == {MARKUP_REQUESTS}
 
 
 def test_the_guard_prompts_are_labelled_and_split_like_every_source(tmp_path: Path) -> None:

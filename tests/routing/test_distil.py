@@ -17,7 +17,7 @@ from sovra.routing.router import shipped_classifiers
 from sovra.routing.train import fit
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "court", "judge", "law", "cell", "gene", "enzyme", "of"]
-HIDDEN, HEADS, INNER, LAYERS = 8, 2, 16, 2
+HIDDEN, HEADS, INNER, LAYERS = 8, 2, 16, 3
 
 
 def tiny_tokenizer() -> Tokenizer:

@@ -125,6 +125,9 @@ _OWN_DATA = {
     "--harmful-requests": (
         "data/router/harmful_requests.jsonl", "the project's own harmful requests, put in the frames"
     ),
+    "--markup-requests": (
+        "data/router/markup_requests.jsonl", "the project's own benign requests about pasted markup"
+    ),
 }  # fmt: skip
 
 
@@ -298,7 +301,8 @@ def _train_router(data: Path, own: dict[str, Path], out: Path | None, config: Pl
     store = build_store(config)  # the encoder comes through the weight store, like a model
     encoder = {part: store.ensure(parse_ref(uri)) for part, uri in ENCODER.items()}
     frames = (own["--frames"], own["--harmful-requests"])
-    manifest = train(data, encoder, own["--questions"], out or MODELS, own["--guard-prompts"], frames)
+    guard, markup = own["--guard-prompts"], own["--markup-requests"]
+    manifest = train(data, encoder, own["--questions"], out or MODELS, guard, frames, markup)
     for name, entry in manifest["classifiers"].items():
         examples = sum(entry["examples"].values())
         print(f"{name}: {entry['file']} sha256 {entry['sha256'][:16]}… from {examples} examples")

@@ -25,6 +25,7 @@ __all__ = [
     "FRAMES",
     "GUARD_PROMPTS",
     "HARMFUL_REQUESTS",
+    "MARKUP_REQUESTS",
     "OUT_OF_DISTRIBUTION",
     "QUESTIONS",
     "SLOT",
@@ -35,6 +36,7 @@ __all__ = [
     "guard_examples",
     "harmful_examples",
     "jailbreak_examples",
+    "markup_examples",
 ]
 
 Side = Literal["train", "held_out"]
@@ -189,9 +191,25 @@ _HARMFUL_REQUESTS = (
 def harmful_examples(path: Path) -> Iterator[Example]:
     """The project's own plain harmful requests on the train side (HARMFUL_REQUESTS), labelled
     benign as the sources' are: a harmful question is no jailbreak."""
+    return _benign(path, HARMFUL_REQUESTS, "train")
+
+
+# Benign requests about pasted markup and data (HTML, JSON, CSV, logs, code), written for this
+# project (data/router/README.md): look-alikes for the jailbreak signal's head alone, to which markup
+# looked like the GCG suffixes and planted payloads among the attacks. Named by its path in the checkout.
+MARKUP_REQUESTS = "data/router/markup_requests.jsonl"
+
+
+def markup_examples(path: Path, side: Side) -> Iterator[Example]:
+    """The project's own requests about pasted markup (MARKUP_REQUESTS), benign, split like every source."""
+    return _benign(path, MARKUP_REQUESTS, side)
+
+
+def _benign(path: Path, name: str, side: Side) -> Iterator[Example]:
+    """Each row's `text` on `side`, labelled benign, from the project's file `path` named `name`."""
     for row in _rows(path.parent, path.name):
-        if _side(HARMFUL_REQUESTS + str(row["text"])) == "train":
-            yield Example(str(row["text"]), BENIGN, HARMFUL_REQUESTS)
+        if _side(name + str(row["text"])) == side:
+            yield Example(str(row["text"]), BENIGN, name)
 
 
 def framed_examples(root: Path, frames: Path, questions: Path, harmful: Path) -> Iterator[Example]:

@@ -7,7 +7,8 @@ Runtime, `routing/export.py`) reads the words in context. It costs about 0.2 ms 
 (AVX2), so only short prompts pay for it, where n-grams are weakest: the domain classifier's of at
 most 32 tokens (`classifier.Cascade`) and the jailbreak signal's of at most 64
 (`classifier.SecondOpinion`), both reading one vector of the first 32 tokens; longer prompts never
-do.
+do. The vector is two unit vectors side by side, the mean token states of the last layer and of
+one two below it (`export.POOLED`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class SentenceEncoder:
     sep: int
 
     def embed(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        """The unit vector of a text's token ids (without [CLS]/[SEP]; the first MAX_TOKENS are read)."""
+        """The vector of a text's token ids (without [CLS]/[SEP]; the first MAX_TOKENS are read)."""
         framed = np.concatenate(([self.cls], ids[:MAX_TOKENS], [self.sep])).astype(np.int64)
         vector: npt.NDArray[np.float32] = self.session.run(None, {"ids": framed})[0]
         return vector

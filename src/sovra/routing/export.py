@@ -1,12 +1,18 @@
 """The sentence encoder as an ONNX graph with int8 weights (training only; serving runs the result).
 
 all-MiniLM-L6-v2 (Apache-2.0), the BERT whose token vectors `distil.py` already reads, written out
-node by node from its safetensors weights — one sequence of token ids in, its mean-pooled unit
-vector out, as sentence-transformers pools it — then its weights quantised to int8 by ONNX
+node by node from its safetensors weights — one sequence of token ids in, one vector out — then
+its weights quantised to int8 by ONNX
 Runtime's dynamic quantisation (a quarter of the size, about twice as fast on one core; cosine
 ≈ 0.97 to the float model). Building the graph needs the `onnx` package (`sovra[train]`); no
 PyTorch, no download: the weights come through the weight store like the static embeddings'.
 `tests/routing/test_encoder.py` checks the graph against `distil.encode` on a tiny BERT.
+
+The vector is two unit vectors side by side: the mean of the last layer's token states (the
+sentence vector sentence-transformers pools) and the mean of the states two layers below it
+(`POOLED`). The middle layers keep more of how a thing is asked, the last of what it is about; on
+validation both heads gained from the second half (routing/models/README.md). One pass, the same
+cost: the earlier states are computed on the way anyway.
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ import numpy as np
 
 from sovra.routing.distil import HEADS, Weights, layers
 
-__all__ = ["OPSET", "export"]
+__all__ = ["OPSET", "POOLED", "export"]
 
 OPSET = 18  # ReduceMean's axes as an input
+# Which hidden states are mean-pooled into the vector, in its order, counted as Hugging Face's
+# `hidden_states` are (0 the embeddings, then one per layer): the last, and two below it (all-MiniLM-
+# L6-v2's fourth layer of six).
+POOLED = (-1, -3)
 
 
 class _Graph:
@@ -95,20 +105,22 @@ def _model(weights: Weights, heads: int) -> Any:
     )
     x = g.node("Add", words, where)
     x = g.node("Add", x, g.constant("segment", weights["embeddings.token_type_embeddings.weight"][0]))
-    x = g.layer_norm(x, "embeddings.LayerNorm")
+    states = [g.layer_norm(x, "embeddings.LayerNorm")]
     for layer in range(layers(weights)):
-        p = f"encoder.layer.{layer}"
+        x, p = states[-1], f"encoder.layer.{layer}"
         attended = g.linear(_attention(g, x, f"{p}.attention.self", heads), f"{p}.attention.output.dense")
         x = g.layer_norm(g.node("Add", x, attended), f"{p}.attention.output.LayerNorm")
         inner = _gelu(g, g.linear(x, f"{p}.intermediate.dense"), p)
         x = g.layer_norm(g.node("Add", x, g.linear(inner, f"{p}.output.dense")), f"{p}.output.LayerNorm")
-    pooled = g.node("ReduceMean", x, g.constant("tokens", np.array([0], np.int64)), keepdims=1)
-    unit = g.node("LpNormalization", pooled, axis=-1, p=2)
-    g.nodes.append(helper.make_node("Squeeze", [unit, "tokens"], ["embedding"]))
-    hidden = weights["embeddings.word_embeddings.weight"].shape[1]
+        states.append(x)
+    tokens = g.constant("tokens", np.array([0], np.int64))
+    units = [g.node("LpNormalization", g.node("ReduceMean", states[i], tokens, keepdims=1), axis=-1, p=2)
+             for i in POOLED]  # fmt: skip
+    g.nodes.append(helper.make_node("Squeeze", [g.node("Concat", *units, axis=-1), "tokens"], ["embedding"]))
+    size = len(POOLED) * weights["embeddings.word_embeddings.weight"].shape[1]
     graph = helper.make_graph(
         g.nodes, "sentence-encoder", [helper.make_tensor_value_info(ids, TensorProto.INT64, [None])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [hidden])], g.constants,
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [size])], g.constants,
     )  # fmt: skip
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sovra")
 

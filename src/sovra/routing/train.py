@@ -37,6 +37,7 @@ from sovra.routing.datasets import (
     DOMAIN_DESCRIPTIONS,
     GUARD_PROMPTS,
     HARMFUL_REQUESTS,
+    MARKUP_REQUESTS,
     QUESTIONS,
     Example,
     domain_examples,
@@ -44,6 +45,7 @@ from sovra.routing.datasets import (
     guard_examples,
     harmful_examples,
     jailbreak_examples,
+    markup_examples,
 )
 from sovra.routing.distil import ENCODER, SMOOTHING, UPSTREAM_SHA256, Weights, distil, load_weights
 from sovra.routing.embeddings import StaticEmbeddings, WordPieces, load_tokenizer
@@ -76,13 +78,16 @@ LONG_WEIGHT = 0.1
 # The head's prior: each domain's description (datasets.DOMAIN_DESCRIPTIONS) read by the encoder,
 # times this, added to the domain's weights. Chosen on validation sources, each left out of the
 # head's training in turn (models/README.md): their mean 62.4 -> 64.1 %, the project's own
-# questions left out 66.8 -> 74.2 %.
-DESCRIPTION_WEIGHT = 5.0
+# questions left out 66.8 -> 74.2 %. Halved when the encoder's vector became two unit vectors
+# (export.POOLED), whose dot product with a description's is the sum of two cosines: on the same
+# validation 2.5 and 5 tie (68.4 %), and 2.5 keeps more of the exam-style source (TheoremQA).
+DESCRIPTION_WEIGHT = 2.5
 # The jailbreak signal's second opinion: prompts of at most GUARD_TOKENS tokens are also read by a
 # head over the sentence encoder (their first SENTENCE_TOKENS), trained on the jailbreak examples
 # and the project's own guard prompts (GUARD_PROMPTS, counting GUARD_WEIGHT times), harmful
 # requests in its frames beside questions in the same frames (datasets.framed_examples, once each)
-# and its harmful requests plain (benign, three times like the sources'), C = GUARD_STRENGTH. Its
+# and its harmful requests plain (benign, three times like the sources'), and its requests about
+# pasted markup (MARKUP_REQUESTS, benign, GUARD_WEIGHT times), C = GUARD_STRENGTH. Its
 # own threshold, GUARD_AT, is the lowest at which held-out personas and writing tasks stay flagged
 # at most 1 % and security requests 3 % (the rule the policy's 0.75 was chosen by); training shifts
 # its bias so that GUARD_AT falls on the policy's default threshold.
@@ -91,7 +96,7 @@ DESCRIPTION_WEIGHT = 5.0
 GUARD_TOKENS = 64
 GUARD_WEIGHT = 10.0
 GUARD_STRENGTH = 3.0
-GUARD_AT = 0.935
+GUARD_AT = 0.94
 
 
 def _matrix(texts: Iterable[str], embeddings: StaticEmbeddings | None = None) -> Any:
@@ -136,8 +141,13 @@ HARD_NEGATIVES = {
     )
 }
 QUESTION_WEIGHT = 30.0
-# The jailbreak head's: the same look-alikes, and the project's guard prompts GUARD_WEIGHT times.
-_HEAD_WEIGHTS: Mapping[str, float] = {**HARD_NEGATIVES, GUARD_PROMPTS: GUARD_WEIGHT}
+# The jailbreak head's: the same look-alikes, and the project's guard prompts and markup requests
+# GUARD_WEIGHT times.
+_HEAD_WEIGHTS: Mapping[str, float] = {
+    **HARD_NEGATIVES,
+    GUARD_PROMPTS: GUARD_WEIGHT,
+    MARKUP_REQUESTS: GUARD_WEIGHT,
+}
 _WEIGHTS: dict[str, Mapping[str, float]] = {
     "domain": {QUESTIONS: QUESTION_WEIGHT},
     "jailbreak": HARD_NEGATIVES,
@@ -315,15 +325,19 @@ def train(
     out: Path = MODELS,
     guard: Path | None = None,
     frames: tuple[Path, Path] | None = None,
+    markup: Path | None = None,
 ) -> dict[str, Any]:
     """Fit both classifiers on `data` (shared/datasets/router) and the project's own `questions`
-    (datasets.QUESTIONS), `guard` prompts (datasets.GUARD_PROMPTS) and `frames` with harmful
-    requests to put in them (datasets.FRAMES, datasets.HARMFUL_REQUESTS), with static embeddings
-    distilled from `encoder` (its `weights` and `tokenizer` files, distil.ENCODER); write them and
-    a manifest to `out`."""
+    (datasets.QUESTIONS), `guard` prompts (datasets.GUARD_PROMPTS), `frames` with harmful
+    requests to put in them (datasets.FRAMES, datasets.HARMFUL_REQUESTS) and `markup` requests
+    (datasets.MARKUP_REQUESTS), with static embeddings distilled from `encoder` (its `weights` and
+    `tokenizer` files, distil.ENCODER); write them and a manifest to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     own = list(guard_examples(guard, "train")) if guard is not None else []
     framed = _framed(data, frames, questions)
+    # The head's alone: in the n-grams' training, 43 more benign prompts moved held-out security
+    # requests past the threshold (2.2 -> 3.9 %; models/README.md).
+    marked = list(markup_examples(markup, "train")) if markup is not None else []
     sets = {
         "domain": list(domain_examples(data, "train", questions)),
         # The project's own attacks and frames are the head's alone: in the n-grams' training the
@@ -338,6 +352,7 @@ def train(
         "questions": _file_entry(questions) if questions is not None else None,
         "guard_prompts": _file_entry(guard) if guard is not None else None,
         "frames": [_file_entry(path) for path in frames] if frames is not None else None,
+        "markup_requests": _file_entry(markup) if markup is not None else None,
         "embeddings": _embeddings(weights, load_tokenizer(encoder["tokenizer"]), corpus, out),
         "sentence_encoder": _sentence_encoder(weights, out),
         "classifiers": {},
@@ -357,7 +372,7 @@ def train(
             classifier = fit(
                 examples, _STRENGTH[name], balanced=True, embeddings=reads, weights=_WEIGHTS[name]
             )
-            read_by_head = [*examples, *(e for e in own if e.label == ATTACK), *framed]
+            read_by_head = [*examples, *(e for e in own if e.label == ATTACK), *framed, *marked]
             opinion = fit_second_opinion(classifier, read_by_head, embeddings.pieces, sentences)
             opinion.save_short(out / "jailbreak-short.npz")
             manifest["classifiers"]["jailbreak-short"] = _opinion_entry(opinion, read_by_head, out)
@@ -492,8 +507,8 @@ def _encoded(
 
 def _described(head: Head, pieces: WordPieces, encoder: SentenceEncoder) -> Head:
     """`head` with the prior added: for each described domain, DESCRIPTION_WEIGHT times the
-    encoder's vector of its description (a cosine, as the vectors are unit length) added to its
-    logit. Linear, so it folds into the weights: serving pays nothing for it."""
+    encoder's vector of its description added to its logit (a sum of cosines, the vectors being
+    unit ones side by side). Linear, so it folds into the weights: serving pays nothing for it."""
     weights = head.weights.copy()
     for column, label in enumerate(head.labels):
         if label in DOMAIN_DESCRIPTIONS:
@@ -550,7 +565,8 @@ def _sentence_encoder(weights: Weights, out: Path) -> dict[str, Any]:
     export(weights, path)
     return {
         **_file_entry(path),
-        "graph": "routing/export.py: mean-pooled, unit length; int8 weights (ONNX Runtime's quantisation)",
+        "graph": "routing/export.py: the last layer and the one two below it, each mean-pooled to unit "
+        "length, side by side; int8 weights (ONNX Runtime's quantisation)",
         "encoder": _UPSTREAM,
     }
 
