@@ -2,10 +2,10 @@
 
 all-MiniLM-L6-v2 (Apache-2.0), the BERT whose token vectors `distil.py` already reads, written out
 node by node from its safetensors weights — one sequence of token ids in, one vector out — then
-its weights quantised to int8 by ONNX
-Runtime's dynamic quantisation (a quarter of the size, about twice as fast on one core; cosine
-≈ 0.97 to the float model). Building the graph needs the `onnx` package (`sovra[train]`); no
-PyTorch, no download: the weights come through the weight store like the static embeddings'.
+its weights quantised to int8 by ONNX Runtime's dynamic quantisation (a quarter of the size, about
+twice as fast on one core; cosine ≈ 0.97 to the float model). Building the graph needs the `onnx`
+package (`sovra[train]`); no PyTorch, no download: the weights come through the weight store like
+the static embeddings'.
 `tests/routing/test_encoder.py` checks the graph against `distil.encode` on a tiny BERT.
 
 The vector is two unit vectors side by side: the mean of the last layer's token states (the
