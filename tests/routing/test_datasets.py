@@ -45,6 +45,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def _bench_words() -> list[set[str]]:
+    """The content words of every prompt in bench/data, which the project's own training data must
+    not restate."""
+    return [_content_words(row["text"]) for path in sorted((ROOT / "bench" / "data").glob("*.jsonl"))
+            for row in _rows(path)]  # fmt: skip
+
+
 def _empty_sources(root: Path) -> None:
     (root / "intent").mkdir()
     for name in (
@@ -109,8 +116,7 @@ def test_the_guard_test_set_is_labelled_and_no_paraphrase_of_a_trained_or_bench_
 
 def test_the_guard_prompts_and_markup_requests_restate_no_bench_prompt() -> None:
     """They train the jailbreak signal: every bench file must stay wording it never saw."""
-    bench = [_content_words(row["text"]) for path in sorted((ROOT / "bench" / "data").glob("*.jsonl"))
-             for row in _rows(path)]  # fmt: skip
+    bench = _bench_words()
     for row in [*_rows(ROOT / GUARD_PROMPTS), *_rows(ROOT / MARKUP_REQUESTS)]:
         assert not _restates(row["text"], bench), row["text"]
 
@@ -167,8 +173,7 @@ def test_frames_put_each_harmful_request_and_as_many_questions_in_each_frame(tmp
 def test_the_frames_and_harmful_requests_restate_no_bench_prompt() -> None:
     """They train the jailbreak signal's head; the bench's short attacks (guard_test.jsonl) and its
     other prompts must stay unseen wording."""
-    bench = [_content_words(row["text"]) for path in sorted((ROOT / "bench" / "data").glob("*.jsonl"))
-             for row in _rows(path)]  # fmt: skip
+    bench = _bench_words()
     frames = _rows(ROOT / FRAMES)
     assert all(row["text"].count(SLOT) == 1 for row in frames)
     for row in [*frames, *_rows(ROOT / HARMFUL_REQUESTS)]:
