@@ -268,12 +268,14 @@ def _print_sources(by_source: dict[str, list[bool]]) -> None:
         print(f"    {source:<45} {sum(hits) / len(hits):6.1%}  of {len(hits)}")
 
 
-def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard) -> None:
+def jailbreak_report(data: Path, guard: Path, markup: Path, threshold: float, card: Scorecard) -> None:
     """In distribution (held-out rows of the sources trained on) beside out of distribution (whole
     sources never trained on: datasets.OUT_OF_DISTRIBUTION) and the bench's own look-alikes: the
     classifier alone at 0.5 and at `threshold`, then as the default policy flags a prompt — by the
     classifier or by an instruction-override cue (`signals/injection.py`), scored on the card.
-    Each prompt is scored once for all three."""
+    Each prompt is scored once for all three. `guard`, `markup`: the project's guard prompts and
+    markup requests (datasets.GUARD_PROMPTS, MARKUP_REQUESTS), their held-back quarters read in
+    distribution."""
     classifier = shipped_classifiers().jailbreak
     # Written for this bench, never trained on: dangerous-sounding benign prompts (XSTest-style), the
     # background prompts chat apps send (titles, tags, follow-ups: "reply only with raw JSON"), and
@@ -290,7 +292,7 @@ def jailbreak_report(data: Path, guard: Path, threshold: float, card: Scorecard)
         "in distribution": [
             *jailbreak_examples(data, "held_out"),
             *guard_examples(guard, "held_out"),
-            *markup_examples(HERE.parent / MARKUP_REQUESTS, "held_out"),
+            *markup_examples(markup, "held_out"),
         ],
         "out of distribution": [*jailbreak_examples(data, "out_of_distribution"), *lookalikes],
     }
@@ -565,18 +567,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "router")
     parser.add_argument("--questions", type=Path, default=HERE.parent / QUESTIONS)
     parser.add_argument("--guard-prompts", type=Path, default=HERE.parent / GUARD_PROMPTS)
+    parser.add_argument("--markup-requests", type=Path, default=HERE.parent / MARKUP_REQUESTS)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=Thresholds().jailbreak,
                         help="jailbreak score threshold (default: the shipped policy's; 0.5 is shown beside it)")  # fmt: skip
     parser.add_argument("--only", choices=TASKS, action="append",
                         help="run only this part (repeatable); the domain part takes minutes")  # fmt: skip
     args = parser.parse_args()
+    for flag, path in (("--data", args.data), ("--questions", args.questions),
+                       ("--guard-prompts", args.guard_prompts), ("--markup-requests", args.markup_requests)):  # fmt: skip
+        if not path.exists():
+            parser.error(f"{flag}: no such file or folder: {path}")
     tasks = args.only or TASKS
     card = Scorecard()
     if "domain" in tasks:
         domain_report(args.data, args.questions, card)
     if "jailbreak" in tasks:
-        jailbreak_report(args.data, args.guard_prompts, args.threshold, card)
+        jailbreak_report(args.data, args.guard_prompts, args.markup_requests, args.threshold, card)
     if "pii" in tasks:
         pii_report(args.data, card)
         for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():
