@@ -448,14 +448,9 @@ _EXFILTRATION = re.compile(r"!\[[^\]\n]*\]\(\s*https?://[^\s)]*[?&][^\s)=]*=[^\s
 
 def _search(text: str) -> str | None:
     lowered = "\x00" + text.lower()  # the text's start opens a line too (_OPENS), but is no sentence end
-    present: dict[re.Pattern[str], bool] = {}  # each needed pattern looked for once per text
+    present: dict[str | re.Pattern[str], bool] = {}  # each hint looked for once per text
     for name, hints, pattern in _compiled():
-        if isinstance(hints, re.Pattern):
-            if hints not in present:
-                present[hints] = hints.search(lowered) is not None
-            if not present[hints]:
-                continue
-        elif not any(hint in lowered for hint in hints):
+        if not any(_present(hint, lowered, present) for hint in _each(hints)):
             continue
         for match in pattern.finditer(lowered):
             start = match.start()
@@ -470,6 +465,17 @@ def _search(text: str) -> str | None:
 
 # Scripts written without spaces between words: a cue may start after any character.
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def _each(hints: Needs) -> tuple[str | re.Pattern[str], ...]:
+    return (hints,) if isinstance(hints, re.Pattern) else hints
+
+
+def _present(hint: str | re.Pattern[str], lowered: str, present: dict[str | re.Pattern[str], bool]) -> bool:
+    """Whether `hint` is in `lowered`, remembered: cues share hints ("ignor", "prompt", "user")."""
+    if hint not in present:
+        present[hint] = hint.search(lowered) is not None if isinstance(hint, re.Pattern) else hint in lowered
+    return present[hint]
 
 
 def _decoded(text: str) -> list[str]:
