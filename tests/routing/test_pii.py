@@ -95,6 +95,19 @@ def test_person_names_in_context(text: str, found: str) -> None:
     assert text[entity.start : entity.end] == found
 
 
+def test_a_name_found_is_found_again_wherever_it_is_mentioned() -> None:
+    text = "Borkowski's first film, directed by Maciej Borkowski and starring Borkowski, won; borkowski.pl"
+    spans = [text[e.start : e.end] for e in find_entities(text) if e.type == "PERSON"]
+    # Each mention as written, before or after the one the context gave away; not a lower-case domain.
+    assert spans == ["Borkowski", "Maciej Borkowski", "Borkowski"]
+
+
+def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
+    text = "Dr. Van Helsing is here. Van drivers wait outside; the van is white."
+    spans = [text[e.start : e.end] for e in find_entities(text) if e.type == "PERSON"]
+    assert spans == ["Van Helsing"]
+
+
 @pytest.mark.parametrize(
     ("text", "found"),
     [

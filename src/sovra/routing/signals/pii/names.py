@@ -174,6 +174,12 @@ def _speakers(text: str) -> Iterator[tuple[int, int]]:
 
 
 def persons(text: str) -> Iterator[tuple[int, int]]:
+    found = list(_found(text))
+    yield from found
+    yield from _named_again(text, found)
+
+
+def _found(text: str) -> Iterator[tuple[int, int]]:
     yield from _speakers(text)
     firms: list[tuple[int, int]] = []  # "The Jones, Smith and Davis Orchestra": none of its words
     yield from _listed(text, firms)
@@ -181,6 +187,24 @@ def persons(text: str) -> Iterator[tuple[int, int]]:
     for start, end in _people(text):
         if not any(start < firm_end and firm_start < end for firm_start, firm_end in firms):
             yield start, end
+
+
+def _named_again(text: str, found: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Every other mention of a word of a name found, as written: a text that names "Maciej
+    Borkowski" and then says "starring Borkowski" names him twice, and redacting the one mention
+    the context gave away would leave the other."""
+    words = {
+        word
+        for start, end in found
+        for word in _ITEM.findall(text, start, end)
+        if len(word) > 2 and _title_case(word) and word.lower() not in _NOT_AGAIN
+    }
+    if not words:
+        return
+    again = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
+    for match in again.finditer(text):
+        if not any(match.start() < end and start < match.end() for start, end in found):
+            yield match.span()
 
 
 def _people(text: str) -> Iterator[tuple[int, int]]:
@@ -337,6 +361,10 @@ def _acting(text: str, token: re.Match[str], gazetteer: tuple[frozenset[str], fr
         return False
     start = text[: token.start()].rstrip(" \t\"'")
     return _title_case(word) or not start or start[-1] in ".!?\n"
+
+
+# Words of a name that say nothing of who it is when they stand alone ("Mrs", "Van", "The").
+_NOT_AGAIN = _FUNCTION_WORDS | _PARTICLES | _TITLES
 
 
 def _title_case(word: str) -> bool:
