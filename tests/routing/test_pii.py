@@ -100,6 +100,9 @@ def test_a_name_found_is_found_again_wherever_it_is_mentioned() -> None:
     spans = [text[e.start : e.end] for e in find_entities(text) if e.type == "PERSON"]
     # Each mention as written, before or after the one the context gave away; not a lower-case domain.
     assert spans == ["Borkowski", "Maciej Borkowski", "Borkowski"]
+    # A name found with a possessive is found again without one.
+    text = "Ask Mrs. Filemonsen's son; Filemonsen is away."
+    assert [text[e.start : e.end] for e in find_entities(text) if e.type == "PERSON"][-1] == "Filemonsen"
 
 
 def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:

@@ -1,8 +1,8 @@
 """Person names, read in context: a gazetteer (`routing/models/names.json`: given names and surnames
 of many locales, from Faker's lists, minus words the router's corpora use as ordinary words), runs
 of capitalised words holding a known name, titles and cues ("Mrs.", "my name is"), lists and pairs
-of names, the speakers of a dialogue — and what is not a person though it looks like one (a firm,
-a street, a place named after people)."""
+of names, the speakers of a dialogue, and every other mention of a name found — and what is not a
+person though it looks like one (a firm, a street, a place named after people)."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def _named_again(text: str, found: list[tuple[int, int]]) -> Iterator[tuple[int,
     words = {
         word
         for start, end in found
-        for word in _ITEM.findall(text, start, end)
+        for word in (_POSSESSIVE.sub("", w) for w in _ITEM.findall(text, start, end))
         if len(word) > 2 and _title_case(word) and word.lower() not in _NOT_AGAIN
     }
     if not words:
