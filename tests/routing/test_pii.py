@@ -88,11 +88,21 @@ def test_only_the_asked_types_are_found() -> None:
         ("Could you ask Maria whether the room is free?", "Maria"),
         # A surname that is also a place word stays a name.
         ("Send it to Andrew Hill before noon.", "Andrew Hill"),
+        # A given name of many locales that a town in one of them also bears.
+        ("Could you send the minutes to Laura before noon?", "Laura"),
+        # Polish surnames, men's and women's forms (Faker keeps them under other names).
+        ("Przemek Kucharski will join us later.", "Przemek Kucharski"),
+        ("Wisława Szczepańska signed the lease.", "Wisława Szczepańska"),
     ],
 )
 def test_person_names_in_context(text: str, found: str) -> None:
     (entity,) = [e for e in find_entities(text) if e.type == "PERSON"]
     assert text[entity.start : entity.end] == found
+
+
+@pytest.mark.parametrize("text", ["I moved to Georgia last year.", "We flew to Lima on Monday."])
+def test_a_place_that_is_also_a_given_name_is_no_one(text: str) -> None:
+    assert not [e for e in find_entities(text) if e.type == "PERSON"]
 
 
 def test_a_name_found_is_found_again_wherever_it_is_mentioned() -> None:

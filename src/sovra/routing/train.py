@@ -189,16 +189,39 @@ def names(data: Path) -> dict[str, list[str]]:
     "will", "may", "park": a name there would make every sentence personal) and place names: given
     names minus whole places ("Lima"; a given name alone is taken for a person), surnames minus
     every word of one ("New York") — not given names that are only part of one ("Santa Ana", "Alice
-    Springs": Ana and Alice stay names; `signals/pii/names.py` knows such places by their first word)."""
-    given: set[str] = set()
+    Springs": Ana and Alice stay names; `signals/pii/names.py` knows such places by their first word),
+    nor given names of three locales or more that some town also bears (Laura, George, Martin: a town
+    in one locale's list of thousands should not unname a name of many)."""
+    given_in: dict[str, set[str]] = {}  # locale -> its given names
     surnames: set[str] = set()
-    for attribute, values in _faker_lists("person", lambda a: a.startswith(("first_names", "last_names"))):
-        into = given if attribute.startswith("first_names") else surnames
-        into |= {str(n).lower() for n in values if _latin(str(n))}
-    places = _places()
+    for locale, attribute, values in _faker_lists("person", _name_list):
+        listed = {str(n).lower() for n in values if _latin(str(n))}
+        if attribute.startswith("first_names"):
+            given_in.setdefault(locale, set()).update(listed)
+        else:
+            surnames |= listed
+    given = set().union(*given_in.values())
+    locales = Counter(name for names in given_in.values() for name in names)
+    # Polish women's forms, which Faker derives as it writes them: Kowalski -> Kowalska.
+    surnames |= {name[:-1] + "a" for name in surnames if name.endswith(("ski", "cki", "dzki"))}
+    regions, towns = _places(_REGIONS), _places(_TOWNS)
+    widespread = {name for name, count in locales.items() if count >= 3}
     not_names = _ordinary_words(data) | _NOT_NAMES
-    parts = {part for place in places for part in place.split()}
-    return {"first": sorted(given - not_names - places), "last": sorted(surnames - not_names - parts)}
+    parts = {part for place in regions | towns for part in place.split()}
+    return {
+        "first": sorted(given - not_names - regions - (towns - widespread)),
+        "last": sorted(surnames - not_names - parts),
+    }
+
+
+def _name_list(attribute: str) -> bool:
+    """Whether a Faker person provider's attribute lists given names or surnames. Not every locale
+    calls them the same: the Polish one keeps its surnames as "unisex_last_names" and men's forms
+    as "male_last_names"."""
+    return attribute.startswith(("first_names", "last_names")) or attribute in _POLISH_SURNAMES
+
+
+_POLISH_SURNAMES = frozenset(["unisex_last_names", "male_last_names"])
 
 
 # Capitalised words the corpora use for other things: months, days, planets, continents, faiths.
@@ -281,19 +304,23 @@ _NOT_NAMES = frozenset(
 )
 
 
-def _places() -> set[str]:
-    """Countries, states, regions and cities of Faker's address providers, lower-cased."""
-    kinds = {"countries", "states", "cities", "city_names", "real_city_names", "provinces", "regions"}
+_REGIONS = frozenset(["countries", "states", "provinces", "regions"])
+_TOWNS = frozenset(["cities", "city_names", "real_city_names"])
+
+
+def _places(kinds: frozenset[str]) -> set[str]:
+    """The places of Faker's address providers listed under `kinds`, lower-cased."""
     names: set[str] = set()
-    for _, places in _faker_lists("address", kinds.__contains__):
+    for _, _, places in _faker_lists("address", kinds.__contains__):
         names |= {str(place).lower() for place in places}
     return names
 
 
 def _faker_lists(
     kind: str, wanted: Callable[[str], bool]
-) -> Iterator[tuple[str, dict[str, Any] | list[Any] | tuple[Any, ...]]]:
-    """(attribute, its values) for each list attribute `wanted` of every locale's `kind` provider."""
+) -> Iterator[tuple[str, str, dict[str, Any] | list[Any] | tuple[Any, ...]]]:
+    """(locale, attribute, its values) for each list attribute `wanted` of every locale's `kind`
+    provider."""
     import importlib
     import pkgutil
 
@@ -303,7 +330,7 @@ def _faker_lists(
         for attribute in dir(provider):
             value = getattr(provider, attribute, None)
             if wanted(attribute) and isinstance(value, dict | list | tuple):
-                yield attribute, value
+                yield module.name, attribute, value
 
 
 def _latin(name: str) -> bool:
