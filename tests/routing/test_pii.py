@@ -88,6 +88,8 @@ def test_only_the_asked_types_are_found() -> None:
         ("Could you ask Maria whether the room is free?", "Maria"),
         # A surname that is also a place word stays a name.
         ("Send it to Andrew Hill before noon.", "Andrew Hill"),
+        # A writer who capitalises nothing: a given name and a surname, both known.
+        ("have you been to a david lange concert before?", "david lange"),
         # A given name of many locales that a town in one of them also bears.
         ("Could you send the minutes to Laura before noon?", "Laura"),
         # Polish surnames, men's and women's forms (Faker keeps them under other names).
@@ -98,6 +100,12 @@ def test_only_the_asked_types_are_found() -> None:
 def test_person_names_in_context(text: str, found: str) -> None:
     (entity,) = [e for e in find_entities(text) if e.type == "PERSON"]
     assert text[entity.start : entity.end] == found
+
+
+def test_one_known_name_in_lower_case_is_not_taken_for_a_person() -> None:
+    # In a text with no capitals, one word the gazetteer knows is as often an ordinary word.
+    text = "this sandy face, with hazel eyes and a sunny aspect, was all he saw"
+    assert not [e for e in find_entities(text) if e.type == "PERSON"]
 
 
 @pytest.mark.parametrize("text", ["I moved to Georgia last year.", "We flew to Lima on Monday."])

@@ -1,8 +1,9 @@
 """Person names, read in context: a gazetteer (`routing/models/names.json`: given names and surnames
 of many locales, from Faker's lists, minus words the router's corpora use as ordinary words), runs
-of capitalised words holding a known name, titles and cues ("Mrs.", "my name is"), lists and pairs
-of names, the speakers of a dialogue, and every other mention of a name found — and what is not a
-person though it looks like one (a firm, a street, a place named after people)."""
+of capitalised words holding a known name (in a text with no capitals, known names two or more),
+titles and cues ("Mrs.", "my name is"), lists and pairs of names, the speakers of a dialogue, and
+every other mention of a name found — and what is not a person though it looks like one (a firm, a
+street, a place named after people)."""
 
 from __future__ import annotations
 
@@ -218,6 +219,7 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
     named = (
         {m.end() for m in _NAMING.finditer(text)} if cue_words else set()
     )  # where a word is said to be a name
+    uncapitalised = text.islower()  # a writer who capitalises nothing: "have you met david lange?"
     index = 0
     while index < len(tokens):
         word = tokens[index].group()
@@ -239,7 +241,7 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
             index += 1  # one unknown capitalised word, no title before it ("Which", "The"): no one
             continue
         cued = bool(_CUES.search(before))
-        run = _run(text, tokens, index, cued, gazetteer)
+        run = _run(text, tokens, index, cued or uncapitalised, gazetteer)
         if not run:
             index += 1
             continue
@@ -258,7 +260,12 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
         # or the words after say a person was: "Tomomi Nishiyama lives at …", names known or not
         acts = _ACTS.match(text, end) is not None
         said = said or (len(names) >= 2 and not _FUNCTION_WORDS.intersection(words) and acts)
-        if (len(names) >= 2 and known) or given or said or _initialled(words):
+        if uncapitalised and not (cued or titled):
+            # Known names in lower case, said by nothing: a given name and more names, never one
+            # alone (one in ten such words is a name: "hazel eyes", "a sandy face").
+            if len(names) >= 2 and names[0] in first and known == len(names):
+                yield tokens[run[0]].start(), end
+        elif (len(names) >= 2 and known) or given or said or _initialled(words):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
 
