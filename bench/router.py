@@ -17,7 +17,8 @@
   both Presidio files: the newer generator's (the patterns were written with it in view) and the
   older generator's (other templates and locales); and on sentences of this bench's own filled by
   Faker in 16 locales (bench/pii_synth.py; the street and place words were extended with them in
-  view, so they count as in distribution).
+  view, so they count as in distribution); and the name-word classifier refitted without a quarter
+  of Faker's locales, read on the names only those locales list.
 - Latency: the whole routing decision (default policy: jailbreak, injection cues, structured PII,
   domain; then the same redacting names and addresses too) for short questions (the sentence
   encoder reads them) and prompts of about 50, 500 and 2,000 tokens, pinned to one core, p50/p99;
@@ -36,6 +37,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -70,7 +72,8 @@ from sovra.routing.policy import Policy, Thresholds
 from sovra.routing.router import SPECIALIST_DOMAINS, Router, default_policy, shipped_classifiers
 from sovra.routing.signals.injection import find_injection
 from sovra.routing.signals.pii import ENTITY_TYPES
-from sovra.routing.train import fit_domain
+from sovra.routing.signals.pii.names import NAMES, written_like_a_name
+from sovra.routing.train import faker_names, fit_domain, fit_name_words, non_names
 from sovra.spec import Routing, Specialty
 
 HERE = Path(__file__).parent
@@ -430,6 +433,31 @@ def pii_report(data: Path, card: Scorecard) -> None:
                      f"{recall:.1%} / {precision:.1%}", target)  # fmt: skip
 
 
+def name_words_report(data: Path, card: Scorecard) -> None:
+    """The name-word classifier (asked of capitalised words the gazetteer does not know), refitted
+    here as `sovra router train` fits it but without the names of a quarter of Faker's locales, and
+    read on those locales' names that no other locale lists, beside a fifth of the non-names held
+    out (the words of the corpora and of place names)."""
+    by_locale = faker_names()
+    gazetteer = json.loads(NAMES.read_text(encoding="utf-8"))
+    known = set(gazetteer["first"]) | set(gazetteer["last"])
+    locales = sorted(locale for locale, (first, last) in by_locale.items() if first | last)
+    random.Random(0).shuffle(locales)
+    held = set(locales[: len(locales) // 4])
+    trained = known & {n for loc in locales if loc not in held for part in by_locale[loc] for n in part}
+    unseen = known & {n for loc in held for part in by_locale[loc] for n in part} - trained
+    words = sorted(non_names(data) - known)
+    random.Random(0).shuffle(words)
+    cut = len(words) * 4 // 5
+    classifier = fit_name_words(trained, set(words[:cut]))
+    named = _share([written_like_a_name(w, classifier) for w in sorted(unseen)])
+    wrong = _share([written_like_a_name(w, classifier) for w in words[cut:]])
+    print(f"\nname-word classifier, refitted without {len(held)} of {len(locales)} Faker locales: "
+          f"{named} of their {len(unseen)} names called names, {wrong} of {len(words) - cut} held-out words")  # fmt: skip
+    card.set("PII name-word classifier: unseen locales' names / held-out words called names", "out",
+             f"{named} / {wrong}")  # fmt: skip
+
+
 def _pii_counts(path: Path) -> dict[str, Counter[str]]:
     """A Presidio file's figures per entity type (`pii_synth.tally`, summed over its rows)."""
     figures: dict[str, Counter[str]] = defaultdict(Counter)
@@ -586,6 +614,7 @@ def main() -> None:
         jailbreak_report(args.data, args.guard_prompts, args.markup_requests, args.threshold, card)
     if "pii" in tasks:
         pii_report(args.data, card)
+        name_words_report(args.data, card)
         for kind, (recall, precision) in synthetic_pii_report(per_locale=60).items():
             label = {"PERSON": "person names", "STREET_ADDRESS": "street addresses"}[kind]
             card.set(

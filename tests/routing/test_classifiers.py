@@ -83,3 +83,25 @@ def test_the_shipped_jailbreak_classifier_on_clear_cases() -> None:
         "Act as a patient maths tutor and explain fractions to a ten-year-old.",
     ):
         assert jailbreak.probabilities(benign)["attack"] < on
+
+
+def test_the_name_word_classifier_learns_names_from_their_letters() -> None:
+    # Polish and Hungarian surnames against English words; read on Czech and Slovak surnames and
+    # on English words it never saw.
+    import json
+
+    from faker.providers.person import cs_CZ, hu_HU, pl_PL, sk_SK
+
+    from sovra.routing.classifier import MODELS
+    from sovra.routing.train import fit_name_words
+
+    vocabulary = json.loads((MODELS / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    english = sorted(w for w in vocabulary if w.isalpha() and w.isascii() and len(w) > 4)
+    names = {n.lower() for n in (*pl_PL.Provider.unisex_last_names[:1500], *hu_HU.Provider.last_names)}
+    unseen = {n.lower() for n in (*cs_CZ.Provider.last_names_male, *sk_SK.Provider.last_names_male)} - names
+    classifier = fit_name_words(names, set(english[::2]) - names)
+
+    def named(words: set[str]) -> float:
+        return float(np.mean([classifier.probabilities(w)["name"] >= 0.5 for w in words]))
+
+    assert named(unseen) > 0.6 and named(set(english[1::2]) - names - unseen) < 0.2

@@ -88,6 +88,10 @@ def test_only_the_asked_types_are_found() -> None:
         ("Could you ask Maria whether the room is free?", "Maria"),
         # A surname that is also a place word stays a name.
         ("Send it to Andrew Hill before noon.", "Andrew Hill"),
+        # Two capitalised words the gazetteer does not know, each written like a name (the name-word
+        # classifier), neither a common English word.
+        ("The award went to Aigerim Dzhaksybekov last night.", "Aigerim Dzhaksybekov"),
+        ("Please forward the file to Oluwaseun Adebayo today.", "Oluwaseun Adebayo"),
         # A writer who capitalises nothing: a given name and a surname, both known.
         ("have you been to a david lange concert before?", "david lange"),
         # A given name of many locales that a town in one of them also bears.
@@ -243,6 +247,9 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "The answer is A. 0 B. 4 C. 2 D. 6",
         # Places made of a given name, told by their first or last word.
         "She flew from San Jose to Santa Ana, then on to South Carolina and Alice Springs.",
+        # Capitalised runs of words the gazetteer does not know: common English words, not names.
+        "They read Entertainment Weekly and the Google Public Data Explorer.",
+        "I played Tube Snake Boogie twice.",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -53,6 +54,7 @@ from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 from sovra.routing.policy import Thresholds
+from sovra.routing.signals.pii.names import NAME_WORDS
 
 __all__ = ["ENCODER", "MODELS", "aligned", "fit_domain", "fit_second_opinion", "train"]
 
@@ -192,16 +194,10 @@ def names(data: Path) -> dict[str, list[str]]:
     Springs": Ana and Alice stay names; `signals/pii/names.py` knows such places by their first word),
     nor given names of three locales or more that some town also bears (Laura, George, Martin: a town
     in one locale's list of thousands should not unname a name of many)."""
-    given_in: dict[str, set[str]] = {}  # locale -> its given names
-    surnames: set[str] = set()
-    for locale, attribute, values in _faker_lists("person", _name_list):
-        listed = {str(n).lower() for n in values if _latin(str(n))}
-        if attribute.startswith("first_names"):
-            given_in.setdefault(locale, set()).update(listed)
-        else:
-            surnames |= listed
-    given = set().union(*given_in.values())
-    locales = Counter(name for names in given_in.values() for name in names)
+    by_locale = faker_names()
+    given: set[str] = set().union(*(first for first, _ in by_locale.values()))
+    surnames: set[str] = set().union(*(last for _, last in by_locale.values()))
+    locales = Counter(name for first, _ in by_locale.values() for name in first)
     # Polish women's forms, which Faker derives as it writes them: Kowalski -> Kowalska.
     surnames |= {name[:-1] + "a" for name in surnames if name.endswith(("ski", "cki", "dzki"))}
     regions, towns = _places(_REGIONS), _places(_TOWNS)
@@ -212,6 +208,17 @@ def names(data: Path) -> dict[str, list[str]]:
         "first": sorted(given - not_names - regions - (towns - widespread)),
         "last": sorted(surnames - not_names - parts),
     }
+
+
+def faker_names() -> dict[str, tuple[set[str], set[str]]]:
+    """Each Faker locale's given names and surnames in Latin script, lower-cased."""
+    by_locale: dict[str, tuple[set[str], set[str]]] = {}
+    for locale, attribute, values in _faker_lists("person", _name_list):
+        first, last = by_locale.setdefault(locale, (set(), set()))
+        (first if attribute.startswith("first_names") else last).update(
+            str(n).lower() for n in values if _latin(str(n))
+        )
+    return by_locale
 
 
 def _name_list(attribute: str) -> bool:
@@ -439,13 +446,49 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, Any]:
-    """Write `names.json` into `out`; its manifest entry."""
+    """Write `names.json` and the name-word classifier fitted on it (`NAME_WORDS`) into `out`;
+    their manifest entry."""
     gazetteer = out / "names.json"
-    gazetteer.write_text(json.dumps(names(data), ensure_ascii=False, separators=(",", ":")) + "\n")
+    known = names(data)
+    gazetteer.write_text(json.dumps(known, ensure_ascii=False, separators=(",", ":")) + "\n")
+    name_words = set(known["first"]) | set(known["last"])
+    words = non_names(data) - name_words
+    fit_name_words(name_words, words).save(out / NAME_WORDS.name)
     return {
         **_file_entry(gazetteer),
         "source": "Faker's person providers (MIT), Latin-script locales, minus the corpora's ordinary words",
+        "name_words": {
+            **_file_entry(out / NAME_WORDS.name),
+            "names": len(name_words),
+            "words": len(words),
+            "strength": NAME_WORDS_STRENGTH,
+        },
     }
+
+
+NAME_WORDS_STRENGTH = 3.0  # C, chosen on the names of Faker locales held out (models/README.md)
+
+
+def fit_name_words(name_words: set[str], words: set[str]) -> LinearClassifier:
+    """Whether a word's letters are a name's: a logistic regression over its character n-grams,
+    the gazetteer's names against the corpora's words and the words of places, each side weighing
+    the same. `signals/pii/names.py` asks it of capitalised words the gazetteer does not know."""
+    examples = [Example(word, "name", "gazetteer") for word in sorted(name_words)]
+    examples += [Example(word, "word", "corpora") for word in sorted(words)]
+    return fit(examples, NAME_WORDS_STRENGTH, balanced=True)
+
+
+def non_names(data: Path) -> set[str]:
+    """Words that are no one's name, lower-cased: every word of the domain corpora (train side), the
+    words of Faker's place names, and the months, days, faiths … of `_NOT_NAMES`."""
+    words: set[str] = set()
+    for example in domain_examples(data, "train"):
+        words.update(w.lower() for w in _WORDS.findall(example.text))
+    places = {part for place in _places(_REGIONS | _TOWNS) for part in place.split() if part.isalpha()}
+    return words | places | _NOT_NAMES
+
+
+_WORDS = re.compile(r"[^\W\d_]{2,}")
 
 
 def fit_domain(examples: list[Example], embeddings: StaticEmbeddings, encoder: SentenceEncoder) -> Cascade:

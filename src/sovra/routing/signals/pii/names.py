@@ -1,6 +1,7 @@
 """Person names, read in context: a gazetteer (`routing/models/names.json`: given names and surnames
 of many locales, from Faker's lists, minus words the router's corpora use as ordinary words), runs
-of capitalised words holding a known name (in a text with no capitals, known names two or more),
+of capitalised words holding a known name, or of two or more written like names (a classifier over
+their letters, `models/name-words.npz`; in a text with no capitals, known names two or more),
 titles and cues ("Mrs.", "my name is"), lists and pairs of names, the speakers of a dialogue, and
 every other mention of a name found — and what is not a person though it looks like one (a firm, a
 street, a place named after people)."""
@@ -13,11 +14,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from sovra.routing.classifier import LinearClassifier
 from sovra.routing.signals.pii.letters import UPPER
 
-__all__ = ["NAMES", "persons"]
+__all__ = ["NAMES", "NAME_WORDS", "persons", "written_like_a_name"]
 
 NAMES = Path(__file__).parents[2] / "models" / "names.json"
+NAME_WORDS = NAMES.with_name("name-words.npz")  # whether a word's letters are a name's
+_VOCABULARY = NAMES.with_name("tokenizer.json")  # the sentence encoder's WordPiece vocabulary
 
 _TITLES = frozenset(
     ["mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "madam", "mme", "mlle", "herr", "frau"]
@@ -158,6 +162,39 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(names["first"]), frozenset(names["last"])
 
 
+@functools.cache
+def _name_words() -> LinearClassifier:
+    return LinearClassifier.load(NAME_WORDS)
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    """The whole words of the encoder's WordPiece vocabulary: English's common words ("war",
+    "girl", "silver") and a few hundred names."""
+    vocabulary = json.loads(_VOCABULARY.read_text(encoding="utf-8"))["model"]["vocab"]
+    return frozenset(word for word in vocabulary if word.isalpha())
+
+
+def written_like_a_name(word: str, classifier: LinearClassifier | None = None) -> bool:
+    """Whether a lower-cased word is written like a name: not a common English word, and its
+    letters a name's by `classifier` (by default the shipped one, `train.fit_name_words`):
+    "szczepańska", "musliyevich"; not "war", "weekly"."""
+    if word in _vocabulary():
+        return False
+    return (classifier or _name_words()).probabilities(word)["name"] >= 0.5
+
+
+_name_like = functools.lru_cache(maxsize=4096)(written_like_a_name)  # words recur across requests
+
+
+def _shaped(words: list[str], names: list[str], gazetteer: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Two names or more, each known or written like one: "Irenke Sörös", "Bekbolat Musliyevich"."""
+    first, last = gazetteer
+    if len(names) < 2 or _FUNCTION_WORDS.intersection(words):
+        return False
+    return all(w in first or w in last or _name_like(w) for w in names)
+
+
 _SPEAKER = re.compile(rf"(?m)^[ \t>]*([{UPPER}][^\W\d_]+):")  # "Ella: What a wife." at a line's start
 
 
@@ -265,7 +302,13 @@ def _people(text: str) -> Iterator[tuple[int, int]]:
             # alone (one in ten such words is a name: "hazel eyes", "a sandy face").
             if len(names) >= 2 and names[0] in first and known == len(names):
                 yield tokens[run[0]].start(), end
-        elif (len(names) >= 2 and known) or given or said or _initialled(words):
+        elif (
+            (len(names) >= 2 and known)
+            or given
+            or said
+            or _initialled(words)
+            or _shaped(words, names, gazetteer)  # names the gazetteer does not know, written like names
+        ):
             yield tokens[run[0]].start(), end
         index = run[-1] + 1
 
