@@ -92,6 +92,8 @@ def test_only_the_asked_types_are_found() -> None:
         # classifier), neither a common English word.
         ("The award went to Aigerim Dzhaksybekov last night.", "Aigerim Dzhaksybekov"),
         ("Please forward the file to Oluwaseun Adebayo today.", "Oluwaseun Adebayo"),
+        # One word written like a name that lives somewhere or speaks.
+        ("Yerlan said the shipment was late.", "Yerlan"),
         # A writer who capitalises nothing: a given name and a surname, both known.
         ("have you been to a david lange concert before?", "david lange"),
         # A given name of many locales that a town in one of them also bears.
@@ -250,6 +252,7 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         # Capitalised runs of words the gazetteer does not know: common English words, not names.
         "They read Entertainment Weekly and the Google Public Data Explorer.",
         "I played Tube Snake Boogie twice.",
+        "Python was born in the nineties.",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

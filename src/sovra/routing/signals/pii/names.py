@@ -403,11 +403,13 @@ def _named(
 
 def _acting(text: str, token: re.Match[str], gazetteer: tuple[frozenset[str], frozenset[str]]) -> bool:
     """One known name that lives, is from, was born or speaks: capitalised, or in lower case where a
-    sentence starts ("selma is from stillwater"; "Russia said" is no one)."""
+    sentence starts ("selma is from stillwater"; "Russia said" is no one); or one capitalised word
+    written like a name ("Yerlan said")."""
     word, (first, last) = token.group(), gazetteer
     lowered = word.lower()
-    known = lowered in first or lowered in last
-    if lowered in _PRONOUNS or not known or not _ACTS.match(text, token.end()):
+    if lowered in _PRONOUNS or not _ACTS.match(text, token.end()):
+        return False
+    if not (lowered in first or lowered in last or (_title_case(word) and _name_like(lowered))):
         return False
     start = text[: token.start()].rstrip(" \t\"'")
     return _title_case(word) or not start or start[-1] in ".!?\n"
