@@ -161,6 +161,10 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
         ("Write to Praça de São João de Deus, 5 today.", "Praça de São João de Deus, 5"),
         ("Deliver it to Na Šafránce 5 tomorrow.", "Na Šafránce 5"),
         ("We met on rue David Lebon yesterday.", "rue David Lebon"),
+        # US military mail: a ship and its sailor, a post office and box, in any case.
+        ("Ship it to USCGC Hamilton\nFPO AP 96678 please.", "USCGC Hamilton\nFPO AP 96678"),
+        ("My son is at PSC 1234, Box 5678\nAPO AE 09001 until May.", "PSC 1234, Box 5678\nAPO AE 09001"),
+        ("write to unit 2211 box 0042 dpo aa 34005 today", "unit 2211 box 0042 dpo aa 34005"),
         # House numbers that look like a phone number belong to the address they start.
         ("The restaurant is at 17151 2450 Crown St", "17151 2450 Crown St"),
         # A postcode taken for a phone number cuts the address there, not away.

@@ -83,8 +83,12 @@ _ADDRESS = re.compile(
     rf"|\b\d{{1,5}}[A-Za-z]?,?\s+(?i:{_STREET_BEFORE})\s+{_LINK}[\w'\u2019.-]+"
     rf"|(?i:\b(?:{_STREET_BEFORE}|{_STREET_BEFORE_SHORT}))\s+{_LINK}{_CAP}(?:\s+{_LINK}{_CAP}){{0,3}},?\s+"
     r"(?:\d{1,5}[A-Za-z]?\b|S/N\b)"  # "Praça de São João de Deus, 5"; S/N: no number
+    # US military mail: "PSC 5420, Box 2708\nAPO AA 33879", "Unit 8505 Box 3866\nDPO AP 93558",
+    # "USNS Márquez\nFPO AP 08653" (a ship and its sailor's surname); before a unit alone
+    r"|(?i:\b(?:PSC|Unit)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}(?:\s+[AD]PO[ \t]+A[AEP][ \t]+\d{5})?\b)"
+    r"|(?i:\b(?:USNS|USNV|USS|USCGC)[ \t]+[^\W\d_][\w'-]*\s+FPO[ \t]+A[AEP][ \t]+\d{5}\b)"
     r"|(?i:\b(?:apt|apartment|suite|ste|unit|flat|studio)\.?\s+#?\d{1,5}[A-Za-z]?\b)"
-    r"|(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b)|\bPSC \d{1,5}, Box \d{1,5}\b"
+    r"|(?i:\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b)"
     rf"|\b\d{{1,6}} (?!{_MONTH}){_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75", not "03 Feb 2022"
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
     rf"|{_CUED}{_CAP}(?:[ \t]+{_CAP}){{0,2}},?[ \t]+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80", on one line
