@@ -161,6 +161,9 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
         ("Write to Praça de São João de Deus, 5 today.", "Praça de São João de Deus, 5"),
         ("Deliver it to Na Šafránce 5 tomorrow.", "Na Šafránce 5"),
         ("We met on rue David Lebon yesterday.", "rue David Lebon"),
+        # A writer who capitalises nothing: a street word, or a long compound street suffix.
+        ("i live at 12 baker street, london", "12 baker street"),
+        ("send it to 4 machelsesteenweg 197 please", "4 machelsesteenweg 197"),
         # US military mail: a ship and its sailor, a post office and box, in any case.
         ("Ship it to USCGC Hamilton\nFPO AP 96678 please.", "USCGC Hamilton\nFPO AP 96678"),
         ("My son is at PSC 1234, Box 5678\nAPO AE 09001 until May.", "PSC 1234, Box 5678\nAPO AE 09001"),
@@ -257,6 +260,8 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "They read Entertainment Weekly and the Google Public Data Explorer.",
         "I played Tube Snake Boogie twice.",
         "Python was born in the nineties.",
+        # Numbers and road words in a text without capitals.
+        "it is 5 miles down the road, a 3 hour drive",
     ],
 )
 def test_ordinary_capitalised_words_are_not_people_or_places(text: str) -> None:

@@ -1,6 +1,7 @@
 """Street addresses: a number beside a street word (Street, Rd, -straße, -gade, Via, Rue, ul., utca,
-…), a flat or suite number, a P.O. box, with what belongs to them (the number before, the place
-after on the line, a letter's address block below)."""
+…), a flat or suite number, a P.O. box, US military mail, with what belongs to them (the number
+before, the place after on the line, a letter's address block below); in a text written without
+capitals, a number beside an unmistakable street word."""
 
 from __future__ import annotations
 
@@ -93,6 +94,16 @@ _ADDRESS = re.compile(
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
     rf"|{_CUED}{_CAP}(?:[ \t]+{_CAP}){{0,2}},?[ \t]+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80", on one line
 )
+# In a text written without capitals, the same told by the street word alone: a number, one or two
+# words that are not function words, and an unmistakable street word ("12 baker street"); or a
+# compound with one of the long street suffixes ("machelsesteenweg 197"). Not "5 miles down the road".
+_FUNCTION = r"(?!(?:the|a|an|of|on|in|at|to|and|or|down|up|along|across|off|by|from|for|per|each|every)\b)"
+_LOWER_ADDRESS = re.compile(
+    rf"\b\d{{1,6}}[a-z]?,?[ \t]+(?:{_FUNCTION}[^\W\d_][\w'\u2019-]*[ \t]+){{1,2}}"
+    r"(?:street|avenue|road|boulevard|lane|terrace|crescent|parkway|st|ave|rd|blvd)\b\.?"
+    rf"|\b[^\W\d_]+(?:{_STREET_SUFFIX_LOWER}|steenweg|straat|laan|vej|veien|vegen|gasse|allee)"
+    r"[ \t]*\d{1,5}\b"
+)
 _ZIP_CUED = re.compile(r"(?i:\b(?:zip|postal|post) ?code(?: is|:)?\s+)(\d{4,6}(?:-\d{4})?)\b")
 _NUMBER_BEFORE = re.compile(r"\b\d{1,6}[ \t]+$")  # "48334 36 rue de Pologne": the house's number too
 # What follows a street on the same line in prose: ", Honolulu HI 96817", ", 75002 Paris, France".
@@ -121,6 +132,8 @@ def _street_matches(text: str) -> list[re.Match[str]]:
             windows.append([low, high])
     found = [m for low, high in windows for m in _ADDRESS.finditer(text, low, min(high, len(text)))]
     found += _NAMED_STREET.finditer(text)
+    if text.islower():
+        found += _LOWER_ADDRESS.finditer(text)
     return sorted(found, key=lambda m: (m.start(), -m.end()))
 
 
