@@ -7,6 +7,12 @@ is also where the gazetteer's names come from, so the names here are known ones.
 place words of `signals/pii/` were extended (2026-12-02) with these sentences in view: they are a
 validation set now, and the figures in distribution; Presidio's older file stays the unseen one.
 
+A second set (`UNSEEN_TEMPLATES` in `UNSEEN_LOCALES`) was written on 2026-12-08 after the
+recognisers of that day, and read once to report: 20 chat-style templates of other wording, 20
+Latin-script locales none of the first set's (their own name and address formats: Australian,
+Canadian, Indian, South African, Swiss, Austrian, Latin American, Balkan …), a fifth of its sentences
+lower-cased as people type them. It is out of distribution for both the templates and the locales.
+
     python bench/pii_synth.py [--per-locale 60]
 
 Faker's it_IT cities come from a set, so their order, and some Italian sentences, follow Python's
@@ -49,6 +55,32 @@ TEMPLATES = (
     "Translate into English: {name} wohnt jetzt in {street}.",
     "Who should I contact? The form says {name}, {address_line}.",
 )
+UNSEEN_LOCALES = (
+    "en_AU", "en_CA", "en_NZ", "en_IN", "zu_ZA", "de_AT", "de_CH", "fr_CH", "fr_CA", "es_MX",
+    "es_AR", "es_CL", "es_CO", "nl_BE", "no_NO", "sk_SK", "sl_SI", "hr_HR", "ro_RO", "id_ID",
+)  # fmt: skip
+UNSEEN_TEMPLATES = (
+    "hey, can you help me write a birthday card for {first}? she lives at {street} now",
+    "My landlord {name} wants me out of {address_line} by Friday. Is that legal?",
+    "Forward this to {name} ({email}) and cc {name2}.",
+    "Write a short bio for {name}, a {job} based in {city}.",
+    "Is {street} in a safe neighbourhood? I'm thinking of renting there.",
+    "{name} and I are getting married! Help me write the invitation; the reception is at {address_line}.",
+    "Billing address:\n{address}\nCardholder: {name}",
+    "What's a good gift for my boss, {name}?",
+    "Can you check the spelling of this: {name}, {street}",
+    "I need to return a parcel to {address_line}. Which carrier is cheapest?",
+    "Please introduce me to {name}; {first} said you two worked together.",
+    "Translate to French: Please deliver the package to {name} at {street}.",
+    "Emergency contact: {name}, phone {phone}",
+    "{name} wrote that she will be at {street} around noon. What should I bring?",
+    "Make a table of these guests: {name}, {name2}, {first}.",
+    "Our new office is at {address_line}. Write a tweet announcing it.",
+    "Draft a reference letter for {name}, who worked for me for {digit} years.",
+    "How do I tell {first} that I can't come to the party?",
+    "Tenant: {name}\nProperty: {street}\nRent due: {month}",
+    "Remind me to call {name} about the house at {street}.",
+)
 PEOPLE, PLACES = ("name", "name2", "first"), ("street", "address", "address_line")
 KINDS = ("PERSON", "STREET_ADDRESS")  # what these sentences label
 
@@ -60,13 +92,25 @@ class Sentence:
     locale: str
 
 
-def sentences(per_locale: int, seed: int = 13) -> Iterator[Sentence]:
+def sentences(
+    per_locale: int,
+    seed: int = 13,
+    templates: tuple[str, ...] = TEMPLATES,
+    locales: tuple[str, ...] = LOCALES,
+    lower: float = 0.0,
+) -> Iterator[Sentence]:
+    """`per_locale` sentences of `templates` in each of `locales`; a share `lower` of them lower-cased."""
     picker = random.Random(seed)
-    for locale in LOCALES:
+    for locale in locales:
         fake = Faker(locale)
         fake.seed_instance(seed)
         for _ in range(per_locale):
-            yield _fill(picker.choice(TEMPLATES), fake, locale)
+            sentence = _fill(picker.choice(templates), fake, locale)
+            if lower and picker.random() < lower:  # the spans stay where they were, if the letters do
+                lowered = sentence.text.lower()
+                if len(lowered) == len(sentence.text):
+                    sentence = Sentence(lowered, sentence.spans, locale)
+            yield sentence
 
 
 def _fill(template: str, fake: Faker, locale: str) -> Sentence:
@@ -76,6 +120,10 @@ def _fill(template: str, fake: Faker, locale: str) -> Sentence:
         "address": address, "address_line": address.replace("\n", ", "), "city": fake.city(),
         "email": fake.email(), "number": str(fake.random_int(1000, 99999)), "year": str(fake.year()),
     }  # fmt: skip
+    # The second set's fields, drawn only where asked for: the first set's sentences stay the same.
+    extra = {"job": fake.job, "phone": fake.phone_number, "digit": lambda: str(fake.random_int(2, 12)),
+             "month": fake.month_name}  # fmt: skip
+    values.update({field: draw() for field, draw in extra.items() if "{" + field + "}" in template})
     text, spans = "", []
     for literal, field in _pieces(template):
         text += literal
@@ -116,14 +164,19 @@ def tally(
     return figures
 
 
-def report(per_locale: int) -> dict[str, tuple[float, float]]:
-    """Print recall/precision per type (and recall per locale); return {type: (recall, precision)}."""
-    examples = list(sentences(per_locale))
-    print(
-        f"\nPII in this bench's own sentences, filled by Faker ({len(examples)} sentences, {len(LOCALES)} locales)"
+def report(per_locale: int, unseen: bool = False) -> dict[str, tuple[float, float]]:
+    """Print recall/precision per type (and recall per locale); return {type: (recall, precision)}.
+    `unseen`: the second set (other templates and locales, a fifth lower-cased)."""
+    locales = UNSEEN_LOCALES if unseen else LOCALES
+    examples = list(
+        sentences(per_locale, templates=UNSEEN_TEMPLATES, locales=locales, lower=0.2)
+        if unseen
+        else sentences(per_locale)
     )
+    which = "templates and locales written for reading once" if unseen else "this bench's own sentences"
+    print(f"\nPII in {which}, filled by Faker ({len(examples)} sentences, {len(locales)} locales)")
     overall: dict[str, Counter[str]] = defaultdict(Counter)
-    by_locale: dict[str, dict[str, Counter[str]]] = {loc: defaultdict(Counter) for loc in LOCALES}
+    by_locale: dict[str, dict[str, Counter[str]]] = {loc: defaultdict(Counter) for loc in locales}
     for example in examples:
         for kind, counted in tally(example.text, example.spans, KINDS).items():
             overall[kind].update(counted)
@@ -151,7 +204,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--per-locale", type=int, default=60)
-    report(parser.parse_args().per_locale)
+    per_locale = parser.parse_args().per_locale
+    report(per_locale)
+    report(per_locale // 2, unseen=True)
 
 
 if __name__ == "__main__":

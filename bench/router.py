@@ -622,6 +622,11 @@ def main() -> None:
                 "in",
                 f"{recall:.1%} / {precision:.1%}",
             )
+        for kind, (recall, precision) in synthetic_pii_report(per_locale=30, unseen=True).items():
+            label = {"PERSON": "person names", "STREET_ADDRESS": "street addresses"}[kind]
+            card.set(
+                f"PII {label}, Faker: unseen templates and locales", "out", f"{recall:.1%} / {precision:.1%}"
+            )
     if "latency" in tasks:
         latency_report(args.data, args.rounds, card)
         artefacts_report()
