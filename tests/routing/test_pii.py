@@ -161,6 +161,11 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
         ("Write to Praça de São João de Deus, 5 today.", "Praça de São João de Deus, 5"),
         ("Deliver it to Na Šafránce 5 tomorrow.", "Na Šafránce 5"),
         ("We met on rue David Lebon yesterday.", "rue David Lebon"),
+        # A street word and a house number said to be one (id, es); a street line, a postcode, a town.
+        ("Please deliver to Jl. Merdeka Raya No. 12, Bandung.", "Jl. Merdeka Raya No. 12, Bandung"),
+        ("Our office: Calle 45 # 12-30, Bogotá", "Calle 45 # 12-30, Bogotá"),
+        ("Send it to Kovačićeva 4b/2, 10000 Zagreb please.", "Kovačićeva 4b/2, 10000 Zagreb"),
+        ("Write to Anna Berg at Lipova ulica 7a, 2311 Hoče.", "Lipova ulica 7a, 2311 Hoče"),
         # A writer who capitalises nothing: a street word, or a long compound street suffix.
         ("i live at 12 baker street, london", "12 baker street"),
         ("send it to 4 machelsesteenweg 197 please", "4 machelsesteenweg 197"),
@@ -260,6 +265,10 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "They read Entertainment Weekly and the Google Public Data Explorer.",
         "I played Tube Snake Boogie twice.",
         "Python was born in the nineties.",
+        # A numbered work, a product and its year, a rank.
+        "Beethoven's Symphony No. 9 is in D minor.",
+        "Windows 10, 2019 Edition is out.",
+        "He ranked it at #1 in 2019.",
         # Numbers and road words in a text without capitals.
         "it is 5 miles down the road, a 3 hour drive",
     ],

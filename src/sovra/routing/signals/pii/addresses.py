@@ -66,6 +66,16 @@ _STREET_BEFORE = (  # the street word first: "Via dei Fiorentini 17", "36 rue de
     "pasadizo|cañada|callejón|carretera|glorieta|pasaje|ronda|rambla|travesía|vía|urbanización|"
     "bajada|cuesta|avinguda|carrer|passeig"
 )
+# Street words that a house number marked as one follows ("Nr.", "No.", "#"): ro, id, es.
+_STREET_MARKED = (
+    "strada|str\\.|șoseaua|soseaua|aleea|bulevardul|calea|splaiul|intrarea|jl\\.|jalan|gg\\.|gang|"
+    "calle|carrera|cr\\.|cra\\.|kr\\.|av\\.|avenida|diagonal|transversal|tv\\.|dg\\.|blv\\.|pasaje"
+)
+# Words a street line does not hold: "Anna Berg at …", "Jennifer Alcaraz Suite 541, 6343 …".
+_NOT_FUNCTION = (
+    r"(?!(?i:at|in|on|to|from|of|the|and|or|is|was|for|by|with|near|lives|moved|"
+    r"suite|apt|apartment|unit|flat|box|room|floor)\b)"
+)
 _CAP = rf"[{UPPER}][\w'\u2019.-]*"  # a capitalised word
 _WORDS = rf"[{UPPER}][\w'\u2019-]+(?: [{UPPER}][\w'\u2019-]+){{0,2}}"  # on one line
 _CUED = r"(?:(?<=lives at )|(?<=located at )|(?<=address: )|(?<=is on ))"
@@ -93,6 +103,14 @@ _ADDRESS = re.compile(
     rf"|\b\d{{1,6}} (?!{_MONTH}){_WORDS} \d{{1,5}}[A-Za-z]?\b"  # "172 Maneeži 75", not "03 Feb 2022"
     rf"|\b\d{{1,6}} \d{{1,5}} {_WORDS}"  # "846 31 Rue Al Imam"
     rf"|{_CUED}{_CAP}(?:[ \t]+{_CAP}){{0,2}},?[ \t]+\d{{1,5}}[A-Za-z]?\b"  # "lives at Jahu 80", on one line
+    # A street word, then a house number said to be one: "Jl. Rawamangun No. 2", "Soseaua Dochioiu
+    # Nr. 33", "Calle 18 # 95-2" (not "Symphony No. 9")
+    rf"|(?i:\b(?:{_STREET_MARKED}))[ \t]+[\w'\u2019.-]+(?:[ \t]+[\w'\u2019.-]+){{0,4}}?[ \t]+"
+    r"(?:Nr\.|No\.|N°|Nº|#)[ \t]*\d{1,5}[A-Za-z]?(?:-\d{1,4})?\b"
+    # A street line, then a postcode and a town: "Kriva pot 2b, 3214 Višnja Gora", "Palmotićeva 0a/4,
+    # 63581 Omiš" (not "Windows 10, 2019 Edition": no postcode looks like a year; not "Anna Berg at …")
+    rf"|\b{_CAP}(?:[ \t]+{_NOT_FUNCTION}[\w'\u2019.-]+){{0,3}}?[ \t]+\d{{1,5}}[A-Za-z]?(?:/\d{{1,4}})?,[ \t]*"
+    rf"(?!(?:1[89]|20)\d\d\b)\d{{4,6}}[ \t]+[{UPPER}][\w'\u2019-]*"
 )
 # In a text written without capitals, the same told by the street word alone: a number, one or two
 # words that are not function words, and an unmistakable street word ("12 baker street"); or a
