@@ -56,7 +56,17 @@ from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, norma
 from sovra.routing.policy import Thresholds
 from sovra.routing.signals.pii.names import NAME_WORDS
 
-__all__ = ["ENCODER", "MODELS", "aligned", "fit_domain", "fit_second_opinion", "train"]
+__all__ = [
+    "ENCODER",
+    "MODELS",
+    "aligned",
+    "faker_names",
+    "fit_domain",
+    "fit_name_words",
+    "fit_second_opinion",
+    "non_names",
+    "train",
+]
 
 log = logging.getLogger("sovra.router")
 # Inverse regularisation strength, chosen on the train side by 5-fold cross-validation (see the
@@ -479,8 +489,9 @@ def fit_name_words(name_words: set[str], words: set[str]) -> LinearClassifier:
 
 
 def non_names(data: Path) -> set[str]:
-    """Words that are no one's name, lower-cased: every word of the domain corpora (train side), the
-    words of Faker's place names, and the months, days, faiths … of `_NOT_NAMES`."""
+    """The words a name is told apart from, lower-cased: every word of the domain corpora (train
+    side), the words of Faker's place names, and the months, days, faiths … of `_NOT_NAMES` (the
+    corpora name people too: the caller takes the gazetteer's names out)."""
     words: set[str] = set()
     for example in domain_examples(data, "train"):
         words.update(w.lower() for w in _WORDS.findall(example.text))
