@@ -1,5 +1,6 @@
 """Street addresses: a number beside a street word (Street, Rd, -straße, -gade, Via, Rue, ul., utca,
-…), a flat or suite number, a P.O. box, US military mail, with what belongs to them (the number
+…), a flat or suite number, a P.O. box, US military mail, a street with a house number marked as
+one ("Nr.", "No.") or followed by a postcode and a town, with what belongs to them (the number
 before, the place after on the line, a letter's address block below); in a text written without
 capitals, a number beside an unmistakable street word."""
 
@@ -71,10 +72,11 @@ _STREET_MARKED = (
     "strada|str\\.|șoseaua|soseaua|aleea|bulevardul|calea|splaiul|intrarea|jl\\.|jalan|gg\\.|gang|"
     "calle|carrera|cr\\.|cra\\.|kr\\.|av\\.|avenida|diagonal|transversal|tv\\.|dg\\.|blv\\.|pasaje"
 )
-# Words a street line does not hold: "Anna Berg at …", "Jennifer Alcaraz Suite 541, 6343 …".
-_NOT_FUNCTION = (
-    r"(?!(?i:at|in|on|to|from|of|the|and|or|is|was|for|by|with|near|lives|moved|"
-    r"suite|apt|apartment|unit|flat|box|room|floor)\b)"
+# Words no street's name holds: "Anna Berg at …", "Jennifer Alcaraz Suite 541, 6343 …", "5 miles
+# down the road".
+_NOT_IN_A_STREET = (
+    r"(?!(?i:the|a|an|of|on|in|at|to|from|and|or|is|was|for|by|with|near|lives|moved|down|up|along|"
+    r"across|off|per|each|every|suite|apt|apartment|unit|flat|box|room|floor)\b)"
 )
 _CAP = rf"[{UPPER}][\w'\u2019.-]*"  # a capitalised word
 _WORDS = rf"[{UPPER}][\w'\u2019-]+(?: [{UPPER}][\w'\u2019-]+){{0,2}}"  # on one line
@@ -109,15 +111,14 @@ _ADDRESS = re.compile(
     r"(?:Nr\.|No\.|N°|Nº|#)[ \t]*\d{1,5}[A-Za-z]?(?:-\d{1,4})?\b"
     # A street line, then a postcode and a town: "Kriva pot 2b, 3214 Višnja Gora", "Palmotićeva 0a/4,
     # 63581 Omiš" (not "Windows 10, 2019 Edition": no postcode looks like a year; not "Anna Berg at …")
-    rf"|\b{_CAP}(?:[ \t]+{_NOT_FUNCTION}[\w'\u2019.-]+){{0,3}}?[ \t]+\d{{1,5}}[A-Za-z]?(?:/\d{{1,4}})?,[ \t]*"
-    rf"(?!(?:1[89]|20)\d\d\b)\d{{4,6}}[ \t]+[{UPPER}][\w'\u2019-]*"
+    rf"|\b{_CAP}(?:[ \t]+{_NOT_IN_A_STREET}[\w'\u2019.-]+){{0,3}}?[ \t]+\d{{1,5}}[A-Za-z]?(?:/\d{{1,4}})?,"
+    rf"[ \t]*(?!(?:1[89]|20)\d\d\b)\d{{4,6}}[ \t]+[{UPPER}][\w'\u2019-]*"
 )
 # In a text written without capitals, the same told by the street word alone: a number, one or two
-# words that are not function words, and an unmistakable street word ("12 baker street"); or a
-# compound with one of the long street suffixes ("machelsesteenweg 197"). Not "5 miles down the road".
-_FUNCTION = r"(?!(?:the|a|an|of|on|in|at|to|and|or|down|up|along|across|off|by|from|for|per|each|every)\b)"
+# words of a street's name, and an unmistakable street word ("12 baker street"); or a compound with
+# one of the long street suffixes ("machelsesteenweg 197").
 _LOWER_ADDRESS = re.compile(
-    rf"\b\d{{1,6}}[a-z]?,?[ \t]+(?:{_FUNCTION}[^\W\d_][\w'\u2019-]*[ \t]+){{1,2}}"
+    rf"\b\d{{1,6}}[a-z]?,?[ \t]+(?:{_NOT_IN_A_STREET}[^\W\d_][\w'\u2019-]*[ \t]+){{1,2}}"
     r"(?:street|avenue|road|boulevard|lane|terrace|crescent|parkway|st|ave|rd|blvd)\b\.?"
     rf"|\b[^\W\d_]+(?:{_STREET_SUFFIX_LOWER}|steenweg|straat|laan|vej|veien|vegen|gasse|allee)"
     r"[ \t]*\d{1,5}\b"
