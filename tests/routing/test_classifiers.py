@@ -1,17 +1,19 @@
 """The hashed n-gram features, the linear classifier's storage, training, and what the shipped
 classifiers say about prompts whose answer is not in doubt."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faker.providers.person import cs_CZ, hu_HU, pl_PL, sk_SK
 
-from sovra.routing.classifier import LinearClassifier
+from sovra.routing.classifier import MODELS, LinearClassifier
 from sovra.routing.datasets import Example
 from sovra.routing.features import DIMENSION, hashed_ngrams, normalised
 from sovra.routing.policy import Thresholds
 from sovra.routing.router import shipped_classifiers
-from sovra.routing.train import fit
+from sovra.routing.train import fit, fit_name_words
 
 
 def test_features_ignore_case_and_spacing_and_have_unit_length() -> None:
@@ -88,13 +90,6 @@ def test_the_shipped_jailbreak_classifier_on_clear_cases() -> None:
 def test_the_name_word_classifier_learns_names_from_their_letters() -> None:
     # Polish and Hungarian surnames against English words; read on Czech and Slovak surnames and
     # on English words it never saw.
-    import json
-
-    from faker.providers.person import cs_CZ, hu_HU, pl_PL, sk_SK
-
-    from sovra.routing.classifier import MODELS
-    from sovra.routing.train import fit_name_words
-
     vocabulary = json.loads((MODELS / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
     english = sorted(w for w in vocabulary if w.isalpha() and w.isascii() and len(w) > 4)
     names = {n.lower() for n in (*pl_PL.Provider.unisex_last_names[:1500], *hu_HU.Provider.last_names)}
