@@ -166,6 +166,9 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
         ("Our office: Calle 45 # 12-30, Bogotá", "Calle 45 # 12-30, Bogotá"),
         ("Send it to Kovačićeva 4b/2, 10000 Zagreb please.", "Kovačićeva 4b/2, 10000 Zagreb"),
         ("Write to Anna Berg at Lipova ulica 7a, 2311 Hoče.", "Lipova ulica 7a, 2311 Hoče"),
+        # A number, a street's name, its town and a postcode, whatever the street word.
+        ("Send it to 39 King Indlela, Polokwane, 2688 today.", "39 King Indlela, Polokwane, 2688"),
+        ("Ship to 923, Deol Ganj, Chandrapur-881973.", "923, Deol Ganj, Chandrapur-881973"),
         # A writer who capitalises nothing: a street word, or a long compound street suffix.
         ("i live at 12 baker street, london", "12 baker street"),
         ("send it to 4 machelsesteenweg 197 please", "4 machelsesteenweg 197"),
@@ -269,6 +272,8 @@ def test_the_speakers_of_a_dialogue_are_people_and_a_forms_labels_are_not() -> N
         "Beethoven's Symphony No. 9 is in D minor.",
         "Windows 10, 2019 Edition is out.",
         "He ranked it at #1 in 2019.",
+        # Counts of things in places, a figure after them.
+        "We sold 500 Units, North Region, 12000 more than planned.",
         # Numbers and road words in a text without capitals.
         "it is 5 miles down the road, a 3 hour drive",
     ],

@@ -1,8 +1,8 @@
 """Street addresses: a number beside a street word (Street, Rd, -straße, -gade, Via, Rue, ul., utca,
 …), a flat or suite number, a P.O. box, US military mail, a street with a house number marked as
-one ("Nr.", "No.") or followed by a postcode and a town, with what belongs to them (the number
-before, the place after on the line, a letter's address block below); in a text written without
-capitals, a number beside an unmistakable street word."""
+one ("Nr.", "No.") or with its postcode and town whatever its street word, with what belongs to
+them (the number before, the place after on the line, a letter's address block below); in a text
+written without capitals, a number beside an unmistakable street word."""
 
 from __future__ import annotations
 
@@ -113,6 +113,12 @@ _ADDRESS = re.compile(
     # 63581 Omiš" (not "Windows 10, 2019 Edition": no postcode looks like a year; not "Anna Berg at …")
     rf"|\b{_CAP}(?:[ \t]+{_NOT_IN_A_STREET}[\w'\u2019.-]+){{0,3}}?[ \t]+\d{{1,5}}[A-Za-z]?(?:/\d{{1,4}})?,"
     rf"[ \t]*(?!(?:1[89]|20)\d\d\b)\d{{4,6}}[ \t]+[{UPPER}][\w'\u2019-]*"
+    # A number, a street's name of two words or more, then its town and a postcode: "39 King Indlela,
+    # Polokwane, 2688", "923, Deol Ganj, Chandrapur-881973", whatever the street word (not "sold 500
+    # Units, North Region, 12000")
+    rf"|\b\d{{1,6}}[A-Za-z]?,?[ \t]+{_CAP}(?:[ \t]+{_NOT_IN_A_STREET}{_CAP}){{1,3}},[ \t]*"
+    rf"{_CAP}(?:[ \t]+{_CAP}){{0,2}}(?:,[ \t]*[A-Z]{{2,3}})?(?:,[ \t]*|[ \t]+|-)"
+    r"(?!(?:1[89]|20)\d\d\b)\d{4,6}\b"
 )
 # In a text written without capitals, the same told by the street word alone: a number, one or two
 # words of a street's name, and an unmistakable street word ("12 baker street"); or a compound with
