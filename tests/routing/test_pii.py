@@ -3,6 +3,7 @@
 import pytest
 
 from sovra.routing.signals.pii import find_entities, redact
+from sovra.routing.signals.pii.addresses import addresses
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -169,6 +170,10 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
         # A number, a street's name, its town and a postcode, whatever the street word.
         ("Send it to 39 King Indlela, Polokwane, 2688 today.", "39 King Indlela, Polokwane, 2688"),
         ("Ship to 923, Deol Ganj, Chandrapur-881973.", "923, Deol Ganj, Chandrapur-881973"),
+        # Street words from Faker's address providers: after the name, before it, joined to it.
+        ("Meet me at 14 Rose Laneway tonight.", "14 Rose Laneway"),
+        ("Write to Calzada Juárez 706, please.", "Calzada Juárez 706"),
+        ("Send it to Bakkegrenda 4 tomorrow.", "Bakkegrenda 4"),
         # A writer who capitalises nothing: a street word, or a long compound street suffix.
         ("i live at 12 baker street, london", "12 baker street"),
         ("send it to 4 machelsesteenweg 197 please", "4 machelsesteenweg 197"),
@@ -191,6 +196,12 @@ def test_a_word_of_a_name_that_says_nothing_alone_is_not_found_again() -> None:
 def test_street_addresses(text: str, found: str) -> None:
     (entity,) = [e for e in find_entities(text) if e.type == "STREET_ADDRESS"]
     assert text[entity.start : entity.end] == found
+
+
+def test_a_locales_own_street_words_can_be_left_out() -> None:
+    # The bench reads each Faker locale's sentences without the street words only it lists.
+    assert list(addresses("Meet me at 14 Rose Laneway tonight.", without="en_AU")) == []
+    assert list(addresses("Meet me at 14 Rose Laneway tonight.", without="es_MX")) == [(11, 26)]
 
 
 def test_a_list_of_given_names_or_of_names_after_a_cue_is_people_and_a_firm_is_not() -> None:

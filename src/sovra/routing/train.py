@@ -54,6 +54,7 @@ from sovra.routing.encoder import SentenceEncoder
 from sovra.routing.export import export
 from sovra.routing.features import BITS, DIMENSION, NGRAMS, hashed_ngrams, normalised
 from sovra.routing.policy import Thresholds
+from sovra.routing.signals.pii.addresses import STREETS
 from sovra.routing.signals.pii.names import NAME_WORDS
 
 __all__ = [
@@ -338,16 +339,21 @@ def _faker_lists(
 ) -> Iterator[tuple[str, str, dict[str, Any] | list[Any] | tuple[Any, ...]]]:
     """(locale, attribute, its values) for each list attribute `wanted` of every locale's `kind`
     provider."""
+    for locale, provider in _faker_providers(kind):
+        for attribute in dir(provider):
+            value = getattr(provider, attribute, None)
+            if wanted(attribute) and isinstance(value, dict | list | tuple):
+                yield locale, attribute, value
+
+
+def _faker_providers(kind: str) -> Iterator[tuple[str, Any]]:
+    """(locale, its `kind` provider class) for every locale Faker has."""
     import importlib
     import pkgutil
 
     package = importlib.import_module(f"faker.providers.{kind}")
     for module in pkgutil.iter_modules(package.__path__):
-        provider = importlib.import_module(f"faker.providers.{kind}.{module.name}").Provider
-        for attribute in dir(provider):
-            value = getattr(provider, attribute, None)
-            if wanted(attribute) and isinstance(value, dict | list | tuple):
-                yield module.name, attribute, value
+        yield module.name, importlib.import_module(f"faker.providers.{kind}.{module.name}").Provider
 
 
 def _latin(name: str) -> bool:
@@ -436,6 +442,7 @@ def train(
             extra={"classifier": name, "seconds": round(time.perf_counter() - started, 1), "path": str(path)},
         )
     manifest["gazetteer"] = write_gazetteer(data, out)
+    manifest["streets"] = write_street_words(out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -474,6 +481,58 @@ def write_gazetteer(data: Path, out: Path = MODELS) -> dict[str, Any]:
             "strength": NAME_WORDS_STRENGTH,
         },
     }
+
+
+def write_street_words(out: Path = MODELS) -> dict[str, Any]:
+    """Write `streets.json` (`street_words`, against the vocabulary of `out`'s tokenizer) into
+    `out`; its manifest entry."""
+    vocabulary = json.loads((out / TOKENIZER).read_text(encoding="utf-8"))["model"]["vocab"]
+    path = out / STREETS.name
+    path.write_text(json.dumps(street_words(set(vocabulary)), ensure_ascii=False, sort_keys=True) + "\n")
+    return {
+        **_file_entry(path),
+        "source": "Faker's address providers (MIT): street words, each with its locales",
+    }
+
+
+def street_words(vocabulary: set[str]) -> dict[str, dict[str, list[str]]]:
+    """The words Faker's address providers build street names with, by where they stand — `after`
+    a street's name ("Kramer Centreway", "Deol Ganj", "King Indlela"), `before` it ("Calzada
+    Juárez"), or joined to it (`compound`: "Næssgrenda") — each with the locales that use it.
+    Not the words a common English word could be (the WordPiece vocabulary's: "Approach", "Beach"):
+    those read as addresses only with the hand-written street words of `signals/pii/addresses.py`."""
+    found: dict[str, dict[str, set[str]]] = {"after": {}, "before": {}, "compound": {}}
+    for locale, provider in _faker_providers("address"):
+        names, addresses = (getattr(provider, f"street_{kind}_formats", ()) for kind in ("name", "address"))
+        for form in (f for f in (*names, *addresses) if isinstance(f, str)):
+            for where, word in _street_words_of(form, provider):
+                found[where].setdefault(word, set()).add(locale)
+    return {
+        where: {w: sorted(on) for w, on in sorted(words.items()) if _street_word(w, where, vocabulary)}
+        for where, words in found.items()
+    }
+
+
+def _street_words_of(form: str, provider: Any) -> Iterator[tuple[str, str]]:
+    """(where, word) for the street words one street-name format of a provider uses."""
+    suffixes = [str(w) for w in getattr(provider, "street_suffixes", ())]
+    if "{{street_prefix}} {{street_suffix" in form:
+        pass  # "Jalan {{street_suffix}}": the "suffixes" are the streets' own names (en_MS)
+    elif "}}{{street_suffix" in form:
+        yield from (("compound", w) for w in suffixes)
+    elif "{{street_suffix" in form:
+        yield from (("after", w) for w in suffixes)
+    if "{{street_prefix" in form and "{{street_prefix}}{{" not in form:  # not a compound's stem
+        yield from (("before", str(w)) for w in getattr(provider, "street_prefixes", ()))
+    for position, literal in enumerate(re.split(r"\{\{[^}]*\}\}", form)):  # "{{last_name}} Nagar"
+        yield from (("after" if position else "before", w) for w in literal.split())
+
+
+def _street_word(word: str, where: str, vocabulary: set[str]) -> bool:
+    core = word.rstrip(".")
+    if not core.replace("-", "").isalpha() or core.lower() in vocabulary:
+        return False
+    return core.islower() and len(core) >= 4 if where == "compound" else core[0].isupper() and len(core) >= 3
 
 
 NAME_WORDS_STRENGTH = 3.0  # C, chosen on the names of Faker locales held out (models/README.md)

@@ -6,12 +6,17 @@ written without capitals, a number beside an unmistakable street word."""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from sovra.routing.signals.pii.letters import UPPER
 
-__all__ = ["addresses"]
+__all__ = ["STREETS", "addresses"]
+
+STREETS = Path(__file__).parents[2] / "models" / "streets.json"  # Faker's street words (train.street_words)
 
 _STREET_AFTER = (  # the street word after the name: "221 Baker Street", "12 Elm St."
     "street|avenue|road|boulevard|lane|drive|court|way|place|terrace|circle|parkway|square|trail|"
@@ -144,7 +149,24 @@ _DIGITS = re.compile(r"\d+|S/N")  # S/N: "sem número", no number
 _BEFORE_NUMBER, _AFTER_NUMBER = 100, 60  # how far from its number an address reaches
 
 
-def _street_matches(text: str) -> list[re.Match[str]]:
+@functools.cache
+def _harvested(without: str = "") -> re.Pattern[str]:
+    """The street patterns of Faker's street words (`STREETS`), those of locale `without` left out
+    unless another locale uses them too: the bench reads each locale's sentences without its own."""
+    words = json.loads(STREETS.read_text(encoding="utf-8"))
+    kept = {
+        where: "|".join(re.escape(w) for w, locales in sorted(listed.items()) if set(locales) - {without})
+        for where, listed in words.items()
+    }
+    return re.compile(
+        rf"\b\d{{1,6}}[A-Za-z]?,?[ \t]+(?:{_CAP}[ \t]+){{1,3}}(?:{kept['after']})(?![\w'\u2019-])"
+        rf"|\b(?:{kept['before']})[ \t]+{_LINK}{_CAP}(?:[ \t]+{_LINK}{_CAP}){{0,3}},?[ \t]+"
+        r"\d{1,5}[A-Za-z]?\b"
+        rf"|\b{_CAP}(?:{kept['compound']})[ \t]*\d{{1,5}}[A-Za-z]?\b"
+    )
+
+
+def _street_matches(text: str, without: str = "") -> list[re.Match[str]]:
     """Matches of the street patterns, longest first where two start together. Those with a number
     are looked for only near numbers: one scan of the whole pattern costs ~1 ms per 1,000
     characters, most of a long prompt has no number, and every such address has one."""
@@ -155,19 +177,26 @@ def _street_matches(text: str) -> list[re.Match[str]]:
             windows[-1][1] = high
         else:
             windows.append([low, high])
-    found = [m for low, high in windows for m in _ADDRESS.finditer(text, low, min(high, len(text)))]
+    harvested = _harvested(without)
+    found = [
+        m
+        for low, high in windows
+        for pattern in (_ADDRESS, harvested)
+        for m in pattern.finditer(text, low, min(high, len(text)))
+    ]
     found += _NAMED_STREET.finditer(text)
     if text.islower():
         found += _LOWER_ADDRESS.finditer(text)
     return sorted(found, key=lambda m: (m.start(), -m.end()))
 
 
-def addresses(text: str) -> Iterator[tuple[int, int]]:
+def addresses(text: str, without: str = "") -> Iterator[tuple[int, int]]:
     """Street addresses, each with what belongs to it: a number before it, the place after it on
     its line, and, for an address that starts a line (a letter's block), the short lines below it
-    (suite, town, country, postcode) — as Presidio labels them."""
+    (suite, town, country, postcode) — as Presidio labels them. `without`: a Faker locale whose own
+    street words are left out (the bench's out-of-distribution reading)."""
     end = 0
-    for match in _street_matches(text):
+    for match in _street_matches(text, without):
         if match.start() < end:
             continue
         start, end = match.start(), match.end()
