@@ -503,8 +503,11 @@ def street_words(vocabulary: set[str]) -> dict[str, dict[str, list[str]]]:
     those read as addresses only with the hand-written street words of `signals/pii/addresses.py`."""
     found: dict[str, dict[str, set[str]]] = {"after": {}, "before": {}, "compound": {}}
     for locale, provider in _faker_providers("address"):
-        names, addresses = (getattr(provider, f"street_{kind}_formats", ()) for kind in ("name", "address"))
-        for form in (f for f in (*names, *addresses) if isinstance(f, str)):
+        forms = (
+            *getattr(provider, "street_name_formats", ()),
+            *getattr(provider, "street_address_formats", ()),
+        )
+        for form in (f for f in forms if isinstance(f, str)):
             for where, word in _street_words_of(form, provider):
                 found[where].setdefault(word, set()).add(locale)
     return {
@@ -517,8 +520,8 @@ def _street_words_of(form: str, provider: Any) -> Iterator[tuple[str, str]]:
     """(where, word) for the street words one street-name format of a provider uses."""
     suffixes = [str(w) for w in getattr(provider, "street_suffixes", ())]
     if "{{street_prefix}} {{street_suffix" in form:
-        pass  # "Jalan {{street_suffix}}": the "suffixes" are the streets' own names (en_MS)
-    elif "}}{{street_suffix" in form:
+        suffixes = []  # "Jalan {{street_suffix}}": these "suffixes" are the streets' own names (en_MS)
+    if "}}{{street_suffix" in form:
         yield from (("compound", w) for w in suffixes)
     elif "{{street_suffix" in form:
         yield from (("after", w) for w in suffixes)
@@ -529,6 +532,8 @@ def _street_words_of(form: str, provider: Any) -> Iterator[tuple[str, str]]:
 
 
 def _street_word(word: str, where: str, vocabulary: set[str]) -> bool:
+    """Whether to keep a harvested word: letters (an abbreviation's full stop aside), no common English
+    word, capitalised where it stands alone, lower case and four letters or more where it is joined."""
     core = word.rstrip(".")
     if not core.replace("-", "").isalpha() or core.lower() in vocabulary:
         return False

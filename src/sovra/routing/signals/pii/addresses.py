@@ -156,6 +156,7 @@ def _harvested(without: str = "") -> re.Pattern[str]:
     words = json.loads(STREETS.read_text(encoding="utf-8"))
     kept = {
         where: "|".join(re.escape(w) for w, locales in sorted(listed.items()) if set(locales) - {without})
+        or "(?!)"  # none left: an empty alternation would match anywhere
         for where, listed in words.items()
     }
     return re.compile(
