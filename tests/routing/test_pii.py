@@ -4,6 +4,7 @@ import pytest
 
 from sovra.routing.signals.pii import find_entities, redact
 from sovra.routing.signals.pii.addresses import addresses
+from sovra.routing.train import street_words
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -319,3 +320,11 @@ def test_a_policy_that_asks_for_names_gets_them_redacted() -> None:
     decision = router.decide(asked)
     assert decision.redact == frozenset({"PERSON", "STREET_ADDRESS"})
     assert decision.apply(asked)["messages"][0]["content"] == "<PERSON> lives at <STREET_ADDRESS>."
+
+
+def test_faker_street_words_are_taken_by_where_they_stand() -> None:
+    words = street_words({"approach", "beach"})  # the vocabulary: common English words
+    assert "zu_ZA" in words["after"]["Indlela"] and "en_IN" in words["after"]["Ganj"]
+    assert "es_MX" in words["before"]["Calzada"] and "no_NO" in words["compound"]["grenda"]
+    # Not a common English word, nor the Malaysian provider's "suffixes" (the streets' own names).
+    assert "Approach" not in words["after"] and "Faraday" not in words["after"]
