@@ -222,9 +222,14 @@ def _found(text: str) -> Iterator[tuple[int, int]]:
     firms: list[tuple[int, int]] = []  # "The Jones, Smith and Davis Orchestra": none of its words
     yield from _listed(text, firms)
     yield from _paired(text)
-    for start, end in _people(text):
-        if not any(start < firm_end and firm_start < end for firm_start, firm_end in firms):
-            yield start, end
+    for span in _people(text):
+        if not _overlaps(span, firms):
+            yield span
+
+
+def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    start, end = span
+    return any(start < other_end and other_start < end for other_start, other_end in spans)
 
 
 def _named_again(text: str, found: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -241,7 +246,7 @@ def _named_again(text: str, found: list[tuple[int, int]]) -> Iterator[tuple[int,
         return
     again = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b")
     for match in again.finditer(text):
-        if not any(match.start() < end and start < match.end() for start, end in found):
+        if not _overlaps(match.span(), found):
             yield match.span()
 
 
